@@ -1,0 +1,96 @@
+# libnn build. Targets: all test sanitize valgrind install data mnist clean (see README).
+# Options: OPENMP=0 (no OpenMP), PORTABLE=1 (no -march=native), CC=clang, PREFIX=...
+
+CC       ?= cc
+CXX      ?= c++
+OPENMP   ?= 1
+PORTABLE ?= 0
+SANITIZE ?= 0
+BUILD    ?= build
+PREFIX   ?= /usr/local
+
+CFLAGS   = -std=c11 -Wall -Wextra -Wpedantic -ffp-contract=fast -D_POSIX_C_SOURCE=200809L -Iinclude
+LDLIBS   = -lm
+ifeq ($(SANITIZE),1)
+  CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=address,undefined
+else
+  CFLAGS  += -O3 -g
+endif
+ifeq ($(PORTABLE),0)
+  CFLAGS  += -march=native
+endif
+ifeq ($(OPENMP),1)
+  CFLAGS  += -fopenmp
+  LDFLAGS += -fopenmp
+endif
+CFLAGS += $(EXTRA_CFLAGS)
+
+LIB_SRC  = $(wildcard src/*/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB      = $(BUILD)/libnn.a
+HEADERS  = include/nn.h $(wildcard include/nn/*.h)
+
+EX_COMMON_SRC = $(wildcard examples/common/*.c)
+EX_COMMON_OBJ = $(EX_COMMON_SRC:%.c=$(BUILD)/%.o)
+EX_SRC   = $(wildcard examples/*.c)
+EX_BIN   = $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+
+TEST_SRC = $(wildcard tests/*.c)
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN = $(BUILD)/tests/run_tests
+
+.PHONY: all lib examples test sanitize valgrind install data mnist clean FORCE
+
+all: lib examples
+
+lib: $(LIB)
+examples: $(EX_BIN)
+
+# Rebuild everything when the compiler flags change (e.g. OPENMP=0 after a default build).
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h examples/common/*.h tests/*.h) $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(EX_COMMON_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The headers must also compile as C++.
+$(BUILD)/cxx_header_check.o: $(HEADERS) $(BUILD)/.flags
+	@mkdir -p $(BUILD)
+	echo '#include "nn.h"' | $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Iinclude -c - -o $@
+
+test: $(TEST_BIN) $(EX_BIN) $(BUILD)/cxx_header_check.o
+	$(TEST_BIN)
+
+sanitize:
+	$(MAKE) BUILD=build/sanitize SANITIZE=1 test
+
+valgrind: $(TEST_BIN)
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect $(TEST_BIN)
+
+install: $(LIB)
+	mkdir -p $(DESTDIR)$(PREFIX)/include/nn $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	cp include/nn.h $(DESTDIR)$(PREFIX)/include/
+	cp include/nn/*.h $(DESTDIR)$(PREFIX)/include/nn/
+	cp $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	printf 'prefix=%s\nincludedir=$${prefix}/include\nlibdir=$${prefix}/lib\n\nName: nn\nDescription: libnn, a minimal CPU neural-network library\nVersion: 0.1.0\nCflags: -I$${includedir}%s\nLibs: -L$${libdir} -lnn -lm%s\n' \
+	  '$(PREFIX)' '$(if $(filter 1,$(OPENMP)), -fopenmp,)' '$(if $(filter 1,$(OPENMP)), -fopenmp,)' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+
+data:
+	sh data/get_mnist.sh data/mnist
+
+clean:
+	rm -rf build

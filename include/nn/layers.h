@@ -1,0 +1,114 @@
+/* libnn: layers, the sequential container and named parameters.
+ *
+ * A layer is an object with a forward function that records ops on a graph;
+ * its parameters are persistent tensors with gradients. Layers are built with
+ * nn_*_new, used through the generic nn_layer_* functions and freed with
+ * nn_layer_free. A container owns the layers added to it.
+ *
+ * Parameter names follow PyTorch's state_dict convention: a dense layer has
+ * "weight" (out x in) and "bias" (out); inside a sequential container at
+ * position i they become "i.weight" and "i.bias" (activations take a position
+ * too, as in torch.nn.Sequential). */
+#ifndef NN_LAYERS_H
+#define NN_LAYERS_H
+
+#include "graph.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- named parameter lists --------------------------------------------- */
+
+typedef struct nn_params {
+    int count;
+    int capacity;
+    nn_tensor **tensors; /* not owned: they belong to their layers */
+    char **names;        /* owned copies */
+} nn_params;
+
+void nn_params_init(nn_params *p);
+/* Append (a copy of) name and t. NN_ERR_MEMORY on allocation failure. */
+nn_status nn_params_add(nn_params *p, const char *name, nn_tensor *t);
+/* The tensor named name, or NULL. */
+nn_tensor *nn_params_find(const nn_params *p, const char *name);
+/* Total number of scalar parameters. */
+size_t nn_params_numel(const nn_params *p);
+/* Free the list (names and arrays), not the tensors. */
+void nn_params_free(nn_params *p);
+
+/* ---- the generic layer interface --------------------------------------- */
+
+typedef struct nn_layer nn_layer;
+
+/* What a layer implementation provides; custom layers fill one in and embed
+ * nn_layer as their first member. */
+typedef struct nn_layer_vtable {
+    const char *kind; /* e.g. "dense" */
+    nn_tensor *(*forward)(nn_layer *self, nn_graph *g, nn_tensor *x);
+    /* Append the layer's parameters to out, each name prefixed by prefix
+     * (which is "" or ends in '.'). May be NULL for parameterless layers. */
+    nn_status (*collect_params)(nn_layer *self, const char *prefix, nn_params *out);
+    /* Propagate a mode change to children; may be NULL. */
+    void (*set_training)(nn_layer *self, int training);
+    void (*destroy)(nn_layer *self);
+} nn_layer_vtable;
+
+struct nn_layer {
+    const nn_layer_vtable *vt;
+    int training; /* 1 in training mode (the default), 0 in evaluation mode */
+};
+
+/* Run the layer on x, recording on g. Returns NULL (or aborts, see graph.h)
+ * on misuse such as a wrong input shape. */
+nn_tensor *nn_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x);
+
+/* Fill out (initialised by the caller with nn_params_init) with the layer's
+ * parameters and their names. */
+nn_status nn_layer_params(nn_layer *l, nn_params *out);
+
+/* Switch between training (1) and evaluation (0) mode, recursively; layers
+ * such as dropout behave differently in each. */
+void nn_layer_set_training(nn_layer *l, int training);
+
+/* Free a layer, its parameters and (for containers) its children. */
+void nn_layer_free(nn_layer *l);
+
+/* ---- concrete layers --------------------------------------------------- */
+
+typedef enum nn_init {
+    NN_INIT_HE,     /* He normal: for layers followed by ReLU */
+    NN_INIT_XAVIER  /* Xavier uniform: for tanh/sigmoid or the output layer */
+} nn_init;
+
+/* Fully connected layer: y = x W^T + b with W (out x in), b (out); x is
+ * (N, in). Weights drawn with init from rng; bias zero. NULL on bad sizes or
+ * out of memory. */
+nn_layer *nn_dense_new(int in_features, int out_features, nn_init init, nn_rng *rng);
+/* The dense layer's weight and bias tensors (NULL if l is not dense). */
+nn_tensor *nn_dense_weight(nn_layer *l);
+nn_tensor *nn_dense_bias(nn_layer *l);
+
+typedef enum nn_activation {
+    NN_ACT_RELU,
+    NN_ACT_SIGMOID,
+    NN_ACT_TANH
+} nn_activation;
+
+/* A parameterless elementwise activation layer. */
+nn_layer *nn_activation_new(nn_activation kind);
+
+/* A container that applies its layers in order. */
+nn_layer *nn_sequential_new(void);
+/* Append layer (ownership passes to seq, also on failure). NN_ERR_ARG if seq
+ * is not sequential or layer is NULL; NN_ERR_MEMORY on allocation failure. */
+nn_status nn_sequential_add(nn_layer *seq, nn_layer *layer);
+/* Number of layers / the i-th layer (NULL if out of range). */
+int nn_sequential_len(const nn_layer *seq);
+nn_layer *nn_sequential_get(nn_layer *seq, int i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,76 @@
+/* libnn: differentiable ops.
+ *
+ * Every op takes the graph it records on, returns a new tensor from the
+ * graph's arena (valid until nn_graph_reset) and, when any input requires a
+ * gradient and the graph has gradients enabled, records its backward step.
+ * Inputs may be persistent tensors (parameters, batches) or earlier outputs.
+ * Shape rules are checked; a mismatch is reported as described in graph.h.
+ */
+#ifndef NN_OPS_H
+#define NN_OPS_H
+
+#include "graph.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- linear algebra ---------------------------------------------------- */
+
+/* C = A B for 2-D A (M x K) and B (K x N). */
+nn_tensor *nn_matmul(nn_graph *g, nn_tensor *a, nn_tensor *b);
+
+/* C = op(A) op(B) where op transposes when trans_a / trans_b is nonzero:
+ * e.g. trans_b = 1 takes B as N x K (the weight layout of nn_dense). */
+nn_tensor *nn_matmul_ex(nn_graph *g, nn_tensor *a, nn_tensor *b, int trans_a, int trans_b);
+
+/* y = x + bias broadcast along dimension 1: x is (N, C) or (N, C, ...),
+ * bias has C elements (any shape with C elements). */
+nn_tensor *nn_add_bias(nn_graph *g, nn_tensor *x, nn_tensor *bias);
+
+/* ---- elementwise ------------------------------------------------------- */
+
+/* a + b, a - b and a * b (elementwise) for tensors of the same shape. */
+nn_tensor *nn_add(nn_graph *g, nn_tensor *a, nn_tensor *b);
+nn_tensor *nn_sub(nn_graph *g, nn_tensor *a, nn_tensor *b);
+nn_tensor *nn_mul(nn_graph *g, nn_tensor *a, nn_tensor *b);
+/* s * a for a constant s. */
+nn_tensor *nn_scale(nn_graph *g, nn_tensor *a, float s);
+
+/* Activations, elementwise. */
+nn_tensor *nn_relu(nn_graph *g, nn_tensor *x);
+nn_tensor *nn_sigmoid(nn_graph *g, nn_tensor *x);
+nn_tensor *nn_tanh(nn_graph *g, nn_tensor *x);
+
+/* ---- normalisation and losses ------------------------------------------ */
+
+/* Softmax / log-softmax over the last dimension (numerically stable). */
+nn_tensor *nn_softmax(nn_graph *g, nn_tensor *x);
+nn_tensor *nn_log_softmax(nn_graph *g, nn_tensor *x);
+
+/* Mean over the batch of -log softmax(logits)[i, labels[i]] for logits of
+ * shape (N, C) and N integer labels in [0, C). Fused and stable for large
+ * logits. labels is read during this call and during nn_backward, so it must
+ * stay valid until then. A label outside [0, C) is reported as misuse. */
+nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *labels);
+
+/* Mean of (pred - target)^2 over all elements; a scalar. Gradient flows to
+ * both pred and target when they require it. */
+nn_tensor *nn_mse(nn_graph *g, nn_tensor *pred, nn_tensor *target);
+
+/* ---- shape and reductions ---------------------------------------------- */
+
+/* Same data, new shape (sizes must match). The result shares x's data. */
+nn_tensor *nn_reshape(nn_graph *g, nn_tensor *x, int ndim, const int *shape);
+/* (N, ...) -> (N, product of the rest). */
+nn_tensor *nn_flatten(nn_graph *g, nn_tensor *x);
+
+/* Sum / mean of all elements; a 1-element tensor. */
+nn_tensor *nn_sum(nn_graph *g, nn_tensor *x);
+nn_tensor *nn_mean(nn_graph *g, nn_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

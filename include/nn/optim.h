@@ -1,0 +1,67 @@
+/* libnn: optimizers and gradient clipping.
+ *
+ * An optimizer holds the parameter list it was created with (the tensors, not
+ * copies) and its own state (momentum, Adam moments), allocated once at
+ * creation: a step allocates nothing. Update rules follow PyTorch's torch.optim
+ * so results can be compared one to one. */
+#ifndef NN_OPTIM_H
+#define NN_OPTIM_H
+
+#include "layers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nn_optim nn_optim;
+
+typedef struct nn_sgd_opts {
+    float lr;
+    float momentum;     /* 0 disables momentum */
+    float weight_decay; /* L2 penalty added to the gradient */
+    int nesterov;       /* Nesterov momentum (needs momentum > 0) */
+} nn_sgd_opts;
+
+typedef struct nn_adam_opts {
+    float lr;
+    float beta1, beta2;
+    float eps;
+    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+} nn_adam_opts;
+
+/* Adam defaults: beta1 0.9, beta2 0.999, eps 1e-8, no weight decay. */
+nn_adam_opts nn_adam_defaults(float lr);
+
+/* SGD:  g += wd*p;  buf = momentum*buf + g (buf = g at the first step);
+ *       g = nesterov ? g + momentum*buf : buf;  p -= lr*g.
+ * Returns NULL on out of memory or invalid options (lr < 0, momentum < 0,
+ * nesterov without momentum). */
+nn_optim *nn_optim_sgd_new(const nn_params *params, nn_sgd_opts opts);
+
+/* Adam (Kingma & Ba) with bias correction; weight decay as L2 in the gradient. */
+nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts);
+
+/* AdamW: Adam with decoupled weight decay p -= lr*wd*p before the update. */
+nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts);
+
+/* Apply one update from the parameters' current gradients. */
+void nn_optim_step(nn_optim *o);
+
+/* Zero the gradients of every parameter of the optimizer. */
+void nn_optim_zero_grad(nn_optim *o);
+
+/* Learning rate (for schedules) and the number of steps taken. */
+void nn_optim_set_lr(nn_optim *o, float lr);
+float nn_optim_lr(const nn_optim *o);
+long nn_optim_steps(const nn_optim *o);
+
+void nn_optim_free(nn_optim *o);
+
+/* Scale all gradients of params so that their global L2 norm is at most
+ * max_norm. Returns the norm before clipping. */
+float nn_clip_grad_norm(const nn_params *params, float max_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,71 @@
+/* Mini-batches over a data set: seeded shuffling, uint8 -> float per batch
+ * into buffers allocated once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/data.h"
+#include "../kernels/kernels.h"
+
+nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn_layout layout,
+                          int shuffle, uint64_t seed, nn_error *err)
+{
+    memset(b, 0, sizeof *b);
+    if (batch_size < 1 || d->count < 1)
+        return nn_error_set(err, NN_ERR_ARG, "nn_batcher_init: batch size %d, %d examples",
+                            batch_size, d->count);
+    if (batch_size > d->count) batch_size = d->count;
+    b->data = d;
+    b->batch_size = batch_size;
+    b->shuffle = shuffle;
+    nn_rng_seed(&b->rng, seed);
+    b->x = layout == NN_LAYOUT_NCHW ? nn_tensor_new4(batch_size, 1, d->rows, d->cols)
+                                    : nn_tensor_new2(batch_size, d->rows * d->cols);
+    b->labels = malloc((size_t)batch_size * sizeof *b->labels);
+    b->order = malloc((size_t)d->count * sizeof *b->order);
+    if (!b->x || !b->labels || !b->order) {
+        nn_batcher_free(b);
+        return nn_error_set(err, NN_ERR_MEMORY, "nn_batcher_init: out of memory");
+    }
+    for (int i = 0; i < d->count; i++) b->order[i] = i;
+    nn_batcher_start_epoch(b);
+    return NN_OK;
+}
+
+void nn_batcher_start_epoch(nn_batcher *b)
+{
+    b->pos = 0;
+    if (b->shuffle) nn_rng_shuffle(&b->rng, b->order, (size_t)b->data->count);
+}
+
+int nn_batcher_next(nn_batcher *b)
+{
+    const nn_dataset *d = b->data;
+    int n = d->count - b->pos;
+    if (n <= 0) return 0;
+    if (n > b->batch_size) n = b->batch_size;
+    size_t pixels = (size_t)d->rows * d->cols;
+    for (int i = 0; i < n; i++) {
+        int idx = b->order[b->pos + i];
+        nn_k_u8_to_float(pixels, d->images + (size_t)idx * pixels, 1.0f / 255.0f,
+                         b->x->data + (size_t)i * pixels);
+        b->labels[i] = d->labels[idx];
+    }
+    b->pos += n;
+    int shape[4] = {n, b->x->shape[1], b->x->shape[2], b->x->shape[3]};
+    nn_tensor_reshape(b->x, b->x->ndim, shape, NULL);
+    return n;
+}
+
+int nn_batcher_num_batches(const nn_batcher *b)
+{
+    return (b->data->count + b->batch_size - 1) / b->batch_size;
+}
+
+void nn_batcher_free(nn_batcher *b)
+{
+    if (!b) return;
+    nn_tensor_free(b->x);
+    free(b->labels);
+    free(b->order);
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,148 @@
+/* Elementwise arithmetic, reductions, bias and activations. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+void nn_k_add(size_t n, const float *a, const float *b, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void nn_k_sub(size_t n, const float *a, const float *b, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = a[i] - b[i];
+}
+
+void nn_k_mul(size_t n, const float *a, const float *b, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+void nn_k_scale(size_t n, float s, const float *a, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = s * a[i];
+}
+
+void nn_k_axpy(size_t n, float alpha, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+void nn_k_mul_acc(size_t n, const float *a, const float *b, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+}
+
+/* Reductions accumulate in double: losses and norms are read by people and
+ * compared across runs, so they should not depend on summation luck. */
+double nn_k_sum(size_t n, const float *x)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+double nn_k_sum_sq(size_t n, const float *x)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+void nn_k_fill(size_t n, float v, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = v;
+}
+
+void nn_k_add_scalar(size_t n, float c, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] += c;
+}
+
+double nn_k_sq_diff_sum(size_t n, const float *a, const float *b)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] += s * (a[i] - b[i]);
+}
+
+void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = scale * (float)in[i];
+}
+
+void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            size_t off = ((size_t)n * C + c) * inner;
+            float b = bias[c];
+            for (size_t i = 0; i < inner; i++) out[off + i] = x[off + i] + b;
+        }
+}
+
+void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db)
+{
+    if (inner == 1) {
+        /* dense layout (N, C): sum rows, vectorizable along C */
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) db[c] += dy[(size_t)n * C + c];
+        return;
+    }
+    for (int c = 0; c < C; c++) {
+        double s = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *p = dy + ((size_t)n * C + c) * inner;
+            for (size_t i = 0; i < inner; i++) s += p[i];
+        }
+        db[c] += (float)s;
+    }
+}
+
+void nn_k_relu(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void nn_k_relu_bwd_acc(size_t n, const float *y, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void nn_k_sigmoid(size_t n, const float *x, float *y)
+{
+    /* Written so exp never overflows: for x < 0 use e^x / (1 + e^x). */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v >= 0.0f) {
+            y[i] = 1.0f / (1.0f + expf(-v));
+        } else {
+            float e = expf(v);
+            y[i] = e / (1.0f + e);
+        }
+    }
+}
+
+void nn_k_sigmoid_bwd_acc(size_t n, const float *y, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+void nn_k_tanh(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+void nn_k_tanh_bwd_acc(size_t n, const float *y, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}

@@ -1,0 +1,196 @@
+/* SGEMM in the GotoBLAS/BLIS shape: for each KC-deep slice of K and NC-wide
+ * slice of N, pack op(B) into NR-wide column panels and op(A) into MR-tall row
+ * panels (alpha folded in, edges zero-padded), then sweep a register-tiled
+ * MR x NR micro-kernel over the tiles. Tiles are split among OpenMP threads;
+ * each C tile belongs to exactly one thread and accumulates K in a fixed
+ * order, so results are identical for any thread count.
+ *
+ * The micro-kernel uses GCC/clang vector extensions: with AVX-512 a vector is
+ * 16 floats, otherwise 8; the compiler maps them to whatever the target has. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__AVX512F__)
+#define VEC 16
+#else
+#define VEC 8
+#endif
+#define MR 8
+#define NR (2 * VEC)
+#define KC 256
+#define NC 4096
+
+typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
+
+/* Packing buffers are kept per calling thread and only grow, so repeated
+ * GEMMs of the same shapes (a training step) do not allocate. */
+static _Thread_local float *pack_a, *pack_b;
+static _Thread_local size_t pack_a_cap, pack_b_cap;
+
+static float *grow(float **buf, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*buf);
+        *buf = aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
+        *cap = *buf ? n : 0;
+    }
+    return *buf;
+}
+
+static inline vf vload(const float *p)
+{
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* c[0..mr) x [0..nr) += a-panel (kc x MR) times b-panel (kc x NR). */
+static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
+                         float *restrict c, int ldc, int mr, int nr)
+{
+    vf acc[MR][2];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        vf b0 = vload(b), b1 = vload(b + VEC);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] += a[r] * b0;
+            acc[r][1] += a[r] * b1;
+        }
+        a += MR;
+        b += NR;
+    }
+    if (mr == MR && nr == NR) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            float *cr = c + (size_t)r * ldc;
+            vstore(cr, vload(cr) + acc[r][0]);
+            vstore(cr + VEC, vload(cr + VEC) + acc[r][1]);
+        }
+        return;
+    }
+    float tile[MR][NR];
+    memcpy(tile, acc, sizeof tile);
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) c[(size_t)r * ldc + j] += tile[r][j];
+}
+
+/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of op(A), scaled by alpha. */
+static void pack_a_panel(int ta, const float *A, int lda, int i0, int mr, int p0, int kc,
+                         float alpha, float *dst)
+{
+    for (int k = 0; k < kc; k++) {
+        int r = 0;
+        for (; r < mr; r++) {
+            size_t idx = ta ? (size_t)(p0 + k) * lda + (i0 + r) : (size_t)(i0 + r) * lda + (p0 + k);
+            dst[r] = alpha * A[idx];
+        }
+        for (; r < MR; r++) dst[r] = 0.0f;
+        dst += MR;
+    }
+}
+
+/* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B). */
+static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0, int nr,
+                         float *dst)
+{
+    for (int k = 0; k < kc; k++) {
+        int j = 0;
+        if (!tb) {
+            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            for (; j < nr; j++) dst[j] = src[j];
+        } else {
+            for (; j < nr; j++) dst[j] = B[(size_t)(j0 + j) * ldb + (p0 + k)];
+        }
+        for (; j < NR; j++) dst[j] = 0.0f;
+        dst += NR;
+    }
+}
+
+static void scale_c(int M, int N, float beta, float *C, int ldc)
+{
+    if (beta == 1.0f) return;
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, (size_t)N * sizeof(float));
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* Tiny products (e.g. a 10-wide output layer) do not repay packing. */
+static void gemm_small(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int k = 0; k < K; k++) {
+            float a = alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+            if (!tb) {
+                const float *b = B + (size_t)k * ldb;
+                for (int j = 0; j < N; j++) c[j] += a * b[j];
+            } else {
+                for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
+            }
+        }
+    }
+}
+
+void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    scale_c(M, N, beta, C, ldc);
+    if (K <= 0 || alpha == 0.0f) return;
+    double flops = 2.0 * M * N * K;
+    if (flops < 65536.0) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+        return;
+    }
+    int m_tiles = (M + MR - 1) / MR;
+    int kc_max = K < KC ? K : KC;
+    int nc_max = N < NC ? N : NC;
+    int nc_tiles_max = (nc_max + NR - 1) / NR;
+    float *pa = grow(&pack_a, &pack_a_cap, (size_t)m_tiles * MR * kc_max);
+    float *pb = grow(&pack_b, &pack_b_cap, (size_t)nc_tiles_max * NR * kc_max);
+    if (!pa || !pb) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* no memory: slow path */
+        return;
+    }
+    int threaded = flops >= 4e6;
+    (void)threaded;
+    for (int j0 = 0; j0 < N; j0 += NC) {
+        int nc = N - j0 < NC ? N - j0 : NC;
+        int n_tiles = (nc + NR - 1) / NR;
+        for (int p0 = 0; p0 < K; p0 += KC) {
+            int kc = K - p0 < KC ? K - p0 : KC;
+#pragma omp parallel if (threaded)
+            {
+#pragma omp for schedule(static) nowait
+                for (int t = 0; t < n_tiles; t++) {
+                    int nr = nc - t * NR < NR ? nc - t * NR : NR;
+                    pack_b_panel(tb, B, ldb, p0, kc, j0 + t * NR, nr, pb + (size_t)t * NR * kc);
+                }
+#pragma omp for schedule(static)
+                for (int t = 0; t < m_tiles; t++) {
+                    int mr = M - t * MR < MR ? M - t * MR : MR;
+                    pack_a_panel(ta, A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)t * MR * kc);
+                }
+#pragma omp for collapse(2) schedule(static)
+                for (int jt = 0; jt < n_tiles; jt++) {
+                    for (int it = 0; it < m_tiles; it++) {
+                        int nr = nc - jt * NR < NR ? nc - jt * NR : NR;
+                        int mr = M - it * MR < MR ? M - it * MR : MR;
+                        micro_kernel(kc, pa + (size_t)it * MR * kc, pb + (size_t)jt * NR * kc,
+                                     C + (size_t)it * MR * ldc + j0 + jt * NR, ldc, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+/* The hot loops. Every loop over float arrays in the library lives in
+ * src/kernels/; ops and optimizers call these. Pointers named out/dx/y may
+ * not alias inputs unless stated. "acc" kernels add into their output. */
+#ifndef NN_KERNELS_H
+#define NN_KERNELS_H
+
+#include <stddef.h>
+
+/* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is
+ * K x N; ta/tb nonzero mean A is stored K x M / B is stored N x K. beta = 0
+ * overwrites C (NaNs in C do not propagate). Each element of C is computed
+ * by one thread in a fixed order, so results do not depend on thread count. */
+void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Elementwise arithmetic over n floats. */
+void nn_k_add(size_t n, const float *a, const float *b, float *out);
+void nn_k_sub(size_t n, const float *a, const float *b, float *out);
+void nn_k_mul(size_t n, const float *a, const float *b, float *out);
+void nn_k_scale(size_t n, float s, const float *a, float *out);
+void nn_k_axpy(size_t n, float alpha, const float *x, float *y);          /* y += alpha x */
+void nn_k_mul_acc(size_t n, const float *a, const float *b, float *y);    /* y += a * b */
+double nn_k_sum(size_t n, const float *x);
+double nn_k_sum_sq(size_t n, const float *x);
+void nn_k_fill(size_t n, float v, float *out);
+void nn_k_add_scalar(size_t n, float c, float *y);                       /* y += c */
+/* Sum of (a - b)^2, and y += s * (a - b). */
+double nn_k_sq_diff_sum(size_t n, const float *a, const float *b);
+void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, float *y);
+
+/* out[i] = scale * in[i] for bytes in. */
+void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float *out);
+
+/* x viewed as (N, C, inner): out = x + bias[c]; db[c] += sum of dy over n, inner. */
+void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out);
+void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db);
+
+/* Activations: forward y = f(x); backward dx += dy * f'(.) from the saved
+ * output y (relu may use y or x: y > 0 iff x > 0). */
+void nn_k_relu(size_t n, const float *x, float *y);
+void nn_k_relu_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
+void nn_k_sigmoid(size_t n, const float *x, float *y);
+void nn_k_sigmoid_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
+void nn_k_tanh(size_t n, const float *x, float *y);
+void nn_k_tanh_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
+
+/* Row-wise softmax / log-softmax of a rows x cols matrix, and backward
+ * passes from the saved outputs. */
+void nn_k_softmax_rows(int rows, int cols, const float *x, float *y);
+void nn_k_log_softmax_rows(int rows, int cols, const float *x, float *y);
+void nn_k_softmax_bwd_acc(int rows, int cols, const float *y, const float *dy, float *dx);
+void nn_k_log_softmax_bwd_acc(int rows, int cols, const float *y, const float *dy, float *dx);
+
+/* Fused softmax cross-entropy: writes probabilities to prob and returns the
+ * mean over rows of -log p[label]. Backward: dx += scale * (p - onehot). */
+double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float *prob);
+void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
+                               float scale, float *dx);
+
+/* Optimizer updates over n parameters p with gradients g. */
+void nn_k_sgd(size_t n, float *p, const float *g, float *buf, float lr, float momentum,
+              float weight_decay, int nesterov, int first_step);
+void nn_k_adam(size_t n, float *p, const float *g, float *m, float *v, float lr, float beta1,
+               float beta2, float eps, float weight_decay, float bias_c1, float bias_c2,
+               int decoupled);
+
+#endif

@@ -1,0 +1,36 @@
+/* Parameterless activation layers. */
+#include <stdlib.h>
+
+#include "nn/ops.h"
+#include "nn/layers.h"
+
+typedef struct activation {
+    nn_layer base;
+    nn_activation kind;
+} activation;
+
+static nn_tensor *activation_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+{
+    switch (((activation *)l)->kind) {
+    case NN_ACT_SIGMOID: return nn_sigmoid(g, x);
+    case NN_ACT_TANH: return nn_tanh(g, x);
+    case NN_ACT_RELU: break;
+    }
+    return nn_relu(g, x);
+}
+
+static void activation_destroy(nn_layer *l) { free(l); }
+
+static const nn_layer_vtable activation_vt = {"activation", activation_forward, NULL, NULL,
+                                              activation_destroy};
+
+nn_layer *nn_activation_new(nn_activation kind)
+{
+    if (kind != NN_ACT_RELU && kind != NN_ACT_SIGMOID && kind != NN_ACT_TANH) return NULL;
+    activation *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->base.vt = &activation_vt;
+    a->base.training = 1;
+    a->kind = kind;
+    return &a->base;
+}

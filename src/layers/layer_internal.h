@@ -1,0 +1,14 @@
+/* Helpers shared by layer implementations. */
+#ifndef NN_LAYER_INTERNAL_H
+#define NN_LAYER_INTERNAL_H
+
+#include "nn/layers.h"
+
+/* Add t to out as prefix + name (e.g. "0." + "weight"). */
+nn_status nn__params_add_prefixed(nn_params *out, const char *prefix, const char *name,
+                                  nn_tensor *t);
+
+/* A new persistent parameter tensor with a gradient buffer, or NULL. */
+nn_tensor *nn__param_new(int ndim, const int *shape);
+
+#endif

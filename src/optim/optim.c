@@ -1,0 +1,153 @@
+/* SGD (momentum, Nesterov, weight decay), Adam, AdamW and gradient clipping.
+ * State buffers are allocated at creation, so a step never allocates. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/optim.h"
+#include "../kernels/kernels.h"
+
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } optim_kind;
+
+struct nn_optim {
+    optim_kind kind;
+    int count;
+    nn_tensor **params;
+    float **state1, **state2; /* SGD: momentum buffer; Adam: first and second moments */
+    nn_sgd_opts sgd;
+    nn_adam_opts adam;
+    long steps;
+};
+
+nn_adam_opts nn_adam_defaults(float lr)
+{
+    nn_adam_opts o = {lr, 0.9f, 0.999f, 1e-8f, 0.0f};
+    return o;
+}
+
+static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
+{
+    if (!p) return NULL;
+    nn_optim *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->kind = kind;
+    o->count = p->count;
+    size_t n = p->count > 0 ? (size_t)p->count : 1;
+    o->params = calloc(n, sizeof *o->params);
+    o->state1 = calloc(n, sizeof *o->state1);
+    o->state2 = calloc(n, sizeof *o->state2);
+    if (!o->params || !o->state1 || !o->state2) goto fail;
+    for (int i = 0; i < p->count; i++) {
+        nn_tensor *t = p->tensors[i];
+        if (!t || !t->grad) goto fail; /* every parameter needs a gradient */
+        o->params[i] = t;
+        if (n_states >= 1 && !(o->state1[i] = calloc(t->size, sizeof(float)))) goto fail;
+        if (n_states >= 2 && !(o->state2[i] = calloc(t->size, sizeof(float)))) goto fail;
+    }
+    return o;
+fail:
+    nn_optim_free(o);
+    return NULL;
+}
+
+nn_optim *nn_optim_sgd_new(const nn_params *params, nn_sgd_opts opts)
+{
+    if (!(opts.lr >= 0.0f) || !(opts.momentum >= 0.0f) || !(opts.weight_decay >= 0.0f) ||
+        (opts.nesterov && opts.momentum <= 0.0f))
+        return NULL;
+    nn_optim *o = optim_new(params, OPT_SGD, opts.momentum > 0.0f ? 1 : 0);
+    if (o) o->sgd = opts;
+    return o;
+}
+
+static int adam_opts_valid(nn_adam_opts o)
+{
+    return o.lr >= 0.0f && o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f &&
+           o.beta2 < 1.0f && o.eps >= 0.0f && o.weight_decay >= 0.0f;
+}
+
+nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts)
+{
+    if (!adam_opts_valid(opts)) return NULL;
+    nn_optim *o = optim_new(params, OPT_ADAM, 2);
+    if (o) o->adam = opts;
+    return o;
+}
+
+nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts)
+{
+    if (!adam_opts_valid(opts)) return NULL;
+    nn_optim *o = optim_new(params, OPT_ADAMW, 2);
+    if (o) o->adam = opts;
+    return o;
+}
+
+void nn_optim_step(nn_optim *o)
+{
+    o->steps++;
+    if (o->kind == OPT_SGD) {
+        const nn_sgd_opts *s = &o->sgd;
+        for (int i = 0; i < o->count; i++) {
+            nn_tensor *p = o->params[i];
+            nn_k_sgd(p->size, p->data, p->grad, o->state1[i], s->lr, s->momentum,
+                     s->weight_decay, s->nesterov, o->steps == 1);
+        }
+        return;
+    }
+    const nn_adam_opts *a = &o->adam;
+    float c1 = 1.0f - powf(a->beta1, (float)o->steps);
+    float c2 = 1.0f - powf(a->beta2, (float)o->steps);
+    for (int i = 0; i < o->count; i++) {
+        nn_tensor *p = o->params[i];
+        nn_k_adam(p->size, p->data, p->grad, o->state1[i], o->state2[i], a->lr, a->beta1,
+                  a->beta2, a->eps, a->weight_decay, c1, c2, o->kind == OPT_ADAMW);
+    }
+}
+
+void nn_optim_zero_grad(nn_optim *o)
+{
+    for (int i = 0; i < o->count; i++) nn_tensor_zero_grad(o->params[i]);
+}
+
+void nn_optim_set_lr(nn_optim *o, float lr)
+{
+    if (o->kind == OPT_SGD)
+        o->sgd.lr = lr;
+    else
+        o->adam.lr = lr;
+}
+
+float nn_optim_lr(const nn_optim *o) { return o->kind == OPT_SGD ? o->sgd.lr : o->adam.lr; }
+
+long nn_optim_steps(const nn_optim *o) { return o->steps; }
+
+void nn_optim_free(nn_optim *o)
+{
+    if (!o) return;
+    for (int i = 0; i < o->count; i++) {
+        if (o->state1) free(o->state1[i]);
+        if (o->state2) free(o->state2[i]);
+    }
+    free(o->state1);
+    free(o->state2);
+    free(o->params);
+    free(o);
+}
+
+float nn_clip_grad_norm(const nn_params *params, float max_norm)
+{
+    double sq = 0.0;
+    for (int i = 0; i < params->count; i++) {
+        const nn_tensor *t = params->tensors[i];
+        if (t->grad) sq += nn_k_sum_sq(t->size, t->grad);
+    }
+    float norm = (float)sqrt(sq);
+    if (norm > max_norm && norm > 0.0f) {
+        float s = max_norm / (norm + 1e-6f); /* as torch.nn.utils.clip_grad_norm_ */
+        for (int i = 0; i < params->count; i++) {
+            nn_tensor *t = params->tensors[i];
+            if (t->grad) nn_k_scale(t->size, s, t->grad, t->grad);
+        }
+    }
+    return norm;
+}

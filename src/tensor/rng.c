@@ -1,0 +1,89 @@
+/* Seeded random numbers (xoshiro256**, seeded through splitmix64) and
+ * initializers. */
+#include <math.h>
+
+#include "nn/tensor.h"
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void nn_rng_seed(nn_rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t nn_rng_u64(nn_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float nn_rng_uniform(nn_rng *r)
+{
+    return (float)(nn_rng_u64(r) >> 40) * (1.0f / 16777216.0f); /* 24 random bits */
+}
+
+float nn_rng_normal(nn_rng *r)
+{
+    /* Box-Muller on doubles; u1 in (0, 1] so the log is finite. */
+    double u1 = ((double)(nn_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(nn_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+uint64_t nn_rng_below(nn_rng *r, uint64_t n)
+{
+    /* Rejection sampling removes modulo bias. */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = nn_rng_u64(r);
+    while (x >= limit);
+    return x % n;
+}
+
+void nn_rng_shuffle(nn_rng *r, int *idx, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)nn_rng_below(r, i);
+        int t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+}
+
+void nn_tensor_uniform(nn_tensor *t, nn_rng *r, float lo, float hi)
+{
+    for (size_t i = 0; i < t->size; i++) t->data[i] = lo + (hi - lo) * nn_rng_uniform(r);
+}
+
+void nn_tensor_normal(nn_tensor *t, nn_rng *r, float mean, float std)
+{
+    for (size_t i = 0; i < t->size; i++) t->data[i] = mean + std * nn_rng_normal(r);
+}
+
+void nn_init_he(nn_tensor *t, int fan_in, nn_rng *r)
+{
+    nn_tensor_normal(t, r, 0.0f, sqrtf(2.0f / (float)(fan_in > 0 ? fan_in : 1)));
+}
+
+void nn_init_xavier(nn_tensor *t, int fan_in, int fan_out, nn_rng *r)
+{
+    int fans = fan_in + fan_out;
+    float a = sqrtf(6.0f / (float)(fans > 0 ? fans : 1));
+    nn_tensor_uniform(t, r, -a, a);
+}

@@ -1,0 +1,2 @@
+#include "test.h"
+const test_case data_tests[] = {{NULL, NULL}};

@@ -1,0 +1,85 @@
+/* The GEMM kernel against a double-precision reference, for every transpose
+ * variant, edge tiles, long K, alpha/beta. */
+#include <stdlib.h>
+
+#include "../src/kernels/kernels.h"
+#include "nn.h"
+#include "test.h"
+
+static float *random_matrix(nn_rng *r, size_t n)
+{
+    float *m = malloc(n * sizeof *m);
+    for (size_t i = 0; i < n; i++) m[i] = nn_rng_uniform(r) * 2.0f - 1.0f;
+    return m;
+}
+
+/* Returns the largest error relative to sqrt(K) (the error scale of a sum
+ * of K products of unit-sized numbers). */
+static double gemm_error(int ta, int tb, int M, int N, int K, float alpha, float beta)
+{
+    nn_rng r;
+    nn_rng_seed(&r, (uint64_t)(M * 131 + N * 17 + K + ta * 7 + tb));
+    float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * N);
+    float *C = random_matrix(&r, (size_t)M * N);
+    double *ref = malloc((size_t)M * N * sizeof *ref);
+    int lda = ta ? M : K, ldb = tb ? K : N;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                double a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+            }
+            ref[(size_t)i * N + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * C[(size_t)i * N + j]);
+        }
+    nn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        double e = fabs(C[i] - ref[i]);
+        worst = e > worst ? e : worst;
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(ref);
+    return worst / sqrt((double)K);
+}
+
+static void test_gemm_all_transposes_and_edges(void)
+{
+    static const int shapes[][3] = {{1, 1, 1},   {3, 5, 7},    {8, 32, 16},  {9, 33, 17},
+                                    {64, 128, 300}, {37, 70, 513}, {100, 10, 64}, {10, 100, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                double e = gemm_error(ta, tb, M, N, K, 1.0f, 0.0f);
+                CHECK_MSG(e < 1e-5, "ta=%d tb=%d M=%d N=%d K=%d error %g", ta, tb, M, N, K, e);
+            }
+}
+
+static void test_gemm_alpha_beta(void)
+{
+    CHECK(gemm_error(0, 0, 40, 50, 60, 0.5f, 1.0f) < 1e-5);
+    CHECK(gemm_error(1, 1, 40, 50, 60, -2.0f, 0.25f) < 1e-5);
+    CHECK(gemm_error(0, 1, 3, 4, 5, 1.0f, 1.0f) < 1e-5);
+}
+
+static void test_gemm_wide_n_spans_panels(void)
+{
+    CHECK(gemm_error(0, 0, 16, 4100, 20, 1.0f, 0.0f) < 1e-5); /* N > NC */
+}
+
+static void test_gemm_beta_zero_ignores_nan(void)
+{
+    float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
+    nn_sgemm(0, 0, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4);
+}
+
+const test_case gemm_tests[] = {{"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
+                                {"gemm_alpha_beta", test_gemm_alpha_beta},
+                                {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
+                                {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
+                                {NULL, NULL}};

@@ -1,0 +1,256 @@
+/* Finite-difference gradient checks for every differentiable op.
+ *
+ * Each check builds out = op(inputs), reduces it to a scalar with fixed
+ * random weights (loss = sum(out * w)), runs nn_backward, and compares every
+ * input gradient element with a central difference of the loss. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+#include "test.h"
+
+typedef nn_tensor *(*build_fn)(nn_graph *g, nn_tensor **in, const void *ctx);
+
+#define EPS 1e-2
+#define ATOL 1e-3
+#define RTOL 1e-2
+
+static double loss_of(nn_graph *g, build_fn f, nn_tensor **in, const void *ctx, nn_tensor *w)
+{
+    nn_graph_reset(g);
+    nn_tensor *out = f(g, in, ctx);
+    nn_tensor *loss = nn_sum(g, nn_mul(g, out, w));
+    return loss->data[0];
+}
+
+/* Returns 1 if all gradients match, else prints the first mismatch. */
+static int gradcheck(const char *name, build_fn f, nn_tensor **in, int n_in, const void *ctx)
+{
+    nn_graph *g = nn_graph_new();
+    nn_rng r;
+    nn_rng_seed(&r, 77);
+    nn_tensor *out = f(g, in, ctx);
+    nn_tensor *w = nn_tensor_new(out->ndim, out->shape);
+    nn_tensor_uniform(w, &r, -1.0f, 1.0f);
+    for (int i = 0; i < n_in; i++) nn_tensor_zero_grad(in[i]);
+    nn_tensor *loss = nn_sum(g, nn_mul(g, out, w));
+    int ok = nn_backward(g, loss, NULL) == NN_OK;
+    if (!ok) fprintf(stderr, "    %s: backward failed\n", name);
+    nn_graph_set_grad_enabled(g, 0);
+    for (int i = 0; ok && i < n_in; i++) {
+        nn_tensor *x = in[i];
+        if (!x->grad) continue;
+        for (size_t j = 0; j < x->size; j++) {
+            float saved = x->data[j];
+            x->data[j] = saved + (float)EPS;
+            double lp = loss_of(g, f, in, ctx, w);
+            x->data[j] = saved - (float)EPS;
+            double lm = loss_of(g, f, in, ctx, w);
+            x->data[j] = saved;
+            double num = (lp - lm) / (2 * EPS), ana = x->grad[j];
+            if (fabs(num - ana) > ATOL + RTOL * fabs(num)) {
+                fprintf(stderr, "    %s: input %d element %zu: analytic %.6g vs numeric %.6g\n",
+                        name, i, j, ana, num);
+                ok = 0;
+                break;
+            }
+        }
+    }
+    nn_tensor_free(w);
+    nn_graph_free(g);
+    return ok;
+}
+
+/* A parameter-like input with values in [lo, hi) (and |x| >= gap, so that
+ * kinks such as relu's stay farther than EPS from every sample). */
+static nn_tensor *input(nn_rng *r, int ndim, const int *shape, float gap)
+{
+    nn_tensor *t = nn_tensor_new(ndim, shape);
+    for (size_t i = 0; i < t->size; i++) {
+        float v;
+        do v = nn_rng_uniform(r) * 2.0f - 1.0f;
+        while (fabsf(v) < gap);
+        t->data[i] = v;
+    }
+    nn_tensor_requires_grad(t, 1);
+    return t;
+}
+
+static void free_all(nn_tensor **t, int n)
+{
+    for (int i = 0; i < n; i++) nn_tensor_free(t[i]);
+}
+
+/* ---- builders ---- */
+static nn_tensor *b_matmul(nn_graph *g, nn_tensor **in, const void *ctx)
+{
+    const int *t = ctx;
+    return nn_matmul_ex(g, in[0], in[1], t[0], t[1]);
+}
+static nn_tensor *b_add_bias(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_add_bias(g, in[0], in[1]); }
+static nn_tensor *b_add(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_add(g, in[0], in[1]); }
+static nn_tensor *b_sub(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_sub(g, in[0], in[1]); }
+static nn_tensor *b_mul(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mul(g, in[0], in[1]); }
+static nn_tensor *b_square(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mul(g, in[0], in[0]); }
+static nn_tensor *b_scale(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_scale(g, in[0], -1.7f); }
+static nn_tensor *b_relu(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_relu(g, in[0]); }
+static nn_tensor *b_sigmoid(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_sigmoid(g, nn_scale(g, in[0], 3.0f)); }
+static nn_tensor *b_tanh(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_tanh(g, nn_scale(g, in[0], 2.0f)); }
+static nn_tensor *b_softmax(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_softmax(g, nn_scale(g, in[0], 3.0f)); }
+static nn_tensor *b_log_softmax(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_log_softmax(g, nn_scale(g, in[0], 3.0f)); }
+static nn_tensor *b_xent(nn_graph *g, nn_tensor **in, const void *labels) { return nn_softmax_cross_entropy(g, nn_scale(g, in[0], 3.0f), labels); }
+static nn_tensor *b_mse(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mse(g, in[0], in[1]); }
+static nn_tensor *b_reshape(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_reshape(g, in[0], 2, (int[]){4, 6}); }
+static nn_tensor *b_flatten(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_flatten(g, in[0]); }
+static nn_tensor *b_sum(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_sum(g, in[0]); }
+static nn_tensor *b_mean(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mean(g, in[0]); }
+
+static void test_grad_matmul_all_transposes(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int M = 3, K = 4, N = 5;
+            nn_tensor *in[2] = {input(&r, 2, ta ? (int[]){K, M} : (int[]){M, K}, 0),
+                                input(&r, 2, tb ? (int[]){N, K} : (int[]){K, N}, 0)};
+            int t[2] = {ta, tb};
+            int ok = gradcheck("matmul", b_matmul, in, 2, t);
+            free_all(in, 2);
+            CHECK_MSG(ok, "matmul ta=%d tb=%d", ta, tb);
+        }
+}
+
+static void test_grad_matmul_large_enough_for_packed_path(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 2);
+    nn_tensor *in[2] = {input(&r, 2, (int[]){20, 40}, 0), input(&r, 2, (int[]){36, 40}, 0)};
+    int t[2] = {0, 1}; /* 2*20*36*40 flops: above the small-GEMM cutoff */
+    int ok = gradcheck("matmul", b_matmul, in, 2, t);
+    free_all(in, 2);
+    CHECK(ok);
+}
+
+#define UNARY_CHECK(fn, name, shape_nd, shape, gap, ctx)                    \
+    do {                                                                    \
+        nn_rng r;                                                           \
+        nn_rng_seed(&r, 3);                                                 \
+        nn_tensor *in[1] = {input(&r, shape_nd, (int[])shape, gap)};        \
+        int ok = gradcheck(name, fn, in, 1, ctx);                           \
+        free_all(in, 1);                                                    \
+        CHECK(ok);                                                          \
+    } while (0)
+
+#define SHAPE(...) {__VA_ARGS__}
+
+static void test_grad_add_bias(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 4);
+    nn_tensor *a[2] = {input(&r, 2, (int[]){3, 4}, 0), input(&r, 1, (int[]){4}, 0)};
+    int ok = gradcheck("add_bias 2-D", b_add_bias, a, 2, NULL);
+    free_all(a, 2);
+    CHECK(ok);
+    nn_tensor *b[2] = {input(&r, 4, (int[]){2, 3, 2, 2}, 0), input(&r, 1, (int[]){3}, 0)};
+    ok = gradcheck("add_bias 4-D", b_add_bias, b, 2, NULL);
+    free_all(b, 2);
+    CHECK(ok);
+}
+
+static void test_grad_elementwise_binary(void)
+{
+    build_fn fns[] = {b_add, b_sub, b_mul, b_mse};
+    const char *names[] = {"add", "sub", "mul", "mse"};
+    for (int k = 0; k < 4; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 5 + (uint64_t)k);
+        nn_tensor *in[2] = {input(&r, 3, (int[]){2, 3, 4}, 0), input(&r, 3, (int[]){2, 3, 4}, 0)};
+        int ok = gradcheck(names[k], fns[k], in, 2, NULL);
+        free_all(in, 2);
+        CHECK_MSG(ok, "%s", names[k]);
+    }
+}
+
+static void test_grad_shared_input_accumulates(void) { UNARY_CHECK(b_square, "x*x", 2, SHAPE(3, 3), 0, NULL); }
+static void test_grad_scale(void) { UNARY_CHECK(b_scale, "scale", 1, SHAPE(7), 0, NULL); }
+static void test_grad_relu(void) { UNARY_CHECK(b_relu, "relu", 2, SHAPE(4, 5), 0.05f, NULL); }
+static void test_grad_sigmoid(void) { UNARY_CHECK(b_sigmoid, "sigmoid", 2, SHAPE(4, 5), 0, NULL); }
+static void test_grad_tanh(void) { UNARY_CHECK(b_tanh, "tanh", 2, SHAPE(4, 5), 0, NULL); }
+static void test_grad_softmax(void) { UNARY_CHECK(b_softmax, "softmax", 3, SHAPE(2, 3, 5), 0, NULL); }
+static void test_grad_log_softmax(void) { UNARY_CHECK(b_log_softmax, "log_softmax", 3, SHAPE(2, 3, 5), 0, NULL); }
+static void test_grad_reshape(void) { UNARY_CHECK(b_reshape, "reshape", 3, SHAPE(2, 3, 4), 0, NULL); }
+static void test_grad_flatten(void) { UNARY_CHECK(b_flatten, "flatten", 4, SHAPE(2, 3, 2, 2), 0, NULL); }
+static void test_grad_sum(void) { UNARY_CHECK(b_sum, "sum", 2, SHAPE(3, 4), 0, NULL); }
+static void test_grad_mean(void) { UNARY_CHECK(b_mean, "mean", 2, SHAPE(3, 4), 0, NULL); }
+
+static void test_grad_softmax_cross_entropy(void)
+{
+    static const int labels[4] = {2, 0, 4, 1};
+    UNARY_CHECK(b_xent, "softmax_cross_entropy", 2, SHAPE(4, 5), 0, labels);
+}
+
+static void test_softmax_cross_entropy_stable_for_large_logits(void)
+{
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new2(2, 3);
+    nn_tensor_requires_grad(x, 1);
+    float v[6] = {1000.0f, 0.0f, -1000.0f, 500.0f, 500.0f, -800.0f};
+    memcpy(x->data, v, sizeof v);
+    int labels[2] = {1, 0};
+    nn_tensor *loss = nn_softmax_cross_entropy(g, x, labels);
+    /* row 0: -log softmax = 1000; row 1: log 2 */
+    CHECK_NEAR(loss->data[0], (1000.0 + log(2.0)) / 2, 1e-3);
+    CHECK(nn_backward(g, loss, NULL) == NN_OK);
+    for (int i = 0; i < 6; i++) CHECK(isfinite(x->grad[i]));
+    CHECK_NEAR(x->grad[0], 0.5, 1e-6);  /* (p - 1{label}) / N */
+    CHECK_NEAR(x->grad[1], -0.5, 1e-6);
+    CHECK_NEAR(x->grad[3], -0.25, 1e-6);
+    nn_tensor *ls = nn_log_softmax(g, x);
+    for (int i = 0; i < 6; i++) CHECK(isfinite(ls->data[i]));
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
+/* A whole dense layer: gradients reach the input, the weight and the bias. */
+static nn_layer *grad_layer;
+static nn_tensor *b_dense(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    return nn_tanh(g, nn_layer_forward(grad_layer, g, in[0]));
+}
+
+static void test_grad_dense_layer(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 6);
+    grad_layer = nn_dense_new(5, 4, NN_INIT_XAVIER, &r);
+    nn_tensor *x = input(&r, 2, (int[]){3, 5}, 0);
+    nn_tensor *in[3] = {x, nn_dense_weight(grad_layer), nn_dense_bias(grad_layer)};
+    nn_tensor_uniform(in[2], &r, -0.5f, 0.5f);
+    int ok = gradcheck("dense", b_dense, in, 3, NULL);
+    nn_tensor_free(x);
+    nn_layer_free(grad_layer);
+    CHECK(ok);
+}
+
+const test_case gradcheck_tests[] = {
+    {"grad_matmul_all_transposes", test_grad_matmul_all_transposes},
+    {"grad_matmul_packed_path", test_grad_matmul_large_enough_for_packed_path},
+    {"grad_add_bias", test_grad_add_bias},
+    {"grad_add_sub_mul_mse", test_grad_elementwise_binary},
+    {"grad_shared_input_accumulates", test_grad_shared_input_accumulates},
+    {"grad_scale", test_grad_scale},
+    {"grad_relu", test_grad_relu},
+    {"grad_sigmoid", test_grad_sigmoid},
+    {"grad_tanh", test_grad_tanh},
+    {"grad_softmax", test_grad_softmax},
+    {"grad_log_softmax", test_grad_log_softmax},
+    {"grad_softmax_cross_entropy", test_grad_softmax_cross_entropy},
+    {"softmax_cross_entropy_large_logits", test_softmax_cross_entropy_stable_for_large_logits},
+    {"grad_reshape", test_grad_reshape},
+    {"grad_flatten", test_grad_flatten},
+    {"grad_sum", test_grad_sum},
+    {"grad_mean", test_grad_mean},
+    {"grad_dense_layer", test_grad_dense_layer},
+    {NULL, NULL}};

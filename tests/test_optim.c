@@ -1,0 +1,172 @@
+/* Optimizer steps against values worked out by hand (one parameter p = 1,
+ * gradients set directly; see the comments for the arithmetic). */
+#include "nn.h"
+#include "test.h"
+
+typedef struct {
+    nn_tensor *p;
+    nn_params params;
+} one_param;
+
+static void setup(one_param *s)
+{
+    s->p = nn_tensor_new1(1);
+    s->p->data[0] = 1.0f;
+    nn_tensor_requires_grad(s->p, 1);
+    nn_params_init(&s->params);
+    nn_params_add(&s->params, "p", s->p);
+}
+
+static void teardown(one_param *s, nn_optim *o)
+{
+    nn_optim_free(o);
+    nn_params_free(&s->params);
+    nn_tensor_free(s->p);
+}
+
+static float step_with(nn_optim *o, one_param *s, float grad)
+{
+    nn_optim_zero_grad(o);
+    s->p->grad[0] = grad;
+    nn_optim_step(o);
+    return s->p->data[0];
+}
+
+static void test_sgd_plain(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = 0.1f});
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.95, 1e-6); /* 1 - 0.1*0.5 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.90, 1e-6);
+    teardown(&s, o);
+}
+
+static void test_sgd_momentum(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = 0.1f, .momentum = 0.9f});
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.95, 1e-6);   /* buf 0.5 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.855, 1e-6);  /* buf 0.95 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.7195, 1e-6); /* buf 1.355 */
+    teardown(&s, o);
+}
+
+static void test_sgd_nesterov(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_sgd_new(&s.params,
+                                   (nn_sgd_opts){.lr = 0.1f, .momentum = 0.9f, .nesterov = 1});
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.905, 1e-6);  /* buf 0.5, d = 0.5 + 0.45 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.7695, 1e-6); /* buf 0.95, d = 0.5 + 0.855 */
+    teardown(&s, o);
+}
+
+static void test_sgd_weight_decay(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = 0.1f, .weight_decay = 0.1f});
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.94, 1e-6);   /* d = 0.5 + 0.1*1 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.8806, 1e-6); /* d = 0.5 + 0.094 */
+    teardown(&s, o);
+}
+
+static void test_sgd_rejects_bad_options(void)
+{
+    one_param s;
+    setup(&s);
+    CHECK(nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = -1.0f}) == NULL);
+    CHECK(nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = 0.1f, .nesterov = 1}) == NULL);
+    CHECK(nn_optim_adam_new(&s.params, (nn_adam_opts){.lr = 0.1f, .beta1 = 1.0f}) == NULL);
+    teardown(&s, NULL);
+}
+
+static void test_adam(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_adam_new(&s.params, nn_adam_defaults(0.1f));
+    /* step 1: m = 0.05, v = 0.00025, mhat = 0.5, vhat = 0.25 -> p -= 0.1 */
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.9, 1e-6);
+    /* step 2: m = 0.02, v = 0.00031225; mhat = 0.02/0.19, vhat = 0.00031225/0.001999
+     * -> p -= 0.1 * 0.1052632 / 0.3952250 = 0.0266337 */
+    CHECK_NEAR(step_with(o, &s, -0.25f), 0.8733663, 2e-6);
+    CHECK(nn_optim_steps(o) == 2);
+    teardown(&s, o);
+}
+
+static void test_adam_l2_weight_decay(void)
+{
+    one_param s;
+    setup(&s);
+    nn_adam_opts a = nn_adam_defaults(0.1f);
+    a.weight_decay = 0.1f;
+    nn_optim *o = nn_optim_adam_new(&s.params, a);
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.9, 1e-6); /* g = 0.6: first step is always lr */
+    /* g = -0.25 + 0.09 = -0.16; m = 0.038, v = 0.00038524; mhat 0.2, vhat 0.1927164
+     * -> p -= 0.1 * 0.2 / 0.4389947 = 0.0455587 */
+    CHECK_NEAR(step_with(o, &s, -0.25f), 0.8544414, 2e-6);
+    teardown(&s, o);
+}
+
+static void test_adamw_decoupled_weight_decay(void)
+{
+    one_param s;
+    setup(&s);
+    nn_adam_opts a = nn_adam_defaults(0.1f);
+    a.weight_decay = 0.1f;
+    nn_optim *o = nn_optim_adamw_new(&s.params, a);
+    CHECK_NEAR(step_with(o, &s, 0.5f), 0.89, 1e-6);        /* 1*(1 - 0.01) - 0.1 */
+    CHECK_NEAR(step_with(o, &s, -0.25f), 0.8544663, 2e-6); /* 0.89*0.99 - 0.0266337 */
+    teardown(&s, o);
+}
+
+static void test_zero_grad_and_lr(void)
+{
+    one_param s;
+    setup(&s);
+    nn_optim *o = nn_optim_sgd_new(&s.params, (nn_sgd_opts){.lr = 0.1f});
+    s.p->grad[0] = 3.0f;
+    nn_optim_zero_grad(o);
+    CHECK(s.p->grad[0] == 0.0f);
+    nn_optim_set_lr(o, 0.5f);
+    CHECK(nn_optim_lr(o) == 0.5f);
+    CHECK_NEAR(step_with(o, &s, 1.0f), 0.5, 1e-6);
+    teardown(&s, o);
+}
+
+static void test_clip_grad_norm(void)
+{
+    nn_tensor *a = nn_tensor_new1(1), *b = nn_tensor_new1(1);
+    nn_tensor_requires_grad(a, 1);
+    nn_tensor_requires_grad(b, 1);
+    nn_params p;
+    nn_params_init(&p);
+    nn_params_add(&p, "a", a);
+    nn_params_add(&p, "b", b);
+    a->grad[0] = 3.0f;
+    b->grad[0] = 4.0f;
+    CHECK_NEAR(nn_clip_grad_norm(&p, 10.0f), 5.0, 1e-6); /* under the limit: unchanged */
+    CHECK(a->grad[0] == 3.0f);
+    CHECK_NEAR(nn_clip_grad_norm(&p, 1.0f), 5.0, 1e-6);
+    CHECK_NEAR(a->grad[0], 0.6, 1e-5);
+    CHECK_NEAR(b->grad[0], 0.8, 1e-5);
+    nn_params_free(&p);
+    nn_tensor_free(a);
+    nn_tensor_free(b);
+}
+
+const test_case optim_tests[] = {{"optim_sgd_plain", test_sgd_plain},
+                                 {"optim_sgd_momentum", test_sgd_momentum},
+                                 {"optim_sgd_nesterov", test_sgd_nesterov},
+                                 {"optim_sgd_weight_decay", test_sgd_weight_decay},
+                                 {"optim_rejects_bad_options", test_sgd_rejects_bad_options},
+                                 {"optim_adam", test_adam},
+                                 {"optim_adam_l2_weight_decay", test_adam_l2_weight_decay},
+                                 {"optim_adamw", test_adamw_decoupled_weight_decay},
+                                 {"optim_zero_grad_and_lr", test_zero_grad_and_lr},
+                                 {"optim_clip_grad_norm", test_clip_grad_norm},
+                                 {NULL, NULL}};

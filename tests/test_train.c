@@ -1,0 +1,2 @@
+#include "test.h"
+const test_case train_tests[] = {{NULL, NULL}};
