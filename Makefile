@@ -52,6 +52,8 @@ $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
 
+$(BUILD)/tests/%.o: CFLAGS += -DNN_TEST_SOURCE_DIR=\"$(CURDIR)\"
+
 $(BUILD)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h examples/common/*.h tests/*.h) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
