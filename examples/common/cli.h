@@ -1,0 +1,51 @@
+/* Helpers shared by the example programs: flag parsing, the data directory,
+ * a terminal progress bar, and MNIST evaluation. */
+#ifndef NN_EXAMPLES_CLI_H
+#define NN_EXAMPLES_CLI_H
+
+#include "nn.h"
+
+/* Parse value as an int / float / uint64 within [min, max] for flag; prints
+ * an error naming the flag and returns 0 if it is not one. */
+int cli_int(const char *flag, const char *value, long min, long max, int *out);
+int cli_float(const char *flag, const char *value, double min, double max, float *out);
+int cli_u64(const char *flag, const char *value, uint64_t *out);
+
+/* argv[*i] is flag and needs a value: returns it and advances *i, or prints
+ * an error and returns NULL. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* The data directory: the --data flag if given, else $NN_DATA_DIR, else
+ * fallback. */
+const char *cli_data_dir(const char *flag_value, const char *fallback);
+
+/* Load MNIST (both splits) from dir; on failure prints the error with a hint
+ * on getting the data and returns 0. */
+int cli_load_mnist(const char *dir, nn_dataset *train, nn_dataset *test);
+
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+/* A progress bar on stderr: redrawn in place on a terminal, else a plain
+ * line every quarter of the epoch. */
+typedef struct progress {
+    const char *label;
+    int total;
+    int tty;
+    int quiet;
+    double start, last_draw;
+    int next_plain; /* next quarter to print when not a tty */
+} progress;
+
+void progress_start(progress *p, const char *label, int total_batches, int quiet);
+void progress_update(progress *p, int done, double loss, double acc, long samples);
+void progress_end(progress *p);
+
+/* Index of the largest of n values. */
+int argmax(const float *v, int n);
+
+/* Accuracy (0..1) of model on d, in evaluation mode without gradients,
+ * batch by batch. */
+double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_layout layout);
+
+#endif
