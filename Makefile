@@ -23,6 +23,8 @@ endif
 ifeq ($(OPENMP),1)
   CFLAGS  += -fopenmp
   LDFLAGS += -fopenmp
+else
+  CFLAGS  += -Wno-unknown-pragmas
 endif
 CFLAGS += $(EXTRA_CFLAGS)
 
@@ -94,5 +96,13 @@ install: $(LIB)
 data:
 	sh data/get_mnist.sh data/mnist
 
+# Build and train on MNIST. Data: $$NN_DATA_DIR if set, else data/mnist
+# (downloaded by `make data` when missing). Extra flags: ARGS="--epochs 1".
+MNIST_DIR = $(or $(NN_DATA_DIR),data/mnist)
+mnist: all
+	@test -n "$(NN_DATA_DIR)" || test -f data/mnist/t10k-labels-idx1-ubyte.gz || $(MAKE) data
+	$(BUILD)/examples/mnist_mlp --data $(MNIST_DIR) $(ARGS)
+
 clean:
 	rm -rf build
+.SECONDARY:

@@ -80,6 +80,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: setting up training failed (out of memory?)\n");
         return 1;
     }
+    nn_batcher_normalize(&batches, NN_MNIST_MEAN, NN_MNIST_STD);
     printf("mnist_mlp: %d train / %d test images from %s; %zu parameters; batch %d, Adam lr %g\n",
            train.count, test.count, dir, nn_params_numel(&params), batch, (double)lr);
     fflush(stdout);

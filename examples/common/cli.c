@@ -135,6 +135,7 @@ double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_l
 {
     nn_batcher b;
     if (nn_batcher_init(&b, d, 1000, layout, 0, 0, NULL) != NN_OK) return 0;
+    nn_batcher_normalize(&b, NN_MNIST_MEAN, NN_MNIST_STD);
     int was_training = model->training;
     nn_layer_set_training(model, 0);
     nn_graph_set_grad_enabled(g, 0);

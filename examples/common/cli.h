@@ -45,7 +45,7 @@ void progress_end(progress *p);
 int argmax(const float *v, int n);
 
 /* Accuracy (0..1) of model on d, in evaluation mode without gradients,
- * batch by batch. */
+ * batch by batch, with inputs standardised like the training batches. */
 double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_layout layout);
 
 #endif

@@ -94,8 +94,9 @@ typedef enum nn_layout {
     NN_LAYOUT_NCHW  /* batches of shape (N, 1, rows, cols) for conv networks */
 } nn_layout;
 
-/* Walks a data set in mini-batches. Pixels are converted from uint8 to floats
- * in [0, 1] per batch, into a tensor allocated once. */
+/* Walks a data set in mini-batches. Pixels are converted from uint8 per
+ * batch, into a tensor allocated once: to p / 255 in [0, 1] by default, or
+ * standardised as (p / 255 - mean) / std after nn_batcher_normalize. */
 typedef struct nn_batcher {
     const nn_dataset *data;
     nn_tensor *x;   /* the current batch; its first dimension is the batch's size */
@@ -104,6 +105,7 @@ typedef struct nn_batcher {
     int shuffle;
     int pos;        /* examples consumed this epoch */
     int *order;     /* example order of this epoch */
+    float scale, shift; /* pixel -> float: scale * p + shift */
     nn_rng rng;
 } nn_batcher;
 
@@ -111,6 +113,14 @@ typedef struct nn_batcher {
  * nonzero each epoch visits examples in a new order drawn from seed. */
 nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn_layout layout,
                           int shuffle, uint64_t seed, nn_error *err);
+
+/* Standardise pixels: x = (p / 255 - mean) / std (std > 0), e.g. MNIST's
+ * NN_MNIST_MEAN / NN_MNIST_STD. */
+void nn_batcher_normalize(nn_batcher *b, float mean, float std);
+
+/* Mean and standard deviation of MNIST training pixels scaled to [0, 1]. */
+#define NN_MNIST_MEAN 0.1307f
+#define NN_MNIST_STD 0.3081f
 
 /* Rewind to the start of a new epoch (reshuffling if enabled). */
 void nn_batcher_start_epoch(nn_batcher *b);

@@ -17,6 +17,8 @@ nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn
     b->data = d;
     b->batch_size = batch_size;
     b->shuffle = shuffle;
+    b->scale = 1.0f / 255.0f;
+    b->shift = 0.0f;
     nn_rng_seed(&b->rng, seed);
     b->x = layout == NN_LAYOUT_NCHW ? nn_tensor_new4(batch_size, 1, d->rows, d->cols)
                                     : nn_tensor_new2(batch_size, d->rows * d->cols);
@@ -29,6 +31,13 @@ nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn
     for (int i = 0; i < d->count; i++) b->order[i] = i;
     nn_batcher_start_epoch(b);
     return NN_OK;
+}
+
+void nn_batcher_normalize(nn_batcher *b, float mean, float std)
+{
+    if (!(std > 0.0f)) return;
+    b->scale = 1.0f / (255.0f * std);
+    b->shift = -mean / std;
 }
 
 void nn_batcher_start_epoch(nn_batcher *b)
@@ -46,7 +55,7 @@ int nn_batcher_next(nn_batcher *b)
     size_t pixels = (size_t)d->rows * d->cols;
     for (int i = 0; i < n; i++) {
         int idx = b->order[b->pos + i];
-        nn_k_u8_to_float(pixels, d->images + (size_t)idx * pixels, 1.0f / 255.0f,
+        nn_k_u8_to_float(pixels, d->images + (size_t)idx * pixels, b->scale, b->shift,
                          b->x->data + (size_t)i * pixels);
         b->labels[i] = d->labels[idx];
     }

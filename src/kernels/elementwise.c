@@ -75,9 +75,9 @@ void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, flo
     for (size_t i = 0; i < n; i++) y[i] += s * (a[i] - b[i]);
 }
 
-void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float *out)
+void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shift, float *out)
 {
-    for (size_t i = 0; i < n; i++) out[i] = scale * (float)in[i];
+    for (size_t i = 0; i < n; i++) out[i] = scale * (float)in[i] + shift;
 }
 
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out)

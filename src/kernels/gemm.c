@@ -5,8 +5,8 @@
  * each C tile belongs to exactly one thread and accumulates K in a fixed
  * order, so results are identical for any thread count.
  *
- * The micro-kernel uses GCC/clang vector extensions: with AVX-512 a vector is
- * 16 floats, otherwise 8; the compiler maps them to whatever the target has. */
+ * The micro-kernel uses GCC/clang vector extensions sized to the target's
+ * registers: 16 floats with AVX-512, 8 with AVX, else 4 (SSE, NEON). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +14,10 @@
 
 #if defined(__AVX512F__)
 #define VEC 16
-#else
+#elif defined(__AVX__)
 #define VEC 8
+#else
+#define VEC 4
 #endif
 #define MR 8
 #define NR (2 * VEC)

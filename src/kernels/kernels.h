@@ -28,8 +28,8 @@ void nn_k_add_scalar(size_t n, float c, float *y);                       /* y +=
 double nn_k_sq_diff_sum(size_t n, const float *a, const float *b);
 void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, float *y);
 
-/* out[i] = scale * in[i] for bytes in. */
-void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float *out);
+/* out[i] = scale * in[i] + shift for bytes in. */
+void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shift, float *out);
 
 /* x viewed as (N, C, inner): out = x + bias[c]; db[c] += sum of dy over n, inner. */
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out);
