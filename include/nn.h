@@ -10,6 +10,8 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/data.h"
+#include "nn/threads.h"
+#include "nn/io.h"
 
 #define NN_VERSION "0.1.0"
 

@@ -1,6 +1,7 @@
 /* The GEMM kernel against a double-precision reference, for every transpose
  * variant, edge tiles, long K, alpha/beta. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "../src/kernels/kernels.h"
 #include "nn.h"
@@ -49,7 +50,8 @@ static double gemm_error(int ta, int tb, int M, int N, int K, float alpha, float
 static void test_gemm_all_transposes_and_edges(void)
 {
     static const int shapes[][3] = {{1, 1, 1},   {3, 5, 7},    {8, 32, 16},  {9, 33, 17},
-                                    {64, 128, 300}, {37, 70, 513}, {100, 10, 64}, {10, 100, 1}};
+                                    {64, 128, 300}, {37, 70, 513}, {100, 10, 64}, {10, 100, 1},
+                                    {16, 9, 9000} /* long K: the chunked dot path for A B^T */};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
@@ -78,7 +80,34 @@ static void test_gemm_beta_zero_ignores_nan(void)
     CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4);
 }
 
-const test_case gemm_tests[] = {{"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
+/* Every GEMM path must give bit-identical results with 1 and 2 threads. */
+static void test_gemm_same_bits_for_any_thread_count(void)
+{
+    static const int shapes[][5] = {{64, 7744, 288, 0, 0}, {64, 288, 7744, 0, 1},
+                                    {288, 7744, 64, 1, 0}, {32, 9, 43264, 0, 1}, {5, 7, 3, 0, 0}};
+    nn_rng r;
+    nn_rng_seed(&r, 3);
+    int saved = nn_get_threads();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
+        float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * N);
+        float *C1 = calloc((size_t)M * N, sizeof(float)), *C2 = calloc((size_t)M * N, sizeof(float));
+        nn_set_threads(1);
+        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C1, N);
+        nn_set_threads(2);
+        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C2, N);
+        int same = memcmp(C1, C2, (size_t)M * N * sizeof(float)) == 0;
+        free(A);
+        free(B);
+        free(C1);
+        free(C2);
+        nn_set_threads(saved);
+        CHECK_MSG(same, "M=%d N=%d K=%d differs between 1 and 2 threads", M, N, K);
+    }
+}
+
+const test_case gemm_tests[] = {
+    {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},{"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
                                 {"gemm_alpha_beta", test_gemm_alpha_beta},
                                 {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
                                 {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},

@@ -234,7 +234,179 @@ static void test_grad_dense_layer(void)
     CHECK(ok);
 }
 
+/* ---- convolution and pooling ---- */
+typedef struct {
+    int kh, kw;
+    nn_window2d win;
+} window_ctx;
+
+static nn_tensor *b_conv(nn_graph *g, nn_tensor **in, const void *c)
+{
+    return nn_conv2d(g, in[0], in[1], in[2], ((const window_ctx *)c)->win);
+}
+static nn_tensor *b_conv_nobias(nn_graph *g, nn_tensor **in, const void *c)
+{
+    return nn_conv2d(g, in[0], in[1], NULL, ((const window_ctx *)c)->win);
+}
+static nn_tensor *b_maxpool(nn_graph *g, nn_tensor **in, const void *c)
+{
+    const window_ctx *w = c;
+    return nn_maxpool2d(g, in[0], w->kh, w->kw, w->win);
+}
+static nn_tensor *b_avgpool(nn_graph *g, nn_tensor **in, const void *c)
+{
+    const window_ctx *w = c;
+    return nn_avgpool2d(g, in[0], w->kh, w->kw, w->win);
+}
+
+static void test_grad_conv2d(void)
+{
+    /* valid, explicit symmetric, asymmetric ("same" for an even kernel),
+     * strided, non-square kernels */
+    static const struct {
+        int n, c, h, w, oc, kh, kw;
+        nn_window2d win;
+    } cases[] = {
+        {2, 1, 5, 5, 3, 3, 3, {1, 1, 0, 0, 0, 0}},
+        {2, 2, 5, 4, 3, 3, 3, {1, 1, 1, 1, 1, 1}},
+        {1, 2, 6, 6, 2, 2, 2, {1, 1, 0, 1, 0, 1}},
+        {2, 3, 7, 6, 2, 3, 2, {2, 2, 1, 1, 0, 1}},
+        {1, 2, 5, 7, 4, 1, 3, {1, 2, 0, 0, 2, 2}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 10 + k);
+        nn_tensor *in[3] = {input(&r, 4, (int[]){cases[k].n, cases[k].c, cases[k].h, cases[k].w}, 0),
+                            input(&r, 4, (int[]){cases[k].oc, cases[k].c, cases[k].kh, cases[k].kw}, 0),
+                            input(&r, 1, (int[]){cases[k].oc}, 0)};
+        window_ctx ctx = {0, 0, cases[k].win};
+        int ok = gradcheck("conv2d", b_conv, in, 3, &ctx) &&
+                 gradcheck("conv2d without bias", b_conv_nobias, in, 2, &ctx);
+        free_all(in, 3);
+        CHECK_MSG(ok, "conv2d case %zu", k);
+    }
+}
+
+static void test_conv2d_matches_direct_sum(void)
+{
+    /* One output element by hand: x 1x1x3x3 = 1..9, w = 1x1x2x2 of ones,
+     * padding 1: the top-left output sees only x[0][0] = 1. */
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new4(1, 1, 3, 3), *w = nn_tensor_new4(1, 1, 2, 2), *b = nn_tensor_new1(1);
+    for (int i = 0; i < 9; i++) x->data[i] = (float)(i + 1);
+    nn_tensor_fill(w, 1.0f);
+    b->data[0] = 0.5f;
+    nn_tensor *y = nn_conv2d(g, x, w, b, nn_window(1, 1));
+    CHECK(y->shape[2] == 4 && y->shape[3] == 4);
+    CHECK_NEAR(y->data[0], 1.5, 1e-6);
+    CHECK_NEAR(y->data[5], 1 + 2 + 4 + 5 + 0.5, 1e-6);
+    nn_tensor *s = nn_conv2d(g, x, w, NULL, (nn_window2d){2, 2, 0, 0, 0, 0});
+    CHECK(s->shape[2] == 1 && s->shape[3] == 1 && s->data[0] == 12.0f);
+    nn_tensor_free(x);
+    nn_tensor_free(w);
+    nn_tensor_free(b);
+    nn_graph_free(g);
+}
+
+/* Inputs for max pooling: distinct values at least 0.05 apart, so that an
+ * EPS perturbation never changes which element is the maximum. */
+static nn_tensor *distinct_input(nn_rng *r, int ndim, const int *shape)
+{
+    nn_tensor *t = nn_tensor_new(ndim, shape);
+    int *perm = malloc(t->size * sizeof *perm);
+    for (size_t i = 0; i < t->size; i++) perm[i] = (int)i;
+    nn_rng_shuffle(r, perm, t->size);
+    for (size_t i = 0; i < t->size; i++) t->data[i] = 0.05f * (float)perm[i] - 1.0f;
+    free(perm);
+    nn_tensor_requires_grad(t, 1);
+    return t;
+}
+
+static void test_grad_maxpool2d(void)
+{
+    static const window_ctx cases[] = {{2, 2, {2, 2, 0, 0, 0, 0}},
+                                       {3, 3, {2, 2, 1, 1, 1, 1}},
+                                       {3, 2, {1, 2, 1, 0, 0, 1}}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 20 + k);
+        nn_tensor *in[1] = {distinct_input(&r, 4, (int[]){2, 2, 5, 6})};
+        int ok = gradcheck("maxpool2d", b_maxpool, in, 1, &cases[k]);
+        free_all(in, 1);
+        CHECK_MSG(ok, "maxpool case %zu", k);
+    }
+}
+
+static void test_maxpool_ties_and_values(void)
+{
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new4(1, 1, 2, 4);
+    nn_tensor_requires_grad(x, 1);
+    float v[8] = {1, 5, 2, 2, 5, 0, 2, 2};
+    memcpy(x->data, v, sizeof v);
+    nn_tensor *y = nn_maxpool2d(g, x, 2, 2, nn_window(2, 0));
+    CHECK(y->shape[3] == 2 && y->data[0] == 5 && y->data[1] == 2);
+    CHECK(nn_backward(g, nn_sum(g, y), NULL) == NN_OK);
+    /* ties: the first maximum in row-major order takes the whole gradient */
+    CHECK(x->grad[1] == 1 && x->grad[4] == 0 && x->grad[2] == 1 && x->grad[3] == 0);
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
+static void test_grad_avgpool2d(void)
+{
+    static const window_ctx cases[] = {{2, 2, {2, 2, 0, 0, 0, 0}}, {3, 3, {2, 1, 1, 1, 1, 1}}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 30 + k);
+        nn_tensor *in[1] = {input(&r, 4, (int[]){2, 3, 5, 4}, 0)};
+        int ok = gradcheck("avgpool2d", b_avgpool, in, 1, &cases[k]);
+        free_all(in, 1);
+        CHECK_MSG(ok, "avgpool case %zu", k);
+    }
+}
+
+/* Dropout draws a fresh rng from a fixed seed on every forward, so the
+ * finite differences see the same mask as the backward pass. */
+static nn_tensor *b_dropout(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_rng r;
+    nn_rng_seed(&r, 1234);
+    return nn_dropout(g, in[0], 0.4f, &r);
+}
+
+static void test_grad_dropout(void) { UNARY_CHECK(b_dropout, "dropout", 2, SHAPE(6, 7), 0, NULL); }
+
+static void test_dropout_statistics(void)
+{
+    nn_graph *g = nn_graph_new();
+    nn_rng r;
+    nn_rng_seed(&r, 5);
+    nn_tensor *x = nn_tensor_new1(100000);
+    nn_tensor_fill(x, 1.0f);
+    nn_tensor *y = nn_dropout(g, x, 0.5f, &r);
+    size_t zeros = 0;
+    double sum = 0;
+    for (size_t i = 0; i < y->size; i++) {
+        zeros += y->data[i] == 0.0f;
+        CHECK(y->data[i] == 0.0f || y->data[i] == 2.0f);
+        sum += y->data[i];
+    }
+    CHECK_NEAR((double)zeros / y->size, 0.5, 0.01);
+    CHECK_NEAR(sum / y->size, 1.0, 0.02); /* inverted dropout keeps the mean */
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
 const test_case gradcheck_tests[] = {
+    {"grad_conv2d", test_grad_conv2d},
+    {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
+    {"grad_maxpool2d", test_grad_maxpool2d},
+    {"maxpool_ties_and_values", test_maxpool_ties_and_values},
+    {"grad_avgpool2d", test_grad_avgpool2d},
+    {"grad_dropout", test_grad_dropout},
+    {"dropout_statistics", test_dropout_statistics},
     {"grad_matmul_all_transposes", test_grad_matmul_all_transposes},
     {"grad_matmul_packed_path", test_grad_matmul_large_enough_for_packed_path},
     {"grad_add_bias", test_grad_add_bias},

@@ -134,7 +134,7 @@ int argmax(const float *v, int n)
 double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_layout layout)
 {
     nn_batcher b;
-    if (nn_batcher_init(&b, d, 1000, layout, 0, 0, NULL) != NN_OK) return 0;
+    if (nn_batcher_init(&b, d, 250, layout, 0, 0, NULL) != NN_OK) return 0;
     nn_batcher_normalize(&b, NN_MNIST_MEAN, NN_MNIST_STD);
     int was_training = model->training;
     nn_layer_set_training(model, 0);

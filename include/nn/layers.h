@@ -99,6 +99,32 @@ typedef enum nn_activation {
 /* A parameterless elementwise activation layer. */
 nn_layer *nn_activation_new(nn_activation kind);
 
+/* Padding argument of nn_conv2d_new: "same" keeps H/stride x W/stride
+ * (rounded up), putting any odd extra row/column at the bottom/right. Any
+ * value >= 0 pads every side by that much (0 is "valid"). */
+#define NN_PAD_SAME (-1)
+
+/* 2-D convolution layer over (N, in_channels, H, W) with a square kernel:
+ * weight (out, in, k, k) He-initialised for a following ReLU, bias (out)
+ * zero. Parameters "weight" and "bias" as in torch.nn.Conv2d. */
+nn_layer *nn_conv2d_new(int in_channels, int out_channels, int kernel, int stride, int padding,
+                        nn_rng *rng);
+nn_tensor *nn_conv2d_weight(nn_layer *l);
+nn_tensor *nn_conv2d_bias(nn_layer *l);
+
+/* Max / average pooling with a square window; stride 0 means stride =
+ * kernel; padding on every side (see nn_maxpool2d for the rules). */
+nn_layer *nn_maxpool2d_new(int kernel, int stride, int padding);
+nn_layer *nn_avgpool2d_new(int kernel, int stride, int padding);
+
+/* Inverted dropout with probability p in [0, 1) in training mode, the
+ * identity in evaluation mode. Masks come from the layer's own RNG seeded
+ * with seed, so runs are reproducible. */
+nn_layer *nn_dropout_new(float p, uint64_t seed);
+
+/* (N, ...) -> (N, product of the rest). */
+nn_layer *nn_flatten_new(void);
+
 /* A container that applies its layers in order. */
 nn_layer *nn_sequential_new(void);
 /* Append layer (ownership passes to seq, also on failure). NN_ERR_ARG if seq

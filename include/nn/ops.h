@@ -59,6 +59,36 @@ nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *l
  * both pred and target when they require it. */
 nn_tensor *nn_mse(nn_graph *g, nn_tensor *pred, nn_tensor *target);
 
+/* ---- convolution, pooling, dropout (NCHW) ------------------------------ */
+
+/* Stride and padding of a 2-D window. Padding may differ per side (e.g.
+ * "same" padding of an even kernel); padded positions read as zero for
+ * convolution and average pooling and are skipped by max pooling. */
+typedef struct nn_window2d {
+    int stride_h, stride_w;                       /* >= 1 */
+    int pad_top, pad_bottom, pad_left, pad_right; /* >= 0 */
+} nn_window2d;
+
+/* Window with the same stride and padding on every side. */
+nn_window2d nn_window(int stride, int pad);
+
+/* 2-D convolution (cross-correlation, as PyTorch's conv2d): x (N, C, H, W),
+ * weight (OC, C, KH, KW), bias (OC) or NULL. Output (N, OC, OH, OW) with
+ * OH = (H + pad_top + pad_bottom - KH) / stride_h + 1 (likewise OW). */
+nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, nn_window2d win);
+
+/* Max / average pooling with a kh x kw window over each channel of x
+ * (N, C, H, W). Max pooling: padding must be at most half the window, the
+ * first maximum in row-major window order wins ties. Average pooling divides
+ * by kh*kw, counting padding as zeros (PyTorch's count_include_pad). */
+nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
+nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
+
+/* Inverted dropout: each element is zeroed with probability p and the rest
+ * scaled by 1/(1-p), drawing from rng. Always applies; a dropout layer in
+ * evaluation mode simply does not call it. p in [0, 1). */
+nn_tensor *nn_dropout(nn_graph *g, nn_tensor *x, float p, nn_rng *rng);
+
 /* ---- shape and reductions ---------------------------------------------- */
 
 /* Same data, new shape (sizes must match). The result shares x's data. */

@@ -54,8 +54,27 @@ void nn_optim_zero_grad(nn_optim *o);
 void nn_optim_set_lr(nn_optim *o, float lr);
 float nn_optim_lr(const nn_optim *o);
 long nn_optim_steps(const nn_optim *o);
+/* Restore the step count (bias correction, first momentum step) on resume. */
+void nn_optim_set_steps(nn_optim *o, long steps);
+
+/* The optimizer's state as named tensors, for checkpoints: for each
+ * parameter i of the optimizer (named as in names, which must be the list it
+ * was created from), "optim.momentum_buffer.<name>" (SGD with momentum) or
+ * "optim.exp_avg.<name>" and "optim.exp_avg_sq.<name>" (Adam, AdamW), as
+ * PyTorch names them. The tensors are the optimizer's own: loading into them
+ * restores the state. Appends to out. */
+nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out);
+
+/* "sgd", "adam" or "adamw". */
+const char *nn_optim_name(const nn_optim *o);
 
 void nn_optim_free(nn_optim *o);
+
+/* Learning-rate schedules: the rate for step (0-based) of total_steps. */
+/* Linear warm-up over warmup_steps, then cosine decay from base_lr to min_lr. */
+float nn_lr_cosine(float base_lr, float min_lr, long step, long total_steps, long warmup_steps);
+/* base_lr * gamma^(step / every) (step decay). */
+float nn_lr_step(float base_lr, float gamma, long step, long every);
 
 /* Scale all gradients of params so that their global L2 norm is at most
  * max_norm. Returns the norm before clipping. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "nn/tensor.h"
 
 void nn_k_add(size_t n, const float *a, const float *b, float *out)
 {
@@ -98,6 +99,7 @@ void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db)
             for (int c = 0; c < C; c++) db[c] += dy[(size_t)n * C + c];
         return;
     }
+#pragma omp parallel for schedule(static) if ((size_t)N * C * inner > 100000)
     for (int c = 0; c < C; c++) {
         double s = 0.0;
         for (int n = 0; n < N; n++) {
@@ -145,4 +147,10 @@ void nn_k_tanh(size_t n, const float *x, float *y)
 void nn_k_tanh_bwd_acc(size_t n, const float *y, const float *dy, float *dx)
 {
     for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+void nn_k_dropout_mask(size_t n, float p, nn_rng *rng, float *mask)
+{
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) mask[i] = nn_rng_uniform(rng) < p ? 0.0f : keep;
 }

@@ -143,6 +143,55 @@ static void gemm_small(int ta, int tb, int M, int N, int K, float alpha, const f
     }
 }
 
+/* Sum of a[i]*b[i] with independent vector accumulators. */
+static float dot(const float *a, const float *b, int n)
+{
+    vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    int i = 0;
+    for (; i + 4 * VEC <= n; i += 4 * VEC) {
+        acc0 += vload(a + i) * vload(b + i);
+        acc1 += vload(a + i + VEC) * vload(b + i + VEC);
+        acc2 += vload(a + i + 2 * VEC) * vload(b + i + 2 * VEC);
+        acc3 += vload(a + i + 3 * VEC) * vload(b + i + 3 * VEC);
+    }
+    for (; i + VEC <= n; i += VEC) acc0 += vload(a + i) * vload(b + i);
+    vf acc = (acc0 + acc1) + (acc2 + acc3);
+    float s = 0.0f;
+    for (int l = 0; l < VEC; l++) s += acc[l];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* C (small M x N) += alpha * A B^T with a long K, both operands contiguous
+ * along K (e.g. a convolution's weight gradient). K is cut into fixed-size
+ * chunks computed in parallel and summed in chunk order, so the result does
+ * not depend on the thread count. */
+#define DOT_KCHUNK 2048
+static _Thread_local float *dot_part;
+static _Thread_local size_t dot_part_cap;
+
+static int gemm_dot_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                       int ldb, float *C, int ldc)
+{
+    int chunks = (K + DOT_KCHUNK - 1) / DOT_KCHUNK;
+    size_t mn = (size_t)M * N;
+    float *part = grow(&dot_part, &dot_part_cap, (size_t)chunks * mn);
+    if (!part) return 0;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int ch = 0; ch < chunks; ch++) {
+        int k0 = ch * DOT_KCHUNK, kn = K - k0 < DOT_KCHUNK ? K - k0 : DOT_KCHUNK;
+        float *p = part + (size_t)ch * mn;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                p[(size_t)i * N + j] = dot(A + (size_t)i * lda + k0, B + (size_t)j * ldb + k0, kn);
+    }
+    for (int ch = 0; ch < chunks; ch++)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] += alpha * part[(size_t)ch * mn + (size_t)i * N + j];
+    return 1;
+}
+
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -150,6 +199,9 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     scale_c(M, N, beta, C, ldc);
     if (K <= 0 || alpha == 0.0f) return;
     double flops = 2.0 * M * N * K;
+    if (!ta && tb && (size_t)M * N <= 4096 && K >= 4 * DOT_KCHUNK &&
+        gemm_dot_nt(M, N, K, alpha, A, lda, B, ldb, C, ldc))
+        return;
     if (flops < 65536.0) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
         return;

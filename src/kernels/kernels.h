@@ -57,6 +57,33 @@ double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, 
 void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
                                float scale, float *dx);
 
+/* Geometry of a convolution or pooling window over an NCHW input:
+ * n, c, h, w input; kh, kw window; sh, sw stride; pt, pl padding at the top
+ * and left (bottom/right padding is implied by oh, ow). */
+typedef struct nn_conv_shape {
+    int n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow;
+} nn_conv_shape;
+
+/* col[c*kh*kw][n*oh*ow] from x (zeros where the window is in the padding),
+ * and its adjoint accumulating into dx. */
+void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
+void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx);
+/* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), and the plain
+ * transpose the other way. */
+void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, float *dst);
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, float *dst);
+
+/* Pooling over s (c = channels, output oh x ow). maxpool stores, per output,
+ * the index of the chosen input within its plane. */
+void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax);
+void nn_k_maxpool_bwd_acc(const float *dy, const int *argmax, const nn_conv_shape *s, float *dx);
+void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y);
+void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx);
+
+/* Inverted dropout: mask[i] = 0 with probability p, else 1 / (1 - p). */
+struct nn_rng;
+void nn_k_dropout_mask(size_t n, float p, struct nn_rng *rng, float *mask);
+
 /* Optimizer updates over n parameters p with gradients g. */
 void nn_k_sgd(size_t n, float *p, const float *g, float *buf, float lr, float momentum,
               float weight_decay, int nesterov, int first_step);

@@ -1,6 +1,7 @@
 /* SGD (momentum, Nesterov, weight decay), Adam, AdamW and gradient clipping.
  * State buffers are allocated at creation, so a step never allocates. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ struct nn_optim {
     optim_kind kind;
     int count;
     nn_tensor **params;
-    float **state1, **state2; /* SGD: momentum buffer; Adam: first and second moments */
+    nn_tensor **state1, **state2; /* SGD: momentum buffer; Adam: first and second moments */
     nn_sgd_opts sgd;
     nn_adam_opts adam;
     long steps;
@@ -41,8 +42,8 @@ static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
         nn_tensor *t = p->tensors[i];
         if (!t || !t->grad) goto fail; /* every parameter needs a gradient */
         o->params[i] = t;
-        if (n_states >= 1 && !(o->state1[i] = calloc(t->size, sizeof(float)))) goto fail;
-        if (n_states >= 2 && !(o->state2[i] = calloc(t->size, sizeof(float)))) goto fail;
+        if (n_states >= 1 && !(o->state1[i] = nn_tensor_new(t->ndim, t->shape))) goto fail;
+        if (n_states >= 2 && !(o->state2[i] = nn_tensor_new(t->ndim, t->shape))) goto fail;
     }
     return o;
 fail:
@@ -89,7 +90,7 @@ void nn_optim_step(nn_optim *o)
         const nn_sgd_opts *s = &o->sgd;
         for (int i = 0; i < o->count; i++) {
             nn_tensor *p = o->params[i];
-            nn_k_sgd(p->size, p->data, p->grad, o->state1[i], s->lr, s->momentum,
+            nn_k_sgd(p->size, p->data, p->grad, o->state1[i] ? o->state1[i]->data : NULL, s->lr, s->momentum,
                      s->weight_decay, s->nesterov, o->steps == 1);
         }
         return;
@@ -99,7 +100,7 @@ void nn_optim_step(nn_optim *o)
     float c2 = 1.0f - powf(a->beta2, (float)o->steps);
     for (int i = 0; i < o->count; i++) {
         nn_tensor *p = o->params[i];
-        nn_k_adam(p->size, p->data, p->grad, o->state1[i], o->state2[i], a->lr, a->beta1,
+        nn_k_adam(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
                   a->beta2, a->eps, a->weight_decay, c1, c2, o->kind == OPT_ADAMW);
     }
 }
@@ -121,12 +122,39 @@ float nn_optim_lr(const nn_optim *o) { return o->kind == OPT_SGD ? o->sgd.lr : o
 
 long nn_optim_steps(const nn_optim *o) { return o->steps; }
 
+void nn_optim_set_steps(nn_optim *o, long steps) { o->steps = steps >= 0 ? steps : 0; }
+
+const char *nn_optim_name(const nn_optim *o)
+{
+    return o->kind == OPT_SGD ? "sgd" : o->kind == OPT_ADAM ? "adam" : "adamw";
+}
+
+nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out)
+{
+    if (names->count != o->count) return NN_ERR_ARG;
+    const char *k1 = o->kind == OPT_SGD ? "momentum_buffer" : "exp_avg";
+    for (int i = 0; i < o->count; i++) {
+        if (names->tensors[i] != o->params[i]) return NN_ERR_ARG;
+        char name[512];
+        nn_status s;
+        if (o->state1[i]) {
+            snprintf(name, sizeof name, "optim.%s.%s", k1, names->names[i]);
+            if ((s = nn_params_add(out, name, o->state1[i]))) return s;
+        }
+        if (o->state2[i]) {
+            snprintf(name, sizeof name, "optim.exp_avg_sq.%s", names->names[i]);
+            if ((s = nn_params_add(out, name, o->state2[i]))) return s;
+        }
+    }
+    return NN_OK;
+}
+
 void nn_optim_free(nn_optim *o)
 {
     if (!o) return;
     for (int i = 0; i < o->count; i++) {
-        if (o->state1) free(o->state1[i]);
-        if (o->state2) free(o->state2[i]);
+        if (o->state1) nn_tensor_free(o->state1[i]);
+        if (o->state2) nn_tensor_free(o->state2[i]);
     }
     free(o->state1);
     free(o->state2);
@@ -150,4 +178,20 @@ float nn_clip_grad_norm(const nn_params *params, float max_norm)
         }
     }
     return norm;
+}
+
+float nn_lr_cosine(float base_lr, float min_lr, long step, long total_steps, long warmup_steps)
+{
+    if (warmup_steps > 0 && step < warmup_steps)
+        return base_lr * (float)(step + 1) / (float)warmup_steps;
+    long span = total_steps - warmup_steps;
+    if (span <= 0) return base_lr;
+    double t = (double)(step - warmup_steps) / (double)span;
+    if (t > 1.0) t = 1.0;
+    return min_lr + (base_lr - min_lr) * (float)(0.5 * (1.0 + cos(3.141592653589793 * t)));
+}
+
+float nn_lr_step(float base_lr, float gamma, long step, long every)
+{
+    return every > 0 ? base_lr * powf(gamma, (float)(step / every)) : base_lr;
 }

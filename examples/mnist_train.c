@@ -1,0 +1,290 @@
+/* mnist_train: the bundled MNIST / Fashion-MNIST trainer.
+ *
+ * Default: the seed CNN (Conv 32 3x3 ReLU, MaxPool 2, Conv 64 3x3 ReLU,
+ * MaxPool 2, Flatten, Dense 128 ReLU, Dropout 0.5, Dense 10), softmax
+ * cross-entropy, Adam lr 1e-3 with cosine decay, batch 64, 10 epochs.
+ * After each epoch one line on stdout:
+ *   epoch E/N | loss L | train_acc A% | test_acc T% | S s | R img/s
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cli.h"
+#include "common/models.h"
+#include "common/plot.h"
+#include "nn.h"
+
+#define CHECKPOINT_FORMAT "libnn-mnist-checkpoint-1"
+
+typedef struct options {
+    const char *data, *model, *optim, *schedule, *save, *resume, *plot;
+    int epochs, batch, threads, limit, quiet;
+    float lr;
+    int lr_given;
+    uint64_t seed;
+} options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mnist_train [options]\n"
+            "Train a CNN (default) or an MLP on MNIST or Fashion-MNIST.\n\n"
+            "  --data DIR        folder with the four IDX files, raw or .gz\n"
+            "                    (default: $NN_DATA_DIR, else data/mnist)\n"
+            "  --model cnn|mlp   the seed CNN (225,034 parameters) or the 784-128-10 MLP\n"
+            "  --epochs N        passes over the training set (default 10)\n"
+            "  --batch N         mini-batch size (default 64)\n"
+            "  --optim adam|sgd  Adam, or SGD with momentum 0.9 (default adam)\n"
+            "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
+            "  --schedule S      cosine (decay to 0 over the run, default) or constant\n"
+            "  --seed N          seed for initialisation, shuffling and dropout (default 1)\n"
+            "  --threads N       threads for the kernels (default: all cores)\n"
+            "  --limit N         train on the first N training images only\n"
+            "  --save FILE       write a checkpoint (safetensors) after every epoch\n"
+            "  --resume FILE     continue from a checkpoint written by --save\n"
+            "  --plot FILE.svg   write a chart of training loss and test accuracy\n"
+            "  --quiet           no progress bar\n"
+            "  --help            this text\n\n"
+            "Per-epoch output (stdout):\n"
+            "  epoch E/N | loss L | train_acc A%% | test_acc T%% | S s | R img/s\n"
+            "A NaN or infinite loss stops training with exit status 3 and leaves the last\n"
+            "checkpoint untouched.\n");
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            continue;
+        }
+        static const char *const with_value[] = {"--data", "--model", "--epochs", "--batch",
+                                                  "--optim", "--lr", "--schedule", "--seed",
+                                                  "--threads", "--limit", "--save", "--resume",
+                                                  "--plot", NULL};
+        int known = 0;
+        for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
+        if (!known) {
+            fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+            return 0;
+        }
+        const char *v = cli_value(argc, argv, &i);
+        if (!v) return 0;
+        int ok = 1;
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--optim")) o->optim = v;
+        else if (!strcmp(a, "--schedule")) o->schedule = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
+        else if (!strcmp(a, "--plot")) o->plot = v;
+        else if (!strcmp(a, "--epochs")) ok = cli_int(a, v, 1, 100000, &o->epochs);
+        else if (!strcmp(a, "--batch")) ok = cli_int(a, v, 1, 60000, &o->batch);
+        else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
+        else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
+        else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
+        else ok = cli_float(a, v, 0.0, 10.0, &o->lr), o->lr_given = 1;
+        if (!ok) return 0;
+    }
+    if (strcmp(o->model, "cnn") && strcmp(o->model, "mlp")) {
+        fprintf(stderr, "error: --model must be cnn or mlp, got '%s'\n", o->model);
+        return 0;
+    }
+    if (strcmp(o->optim, "adam") && strcmp(o->optim, "sgd")) {
+        fprintf(stderr, "error: --optim must be adam or sgd, got '%s'\n", o->optim);
+        return 0;
+    }
+    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant")) {
+        fprintf(stderr, "error: --schedule must be cosine or constant, got '%s'\n", o->schedule);
+        return 0;
+    }
+    if (!o->lr_given) o->lr = strcmp(o->optim, "sgd") ? 1e-3f : 0.05f;
+    return 1;
+}
+
+/* Model parameters followed by the optimizer's state: what a checkpoint holds. */
+static int checkpoint_params(nn_optim *opt, const nn_params *model, nn_params *out)
+{
+    nn_params_init(out);
+    for (int i = 0; i < model->count; i++)
+        if (nn_params_add(out, model->names[i], model->tensors[i])) return 0;
+    return nn_optim_state(opt, model, out) == NN_OK;
+}
+
+static int save_checkpoint(const options *o, const nn_params *all, int epoch, long step,
+                           int epochs_total)
+{
+    char e[32], s[32], seed[32], lr[32], total[32], batch[32];
+    snprintf(e, sizeof e, "%d", epoch);
+    snprintf(s, sizeof s, "%ld", step);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    snprintf(lr, sizeof lr, "%.9g", (double)o->lr);
+    snprintf(total, sizeof total, "%d", epochs_total);
+    snprintf(batch, sizeof batch, "%d", o->batch);
+    const char *meta[] = {"format", CHECKPOINT_FORMAT, "model", o->model, "optimizer", o->optim,
+                          "schedule", o->schedule, "epoch", e, "step", s, "epochs", total,
+                          "seed", seed, "lr", lr, "batch", batch};
+    nn_error err;
+    if (nn_safetensors_write(o->save, all, meta, (int)(sizeof meta / sizeof meta[0] / 2), &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 0;
+    }
+    return 1;
+}
+
+/* Load a checkpoint into the model and optimizer; returns the number of
+ * epochs it completed, or -1 after printing why not. */
+static int resume_checkpoint(const options *o, const nn_params *all, nn_optim *opt, long *step)
+{
+    nn_safetensors st;
+    nn_error err;
+    if (nn_safetensors_read(o->resume, &st, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return -1;
+    }
+    const char *fmt = nn_safetensors_meta(&st, "format"), *model = nn_safetensors_meta(&st, "model");
+    const char *optim = nn_safetensors_meta(&st, "optimizer"), *ep = nn_safetensors_meta(&st, "epoch");
+    const char *stp = nn_safetensors_meta(&st, "step");
+    int epoch = -1;
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) || !ep || !stp) {
+        fprintf(stderr, "error: %s: not a checkpoint written by mnist_train --save\n", o->resume);
+    } else if (!model || strcmp(model, o->model) || !optim || strcmp(optim, o->optim)) {
+        fprintf(stderr, "error: %s holds model '%s' trained with '%s'; this run uses --model %s --optim %s\n",
+                o->resume, model ? model : "?", optim ? optim : "?", o->model, o->optim);
+    } else if (nn_safetensors_load_params(&st, all, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+    } else {
+        epoch = atoi(ep);
+        *step = atol(stp);
+        nn_optim_set_steps(opt, *step);
+    }
+    nn_safetensors_free(&st);
+    return epoch;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {NULL, "cnn", "adam", "cosine", NULL, NULL, NULL, 10, 64, 0, 0, 0, 0, 0, 1};
+    if (!parse_args(argc, argv, &o)) return 2;
+    if (o.threads) nn_set_threads(o.threads);
+
+    const char *dir = cli_data_dir(o.data, "data/mnist");
+    nn_dataset train, test;
+    if (!cli_load_mnist(dir, &train, &test)) return 1;
+    nn_dataset_truncate(&train, o.limit);
+
+    nn_layout layout;
+    nn_layer *model = model_build(o.model, train.rows, train.cols, o.seed, &layout);
+    nn_params params, all;
+    nn_params_init(&params);
+    if (!model || nn_layer_params(model, &params)) {
+        fprintf(stderr, "error: cannot build model '%s'\n", o.model);
+        return 1;
+    }
+    nn_optim *opt = !strcmp(o.optim, "sgd")
+                        ? nn_optim_sgd_new(&params, (nn_sgd_opts){.lr = o.lr, .momentum = 0.9f})
+                        : nn_optim_adam_new(&params, nn_adam_defaults(o.lr));
+    nn_graph *g = nn_graph_new();
+    nn_batcher batches;
+    nn_error err;
+    if (!opt || !g || !checkpoint_params(opt, &params, &all) ||
+        nn_batcher_init(&batches, &train, o.batch, layout, 1, o.seed, &err)) {
+        fprintf(stderr, "error: setting up training failed (out of memory?)\n");
+        return 1;
+    }
+    nn_batcher_normalize(&batches, NN_MNIST_MEAN, NN_MNIST_STD);
+
+    int start_epoch = 0;
+    long step = 0;
+    if (o.resume) {
+        start_epoch = resume_checkpoint(&o, &all, opt, &step);
+        if (start_epoch < 0) return 1;
+        /* a fresh shuffle stream for the epochs still to come */
+        nn_rng_seed(&batches.rng, o.seed + (uint64_t)start_epoch);
+        printf("resumed from %s after epoch %d (step %ld)\n", o.resume, start_epoch, step);
+    }
+    int per_epoch = nn_batcher_num_batches(&batches);
+    long total_steps = (long)per_epoch * o.epochs;
+    printf("mnist_train: model %s, %zu parameters; %d train / %d test images from %s\n", o.model,
+           nn_params_numel(&params), train.count, test.count, dir);
+    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, seed %llu, %d threads\n",
+           o.optim, (double)o.lr, o.schedule, o.batch, o.epochs, (unsigned long long)o.seed,
+           nn_get_threads());
+    fflush(stdout);
+
+    float *loss_hist = malloc(sizeof(float) * (size_t)(total_steps > 0 ? total_steps : 1));
+    float *acc_hist = malloc(sizeof(float) * (size_t)o.epochs);
+    int n_loss = 0, n_acc = 0, status = 0;
+    for (int epoch = start_epoch + 1; epoch <= o.epochs && !status; epoch++) {
+        double t0 = cli_now(), loss_sum = 0;
+        long seen = 0, correct = 0;
+        int n, done = 0;
+        char label[32];
+        snprintf(label, sizeof label, "epoch %d/%d", epoch, o.epochs);
+        progress bar;
+        progress_start(&bar, label, per_epoch, o.quiet);
+        nn_batcher_start_epoch(&batches);
+        nn_layer_set_training(model, 1);
+        while ((n = nn_batcher_next(&batches)) > 0) {
+            if (!strcmp(o.schedule, "cosine"))
+                nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, step, total_steps, 0));
+            nn_graph_reset(g);
+            nn_optim_zero_grad(opt);
+            nn_tensor *logits = nn_layer_forward(model, g, batches.x);
+            nn_tensor *loss = nn_softmax_cross_entropy(g, logits, batches.labels);
+            if (!isfinite(loss->data[0])) {
+                progress_end(&bar);
+                fprintf(stderr, "error: loss is %g at step %ld (epoch %d, batch %d); stopping. "
+                                "Lower --lr. %s\n",
+                        (double)loss->data[0], step + 1, epoch, done + 1,
+                        o.save ? "The last checkpoint was left as it was." : "");
+                status = 3;
+                break;
+            }
+            nn_backward(g, loss, NULL);
+            nn_optim_step(opt);
+            step++;
+            if (n_loss < total_steps) loss_hist[n_loss++] = loss->data[0];
+            loss_sum += (double)loss->data[0] * n;
+            for (int i = 0; i < n; i++)
+                correct += argmax(logits->data + (size_t)i * 10, 10) == batches.labels[i];
+            seen += n;
+            progress_update(&bar, ++done, loss_sum / seen, (double)correct / seen, seen);
+        }
+        if (status) break;
+        progress_end(&bar);
+        double secs = cli_now() - t0;
+        double acc = evaluate_accuracy(model, g, &test, layout);
+        acc_hist[n_acc++] = (float)(100.0 * acc);
+        printf("epoch %d/%d | loss %.4f | train_acc %.2f%% | test_acc %.2f%% | %.1f s | %.0f img/s\n",
+               epoch, o.epochs, loss_sum / seen, 100.0 * correct / seen, 100.0 * acc, secs,
+               seen / secs);
+        fflush(stdout);
+        if (o.save && !save_checkpoint(&o, &all, epoch, step, o.epochs)) status = 1;
+        if (o.plot) {
+            char title[256];
+            snprintf(title, sizeof title, "mnist_train --model %s (%s, lr %g, %s), data %s",
+                     o.model, o.optim, (double)o.lr, o.schedule, dir);
+            if (!plot_training_svg(o.plot, title, loss_hist, n_loss, acc_hist, n_acc)) status = 1;
+        }
+    }
+
+    free(loss_hist);
+    free(acc_hist);
+    nn_batcher_free(&batches);
+    nn_graph_free(g);
+    nn_optim_free(opt);
+    nn_params_free(&all);
+    nn_params_free(&params);
+    nn_layer_free(model);
+    nn_dataset_free(&train);
+    nn_dataset_free(&test);
+    return status;
+}

@@ -1,0 +1,193 @@
+/* Convolution and pooling loops over NCHW tensors.
+ *
+ * conv2d runs as one GEMM over the whole batch: im2col lays the input out as
+ * col[C*KH*KW][N*OH*OW], so W[OC][C*KH*KW] x col gives the output as
+ * [OC][N*OH*OW], which is then transposed to NCHW with the bias added. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* Loops below split work by channel or plane: each thread owns distinct
+ * output rows, so results do not depend on the thread count. */
+#define PAR_MIN_WORK 100000 /* elements below which threads cost more than they save */
+
+void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
+{
+    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
+    for (int c = 0; c < s->c; c++)
+        for (int ki = 0; ki < s->kh; ki++)
+            for (int kj = 0; kj < s->kw; kj++) {
+                float *dst = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
+                for (int n = 0; n < s->n; n++) {
+                    const float *plane = x + ((size_t)n * s->c + c) * s->h * s->w;
+                    for (int oh = 0; oh < s->oh; oh++, dst += s->ow) {
+                        int ih = oh * s->sh - s->pt + ki;
+                        if (ih < 0 || ih >= s->h) {
+                            memset(dst, 0, (size_t)s->ow * sizeof(float));
+                            continue;
+                        }
+                        const float *row = plane + (size_t)ih * s->w;
+                        for (int ow = 0; ow < s->ow; ow++) {
+                            int iw = ow * s->sw - s->pl + kj;
+                            dst[ow] = (iw >= 0 && iw < s->w) ? row[iw] : 0.0f;
+                        }
+                    }
+                }
+            }
+}
+
+void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
+{
+    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
+    for (int c = 0; c < s->c; c++)
+        for (int ki = 0; ki < s->kh; ki++)
+            for (int kj = 0; kj < s->kw; kj++) {
+                const float *src = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
+                for (int n = 0; n < s->n; n++) {
+                    float *plane = dx + ((size_t)n * s->c + c) * s->h * s->w;
+                    for (int oh = 0; oh < s->oh; oh++, src += s->ow) {
+                        int ih = oh * s->sh - s->pt + ki;
+                        if (ih < 0 || ih >= s->h) continue;
+                        float *row = plane + (size_t)ih * s->w;
+                        for (int ow = 0; ow < s->ow; ow++) {
+                            int iw = ow * s->sw - s->pl + kj;
+                            if (iw >= 0 && iw < s->w) row[iw] += src[ow];
+                        }
+                    }
+                }
+            }
+}
+
+void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, float *dst)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C * inner > PAR_MIN_WORK)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const float *s = src + ((size_t)c * N + n) * inner;
+            float *d = dst + ((size_t)n * C + c) * inner;
+            float b = bias ? bias[c] : 0.0f;
+            for (size_t i = 0; i < inner; i++) d[i] = s[i] + b;
+        }
+}
+
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, float *dst)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C * inner > PAR_MIN_WORK)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            memcpy(dst + ((size_t)c * N + n) * inner, src + ((size_t)n * C + c) * inner,
+                   inner * sizeof(float));
+}
+
+/* The common 2x2 stride-2 unpadded case, without bounds checks. */
+static void maxpool_2x2(const float *in, const nn_conv_shape *s, float *y, int *argmax)
+{
+    for (int oh = 0; oh < s->oh; oh++) {
+        const float *r0 = in + (size_t)(2 * oh) * s->w, *r1 = r0 + s->w;
+        for (int ow = 0; ow < s->ow; ow++) {
+            int j = 2 * ow, base = 2 * oh * s->w + j;
+            float best = r0[j];
+            int idx = base;
+            if (r0[j + 1] > best) best = r0[j + 1], idx = base + 1;
+            if (r1[j] > best) best = r1[j], idx = base + s->w;
+            if (r1[j + 1] > best) best = r1[j + 1], idx = base + s->w + 1;
+            y[oh * s->ow + ow] = best;
+            argmax[oh * s->ow + ow] = idx;
+        }
+    }
+}
+
+void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax)
+{
+    size_t planes = (size_t)s->n * s->c;
+    int fast = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 && s->pl == 0 &&
+               2 * s->oh <= s->h && 2 * s->ow <= s->w;
+#pragma omp parallel for schedule(static) if (planes * s->h * s->w > PAR_MIN_WORK)
+    for (size_t p = 0; p < planes; p++) {
+        if (fast) {
+            size_t o = p * s->oh * s->ow;
+            maxpool_2x2(x + p * s->h * s->w, s, y + o, argmax + o);
+            continue;
+        }
+        const float *in = x + p * s->h * s->w;
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++) {
+                /* The first maximum in row-major window order wins ties; a
+                 * NaN wins over everything so it propagates. */
+                float best = 0.0f;
+                int idx = -1;
+                for (int ki = 0; ki < s->kh; ki++) {
+                    int ih = oh * s->sh - s->pt + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->kw; kj++) {
+                        int iw = ow * s->sw - s->pl + kj;
+                        if (iw < 0 || iw >= s->w) continue;
+                        float v = in[ih * s->w + iw];
+                        if (idx < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            idx = ih * s->w + iw;
+                        }
+                    }
+                }
+                size_t o = (p * s->oh + oh) * s->ow + ow;
+                y[o] = best;
+                argmax[o] = idx;
+            }
+    }
+}
+
+void nn_k_maxpool_bwd_acc(const float *dy, const int *argmax, const nn_conv_shape *s, float *dx)
+{
+    size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+#pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
+    for (size_t p = 0; p < planes; p++)
+        for (size_t i = 0; i < ohw; i++) dx[p * hw + argmax[p * ohw + i]] += dy[p * ohw + i];
+}
+
+/* Average pooling divides by the full window (padding counts as zeros), as
+ * PyTorch's default count_include_pad=True. */
+void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y)
+{
+    size_t planes = (size_t)s->n * s->c;
+    float inv = 1.0f / (float)(s->kh * s->kw);
+    for (size_t p = 0; p < planes; p++) {
+        const float *in = x + p * s->h * s->w;
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++) {
+                float sum = 0.0f;
+                for (int ki = 0; ki < s->kh; ki++) {
+                    int ih = oh * s->sh - s->pt + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->kw; kj++) {
+                        int iw = ow * s->sw - s->pl + kj;
+                        if (iw >= 0 && iw < s->w) sum += in[ih * s->w + iw];
+                    }
+                }
+                y[(p * s->oh + oh) * s->ow + ow] = sum * inv;
+            }
+    }
+}
+
+void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx)
+{
+    size_t planes = (size_t)s->n * s->c;
+    float inv = 1.0f / (float)(s->kh * s->kw);
+    for (size_t p = 0; p < planes; p++) {
+        float *out = dx + p * s->h * s->w;
+        for (int oh = 0; oh < s->oh; oh++)
+            for (int ow = 0; ow < s->ow; ow++) {
+                float g = dy[(p * s->oh + oh) * s->ow + ow] * inv;
+                for (int ki = 0; ki < s->kh; ki++) {
+                    int ih = oh * s->sh - s->pt + ki;
+                    if (ih < 0 || ih >= s->h) continue;
+                    for (int kj = 0; kj < s->kw; kj++) {
+                        int iw = ow * s->sw - s->pl + kj;
+                        if (iw >= 0 && iw < s->w) out[ih * s->w + iw] += g;
+                    }
+                }
+            }
+    }
+}

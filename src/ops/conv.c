@@ -1,0 +1,147 @@
+/* conv2d (im2col + one GEMM over the batch) and 2-D pooling. */
+#include "nn/ops.h"
+
+#include "../autograd/graph_internal.h"
+#include "../kernels/kernels.h"
+
+nn_window2d nn_window(int stride, int pad)
+{
+    nn_window2d w = {stride, stride, pad, pad, pad, pad};
+    return w;
+}
+
+/* Fill s from x's shape, the window and the kernel size; 0 (after reporting
+ * against op) if they do not fit together. */
+static int window_shape(nn_graph *g, const char *op, const nn_tensor *x, int kh, int kw,
+                        nn_window2d win, nn_conv_shape *s)
+{
+    nn__shape_buf sx;
+    if (x->ndim != 4) {
+        nn__fail(g, op, "input must be 4-D (N, C, H, W), got %s", nn__shape(x, &sx));
+        return 0;
+    }
+    if (kh < 1 || kw < 1 || win.stride_h < 1 || win.stride_w < 1 || win.pad_top < 0 ||
+        win.pad_bottom < 0 || win.pad_left < 0 || win.pad_right < 0) {
+        nn__fail(g, op, "invalid window: kernel %dx%d, stride %dx%d, padding %d/%d/%d/%d", kh, kw,
+                 win.stride_h, win.stride_w, win.pad_top, win.pad_bottom, win.pad_left,
+                 win.pad_right);
+        return 0;
+    }
+    s->n = x->shape[0];
+    s->c = x->shape[1];
+    s->h = x->shape[2];
+    s->w = x->shape[3];
+    s->kh = kh;
+    s->kw = kw;
+    s->sh = win.stride_h;
+    s->sw = win.stride_w;
+    s->pt = win.pad_top;
+    s->pl = win.pad_left;
+    int eh = s->h + win.pad_top + win.pad_bottom - kh, ew = s->w + win.pad_left + win.pad_right - kw;
+    if (eh < 0 || ew < 0) {
+        nn__fail(g, op, "kernel %dx%d larger than the padded input %s", kh, kw, nn__shape(x, &sx));
+        return 0;
+    }
+    s->oh = eh / s->sh + 1;
+    s->ow = ew / s->sw + 1;
+    return 1;
+}
+
+static void conv_backward(nn_graph *g, const nn_node *n)
+{
+    const nn_conv_shape *s = n->ptr;
+    nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int oc = w->shape[0], ckk = s->c * s->kh * s->kw;
+    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+    const float *dy = n->out->grad;
+    float *dx = nn__grad(g, x), *dw = nn__grad(g, w), *db = nn__grad(g, b);
+    float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
+    if (!dyt) return;
+    nn_k_nc_to_cn(s->n, oc, ohw, dy, dyt);
+    if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
+    if (db) nn_k_bias_grad_acc(s->n, oc, ohw, dy, db);
+    if (dx) {
+        float *dcol = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
+        if (!dcol) return;
+        nn_sgemm(1, 0, ckk, (int)cols, oc, 1.0f, w->data, ckk, dyt, (int)cols, 0.0f, dcol, (int)cols);
+        nn_k_col2im_acc(dcol, s, dx);
+    }
+}
+
+nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, nn_window2d win)
+{
+    nn_tensor *in[3] = {x, weight, bias};
+    if (!nn__inputs_ok(g, "nn_conv2d", in, 2)) return NULL;
+    nn__shape_buf sx, sw, sb;
+    if (weight->ndim != 4 || x->ndim != 4 || weight->shape[1] != x->shape[1])
+        return nn__fail(g, "nn_conv2d",
+                        "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
+                        nn__shape(x, &sx), nn__shape(weight, &sw));
+    int oc = weight->shape[0];
+    if (bias && bias->size != (size_t)oc)
+        return nn__fail(g, "nn_conv2d", "bias must have %d elements: weight %s vs bias %s", oc,
+                        nn__shape(weight, &sw), nn__shape(bias, &sb));
+    nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
+    if (!s || !window_shape(g, "nn_conv2d", x, weight->shape[2], weight->shape[3], win, s))
+        return NULL;
+    int ckk = s->c * s->kh * s->kw;
+    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+    float *col = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
+    float *tmp = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
+    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
+    if (!col || !tmp || !y) return NULL;
+    nn_k_im2col(x->data, s, col);
+    nn_sgemm(0, 0, oc, (int)cols, ckk, 1.0f, weight->data, ckk, col, (int)cols, 0.0f, tmp, (int)cols);
+    nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, y->data);
+    nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
+    if (n) {
+        n->ptr = s;
+        n->aux = col;
+    }
+    return y;
+}
+
+static void maxpool_backward(nn_graph *g, const nn_node *n)
+{
+    float *dx = nn__grad(g, n->in[0]);
+    if (dx) nn_k_maxpool_bwd_acc(n->out->grad, (const int *)n->aux, n->ptr, dx);
+}
+
+nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
+{
+    if (!nn__inputs_ok(g, "nn_maxpool2d", &x, 1)) return NULL;
+    if (2 * win.pad_top > kh || 2 * win.pad_bottom > kh || 2 * win.pad_left > kw ||
+        2 * win.pad_right > kw)
+        return nn__fail(g, "nn_maxpool2d", "padding must be at most half the %dx%d window", kh, kw);
+    nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
+    if (!s || !window_shape(g, "nn_maxpool2d", x, kh, kw, win, s)) return NULL;
+    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, s->c, s->oh, s->ow});
+    int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
+    if (!argmax) return NULL;
+    nn_k_maxpool(x->data, s, y->data, argmax);
+    nn_node *n = nn__record(g, maxpool_backward, y, &x, 1);
+    if (n) {
+        n->ptr = s;
+        n->aux = (float *)(void *)argmax;
+    }
+    return y;
+}
+
+static void avgpool_backward(nn_graph *g, const nn_node *n)
+{
+    float *dx = nn__grad(g, n->in[0]);
+    if (dx) nn_k_avgpool_bwd_acc(n->out->grad, n->ptr, dx);
+}
+
+nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
+{
+    if (!nn__inputs_ok(g, "nn_avgpool2d", &x, 1)) return NULL;
+    nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
+    if (!s || !window_shape(g, "nn_avgpool2d", x, kh, kw, win, s)) return NULL;
+    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, s->c, s->oh, s->ow});
+    if (!y) return NULL;
+    nn_k_avgpool(x->data, s, y->data);
+    nn_node *n = nn__record(g, avgpool_backward, y, &x, 1);
+    if (n) n->ptr = s;
+    return y;
+}
