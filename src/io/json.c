@@ -92,7 +92,8 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 int json_string(json_reader *r, char **out)
 {
     *out = NULL;
-    if (!json_expect(r, '"')) return fail(r, "expected a string");
+    if (json_peek(r) != '"') return fail(r, "expected a string");
+    r->pos++;
     char *buf = malloc(JSON_MAX_STRING + 4);
     if (!buf) return fail(r, "out of memory");
     size_t n = 0;

@@ -478,14 +478,20 @@ nn_status nn_safetensors_write(const char *path, const nn_params *params,
     }
 
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
+    char *tmp = malloc(plen + 32);
     if (!tmp) {
         free(h.s);
         return nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", path);
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    int fd = mkstemp(tmp);
+    /* A unique temporary name beside the target (same filesystem, so the
+     * rename is atomic), created with O_EXCL and the usual permissions. */
+    static unsigned counter;
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        snprintf(tmp, plen + 32, "%s.tmp-%ld-%u", path, (long)getpid(), counter++);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
     nn_status s = NN_OK;
     if (fd < 0) {
         s = nn_error_set(err, NN_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp,

@@ -1,0 +1,181 @@
+/* Layers: shapes, padding modes, modes, names, misuse messages, and a small
+ * CNN's training being reproducible and allocation-free after warm-up. */
+#include <string.h>
+
+#include "nn.h"
+#include "test.h"
+
+static nn_tensor *forward_shape(nn_layer *l, int n, int c, int h, int w, nn_graph *g)
+{
+    nn_tensor *x = nn_graph_tensor(g, 4, (int[]){n, c, h, w});
+    return nn_layer_forward(l, g, x);
+}
+
+static void test_conv_layer_padding_modes(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    nn_graph *g = nn_graph_new();
+    static const struct { int k, stride, pad, h, oh; } cases[] = {
+        {3, 1, 0, 10, 8}, {3, 1, NN_PAD_SAME, 10, 10}, {4, 1, NN_PAD_SAME, 10, 10},
+        {3, 2, NN_PAD_SAME, 11, 6}, {5, 1, 2, 7, 7}, {3, 2, 1, 28, 14}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_layer *l = nn_conv2d_new(2, 5, cases[i].k, cases[i].stride, cases[i].pad, &r);
+        CHECK(l);
+        nn_tensor *y = forward_shape(l, 3, 2, cases[i].h, cases[i].h, g);
+        CHECK_MSG(y && y->shape[0] == 3 && y->shape[1] == 5 && y->shape[2] == cases[i].oh &&
+                      y->shape[3] == cases[i].oh,
+                  "case %zu: got %d", i, y ? y->shape[2] : -1);
+        nn_layer_free(l);
+        nn_graph_reset(g);
+    }
+    CHECK(nn_conv2d_new(0, 5, 3, 1, 0, &r) == NULL);
+    CHECK(nn_conv2d_new(1, 5, 3, 1, -7, &r) == NULL);
+    nn_graph_free(g);
+}
+
+static void test_pool_dropout_flatten_layers(void)
+{
+    nn_graph *g = nn_graph_new();
+    nn_layer *mp = nn_maxpool2d_new(2, 0, 0), *ap = nn_avgpool2d_new(3, 2, 1), *fl = nn_flatten_new();
+    nn_tensor *y = forward_shape(mp, 2, 3, 7, 8, g);
+    CHECK(y->shape[2] == 3 && y->shape[3] == 4);
+    y = forward_shape(ap, 2, 3, 7, 8, g);
+    CHECK(y->shape[2] == 4 && y->shape[3] == 4);
+    y = nn_layer_forward(fl, g, y);
+    CHECK(y->ndim == 2 && y->shape[1] == 48);
+    CHECK(nn_maxpool2d_new(2, 2, 2) == NULL); /* padding over half the window */
+
+    nn_layer *d = nn_dropout_new(0.5f, 9);
+    nn_tensor *x = nn_graph_tensor(g, 2, (int[]){4, 100});
+    for (size_t i = 0; i < x->size; i++) x->data[i] = 1.0f;
+    y = nn_layer_forward(d, g, x);
+    int zeros = 0;
+    for (size_t i = 0; i < y->size; i++) zeros += y->data[i] == 0.0f;
+    CHECK(y != x && zeros > 100 && zeros < 300);
+    nn_layer_set_training(d, 0);
+    CHECK(nn_layer_forward(d, g, x) == x); /* evaluation: identity */
+    CHECK(nn_dropout_new(1.0f, 1) == NULL);
+    nn_layer_free(mp);
+    nn_layer_free(ap);
+    nn_layer_free(fl);
+    nn_layer_free(d);
+    nn_graph_free(g);
+}
+
+static void test_layers_report_bad_inputs(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_abort_on_error(g, 0);
+    nn_layer *c = nn_conv2d_new(3, 8, 3, 1, 0, &r);
+    CHECK(forward_shape(c, 2, 1, 8, 8, g) == NULL);
+    const char *e = nn_graph_error(g);
+    CHECK_MSG(e && strstr(e, "conv2d") && strstr(e, "[2x1x8x8]") && strstr(e, "[8x3x3x3]"), "%s", e);
+    nn_graph_reset(g);
+    nn_layer *p = nn_maxpool2d_new(2, 2, 0);
+    CHECK(nn_layer_forward(p, g, nn_graph_tensor(g, 2, (int[]){4, 4})) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "nn_maxpool2d") && strstr(nn_graph_error(g), "[4x4]"), "%s",
+              nn_graph_error(g));
+    nn_graph_reset(g);
+    CHECK(forward_shape(p, 1, 1, 1, 1, g) == NULL); /* window larger than input */
+    CHECK(strstr(nn_graph_error(g), "larger than the padded input"));
+    nn_layer_free(c);
+    nn_layer_free(p);
+    nn_graph_free(g);
+}
+
+/* The seed CNN of the MNIST trainer, built from library calls. */
+static nn_layer *seed_cnn(uint64_t seed, int hw)
+{
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    nn_layer *m = nn_sequential_new();
+    int s = ((hw - 2) / 2 - 2) / 2;
+    nn_sequential_add(m, nn_conv2d_new(1, 32, 3, 1, 0, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
+    nn_sequential_add(m, nn_conv2d_new(32, 64, 3, 1, 0, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
+    nn_sequential_add(m, nn_flatten_new());
+    nn_sequential_add(m, nn_dense_new(64 * s * s, 128, NN_INIT_HE, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_dropout_new(0.5f, seed + 1));
+    nn_sequential_add(m, nn_dense_new(128, 10, NN_INIT_XAVIER, &r));
+    return m;
+}
+
+static void test_seed_cnn_parameters(void)
+{
+    nn_layer *m = seed_cnn(1, 28);
+    nn_params p;
+    nn_params_init(&p);
+    CHECK(nn_layer_params(m, &p) == NN_OK);
+    CHECK_MSG(nn_params_numel(&p) == 225034, "%zu parameters", nn_params_numel(&p));
+    const char *names[] = {"0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
+                           "10.weight", "10.bias"};
+    CHECK(p.count == 8);
+    for (int i = 0; i < 8; i++) CHECK_MSG(!strcmp(p.names[i], names[i]), "%s", p.names[i]);
+    CHECK(nn_params_find(&p, "3.weight")->shape[1] == 32);
+    nn_params_free(&p);
+    nn_layer_free(m);
+}
+
+/* A few Adam steps of the seed CNN on random 12x12 images; returns the
+ * losses and checks the arena stops growing after the first step. */
+static int train_small_cnn(int threads, float *losses, int steps)
+{
+    int saved = nn_get_threads();
+    nn_set_threads(threads);
+    nn_layer *m = seed_cnn(7, 12);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(m, &p);
+    nn_optim *o = nn_optim_adam_new(&p, nn_adam_defaults(1e-3f));
+    nn_graph *g = nn_graph_new();
+    nn_rng r;
+    nn_rng_seed(&r, 3);
+    nn_tensor *x = nn_tensor_new4(16, 1, 12, 12);
+    int labels[16], ok = 1;
+    size_t mallocs_after_first = 0;
+    for (int s = 0; s < steps; s++) {
+        nn_tensor_uniform(x, &r, 0, 1);
+        for (int i = 0; i < 16; i++) labels[i] = (int)nn_rng_below(&r, 10);
+        nn_graph_reset(g);
+        nn_optim_zero_grad(o);
+        nn_tensor *loss = nn_softmax_cross_entropy(g, nn_layer_forward(m, g, x), labels);
+        nn_backward(g, loss, NULL);
+        nn_optim_step(o);
+        losses[s] = loss->data[0];
+        if (s == 0) mallocs_after_first = nn_graph_get_stats(g).mallocs;
+    }
+    ok = nn_graph_get_stats(g).mallocs == mallocs_after_first;
+    nn_tensor_free(x);
+    nn_graph_free(g);
+    nn_optim_free(o);
+    nn_params_free(&p);
+    nn_layer_free(m);
+    nn_set_threads(saved);
+    return ok;
+}
+
+static void test_cnn_training_reproducible_and_thread_independent(void)
+{
+    float a[6], b[6], c[6];
+    CHECK(train_small_cnn(2, a, 6));
+    CHECK(train_small_cnn(2, b, 6));
+    CHECK(train_small_cnn(1, c, 6));
+    CHECK(memcmp(a, b, sizeof a) == 0); /* same seed, same threads */
+    CHECK(memcmp(a, c, sizeof a) == 0); /* and 1 thread vs 2 */
+    CHECK(a[5] < a[0] + 1.0f && isfinite(a[5]));
+}
+
+const test_case layer_tests[] = {
+    {"layer_conv_padding_modes", test_conv_layer_padding_modes},
+    {"layer_pool_dropout_flatten", test_pool_dropout_flatten_layers},
+    {"layer_bad_inputs_reported", test_layers_report_bad_inputs},
+    {"layer_seed_cnn_parameters", test_seed_cnn_parameters},
+    {"layer_cnn_reproducible_any_threads", test_cnn_training_reproducible_and_thread_independent},
+    {NULL, NULL}};
