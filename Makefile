@@ -99,12 +99,13 @@ install: $(LIB)
 data:
 	sh data/get_mnist.sh data/mnist
 
-# Build and train on MNIST. Data: $$NN_DATA_DIR if set, else data/mnist
+# Build and train the CNN on MNIST (10 epochs), saving the model to
+# build/mnist_cnn.safetensors. Data: $$NN_DATA_DIR if set, else data/mnist
 # (downloaded by `make data` when missing). Extra flags: ARGS="--epochs 1".
 MNIST_DIR = $(or $(NN_DATA_DIR),data/mnist)
 mnist: all
 	@test -n "$(NN_DATA_DIR)" || test -f data/mnist/t10k-labels-idx1-ubyte.gz || $(MAKE) data
-	$(BUILD)/examples/mnist_mlp --data $(MNIST_DIR) $(ARGS)
+	$(BUILD)/examples/mnist_train --data $(MNIST_DIR) --save $(BUILD)/mnist_cnn.safetensors $(ARGS)
 
 clean:
 	rm -rf build

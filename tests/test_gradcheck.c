@@ -399,7 +399,59 @@ static void test_dropout_statistics(void)
     nn_graph_free(g);
 }
 
+/* ---- recurrent layers through time ---- */
+typedef struct {
+    nn_layer *layer;
+    int use_c0;
+} rec_ctx;
+
+static nn_tensor *b_recurrent(nn_graph *g, nn_tensor **in, const void *c)
+{
+    const rec_ctx *r = c;
+    return nn_recurrent_forward(r->layer, g, in[0], in[1], r->use_c0 ? in[2] : NULL, NULL, NULL);
+}
+
+static int check_recurrent(nn_layer *layer, int use_c0, const char *name)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 40);
+    int T = 5, B = 2, H = nn_recurrent_hidden_size(layer), L = nn_recurrent_num_layers(layer);
+    nn_tensor *in[3 + 16];
+    in[0] = input(&r, 3, (int[]){T, B, 3}, 0);
+    in[1] = input(&r, 3, (int[]){L, B, H}, 0);
+    in[2] = input(&r, 3, (int[]){L, B, H}, 0);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(layer, &p);
+    for (int i = 0; i < p.count; i++) in[3 + i] = p.tensors[i];
+    rec_ctx ctx = {layer, use_c0};
+    int ok = gradcheck(name, b_recurrent, in, 3 + p.count, &ctx);
+    nn_params_free(&p);
+    free_all(in, 3);
+    return ok;
+}
+
+static void test_grad_lstm_through_time(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 41);
+    nn_layer *l = nn_lstm_new(3, 4, 2, &r);
+    CHECK(check_recurrent(l, 1, "lstm (T=5, B=2, 2 layers, h0 and c0)"));
+    nn_layer_free(l);
+}
+
+static void test_grad_rnn_through_time(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 42);
+    nn_layer *l = nn_rnn_new(3, 4, 2, &r);
+    CHECK(check_recurrent(l, 0, "rnn (T=5, B=2, 2 layers, h0)"));
+    nn_layer_free(l);
+}
+
 const test_case gradcheck_tests[] = {
+    {"grad_lstm_through_time", test_grad_lstm_through_time},
+    {"grad_rnn_through_time", test_grad_rnn_through_time},
     {"grad_conv2d", test_grad_conv2d},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
     {"grad_maxpool2d", test_grad_maxpool2d},

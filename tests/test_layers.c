@@ -172,7 +172,80 @@ static void test_cnn_training_reproducible_and_thread_independent(void)
     CHECK(a[5] < a[0] + 1.0f && isfinite(a[5]));
 }
 
+static void test_lstm_layout_and_init(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    nn_layer *l = nn_lstm_new(65, 128, 2, &r);
+    nn_params p;
+    nn_params_init(&p);
+    CHECK(nn_layer_params(l, &p) == NN_OK && p.count == 8);
+    const char *names[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                           "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"};
+    for (int i = 0; i < 8; i++) CHECK_MSG(!strcmp(p.names[i], names[i]), "%s", p.names[i]);
+    nn_tensor *w = nn_params_find(&p, "weight_ih_l0"), *w1 = nn_params_find(&p, "weight_ih_l1");
+    CHECK(w->shape[0] == 512 && w->shape[1] == 65 && w1->shape[1] == 128);
+    nn_tensor *bi = nn_params_find(&p, "bias_ih_l1"), *bh = nn_params_find(&p, "bias_hh_l1");
+    for (int j = 128; j < 256; j++) CHECK(bi->data[j] == 1.0f && bh->data[j] == 0.0f);
+    float a = 1.0f / sqrtf(128.0f);
+    for (size_t i = 0; i < w->size; i++) CHECK(fabsf(w->data[i]) <= a);
+    nn_params_free(&p);
+    nn_layer_free(l);
+    nn_layer *rn = nn_rnn_new(5, 7, 1, &r);
+    nn_params_init(&p);
+    nn_layer_params(rn, &p);
+    CHECK(p.count == 4 && nn_params_find(&p, "weight_hh_l0")->shape[0] == 7);
+    nn_params_free(&p);
+    nn_layer_free(rn);
+}
+
+/* Running a sequence in two halves with the state carried across must give
+ * the same outputs as running it whole, even with h0/c0 and h_n/c_n being
+ * the same tensors. */
+static void test_lstm_state_carry(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 2);
+    nn_layer *l = nn_lstm_new(3, 5, 2, &r);
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new3(6, 2, 3);
+    nn_tensor_uniform(x, &r, -1, 1);
+    nn_tensor *whole = nn_layer_forward(l, g, x);
+    nn_tensor *h = nn_tensor_new3(2, 2, 5), *c = nn_tensor_new3(2, 2, 5);
+    nn_tensor *x1 = nn_tensor_new3(3, 2, 3), *x2 = nn_tensor_new3(3, 2, 3);
+    memcpy(x1->data, x->data, 18 * sizeof(float));
+    memcpy(x2->data, x->data + 18, 18 * sizeof(float));
+    nn_tensor *y1 = nn_recurrent_forward(l, g, x1, h, c, h, c);
+    nn_tensor *y2 = nn_recurrent_forward(l, g, x2, h, c, h, c);
+    CHECK(y1 && y2);
+    for (int i = 0; i < 30; i++) {
+        CHECK_NEAR(y1->data[i], whole->data[i], 1e-6);
+        CHECK_NEAR(y2->data[i], whole->data[30 + i], 1e-6);
+    }
+    /* h_n of the last layer is the last output */
+    for (int i = 0; i < 10; i++) CHECK_NEAR(h->data[10 + i], whole->data[50 + i], 1e-6);
+    nn_graph_set_abort_on_error(g, 0);
+    nn_tensor *bad = nn_tensor_new3(1, 2, 5);
+    CHECK(nn_recurrent_forward(l, g, x1, bad, NULL, NULL, NULL) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "lstm") && strstr(nn_graph_error(g), "[1x2x5]"), "%s",
+              nn_graph_error(g));
+    nn_graph_reset(g);
+    CHECK(nn_layer_forward(l, g, nn_graph_tensor(g, 3, (int[]){3, 2, 4})) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "(T, B, 3)") && strstr(nn_graph_error(g), "[3x2x4]"), "%s",
+              nn_graph_error(g));
+    nn_tensor_free(bad);
+    nn_tensor_free(x);
+    nn_tensor_free(x1);
+    nn_tensor_free(x2);
+    nn_tensor_free(h);
+    nn_tensor_free(c);
+    nn_graph_free(g);
+    nn_layer_free(l);
+}
+
 const test_case layer_tests[] = {
+    {"layer_lstm_layout_and_init", test_lstm_layout_and_init},
+    {"layer_lstm_state_carry", test_lstm_state_carry},
     {"layer_conv_padding_modes", test_conv_layer_padding_modes},
     {"layer_pool_dropout_flatten", test_pool_dropout_flatten_layers},
     {"layer_bad_inputs_reported", test_layers_report_bad_inputs},

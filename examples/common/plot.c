@@ -11,10 +11,10 @@
 #define MB 40
 #define MT 30
 
-/* One panel at x offset ox: a polyline of n values y[i] against x = i, with
- * axes and five ticks each way. */
+/* One panel at x offset ox: a polyline of n values y[i] against
+ * x = x0 + i * dx, with axes and five ticks each way. */
 static void panel(FILE *f, int ox, const char *label, const char *xlabel, const float *y, int n,
-                  double lo, double hi, int points, double x0)
+                  double lo, double hi, int points, double x0, double dx)
 {
     double w = PW - ML - 20, h = PH - MT - MB;
     fprintf(f, "<g transform=\"translate(%d,0)\">\n", ox);
@@ -27,7 +27,7 @@ static void panel(FILE *f, int ox, const char *label, const char *xlabel, const 
                 ML + w, py);
         fprintf(f, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n",
                 ML - 5, py + 4, v);
-        double xv = x0 + (n > 1 ? (n - 1) * t / 4.0 : 0);
+        double xv = x0 + dx * (n > 1 ? (n - 1) * t / 4.0 : 0);
         fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">%.0f</text>\n",
                 ML + w * t / 4, MT + h + 15, xv);
     }
@@ -78,10 +78,9 @@ int plot_training_svg(const char *path, const char *title, const float *loss, in
                "font-family=\"sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             2 * PW, PH + 30);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\">%s</text>\n", ML, PH + 22, title);
-    char xl[64];
-    snprintf(xl, sizeof xl, "step (x%d)", per);
-    panel(f, 0, "training loss", per > 1 ? xl : "step", smooth, ns, 0, lmax > 0 ? lmax : 1, 0, 0);
-    panel(f, PW, "test accuracy (%)", "epoch", test_acc, n_acc, amin, 100, 1, 1);
+    panel(f, 0, per > 1 ? "training loss (mean of each stretch of steps)" : "training loss", "step",
+          smooth, ns, 0, lmax > 0 ? lmax : 1, 0, 1, per);
+    panel(f, PW, "test accuracy (%)", "epoch", test_acc, n_acc, amin, 100, 1, 1, 1);
     fprintf(f, "</svg>\n");
     if (fclose(f) != 0) {
         fprintf(stderr, "error: %s: write failed\n", path);

@@ -125,6 +125,36 @@ nn_layer *nn_dropout_new(float p, uint64_t seed);
 /* (N, ...) -> (N, product of the rest). */
 nn_layer *nn_flatten_new(void);
 
+/* Stacked recurrent layers over sequences (T, B, input_size), returning
+ * every hidden state of the last layer (T, B, hidden_size).
+ *
+ * Parameters per layer k, named and shaped as in torch.nn.LSTM / nn.RNN so
+ * weights can be exchanged through safetensors:
+ *   weight_ih_l<k>  (G*hidden, in)   in = input_size for k = 0, else hidden
+ *   weight_hh_l<k>  (G*hidden, hidden)
+ *   bias_ih_l<k>, bias_hh_l<k>  (G*hidden)
+ * with G = 4 gate blocks in the order input, forget, cell (g), output for
+ * LSTM and G = 1 for RNN (h = tanh(W_ih x + b_ih + W_hh h + b_hh)).
+ * Initialisation as PyTorch: every weight and bias U(-1/sqrt(hidden),
+ * 1/sqrt(hidden)), except that the LSTM forget-gate block of bias_ih is set
+ * to 1 and that of bias_hh to 0, so the total forget bias starts at 1 and
+ * early training keeps the cell state (Jozefowicz et al., 2015). */
+nn_layer *nn_lstm_new(int input_size, int hidden_size, int num_layers, nn_rng *rng);
+nn_layer *nn_rnn_new(int input_size, int hidden_size, int num_layers, nn_rng *rng);
+
+/* Run a recurrent layer with explicit state. h0, c0: initial states of
+ * shape (num_layers, B, hidden) or NULL for zeros (c0 is LSTM only);
+ * gradients flow into them if they require one. h_n, c_n: NULL or tensors of
+ * the same shape receiving the final states (not differentiated: carry them
+ * across batches for truncated BPTT; they may be the same tensors as h0/c0).
+ * nn_layer_forward(l, g, x) is this with all four NULL. */
+nn_tensor *nn_recurrent_forward(nn_layer *l, nn_graph *g, nn_tensor *x, nn_tensor *h0,
+                                nn_tensor *c0, nn_tensor *h_n, nn_tensor *c_n);
+
+/* Hidden size and layer count of a recurrent layer (0 if l is not one). */
+int nn_recurrent_hidden_size(const nn_layer *l);
+int nn_recurrent_num_layers(const nn_layer *l);
+
 /* A container that applies its layers in order. */
 nn_layer *nn_sequential_new(void);
 /* Append layer (ownership passes to seq, also on failure). NN_ERR_ARG if seq

@@ -89,6 +89,28 @@ nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d w
  * evaluation mode simply does not call it. p in [0, 1). */
 nn_tensor *nn_dropout(nn_graph *g, nn_tensor *x, float p, nn_rng *rng);
 
+/* ---- recurrent layers -------------------------------------------------- */
+
+typedef enum nn_cell {
+    NN_CELL_LSTM, /* 4 gates i, f, g, o (PyTorch order) */
+    NN_CELL_RNN   /* Elman: h = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) */
+} nn_cell;
+
+/* One recurrent layer over a whole sequence x (T, B, I), returning every
+ * hidden state (T, B, H). Weights in PyTorch's layout: w_ih (G*H, I), w_hh
+ * (G*H, H), b_ih and b_hh (G*H), with G = 4 for LSTM, 1 for RNN.
+ * h0 / c0: the initial state, or NULL for zeros; the layer reads B*H values
+ * at element state_offset of each (so one (L, B, H) tensor can hold every
+ * layer's state), and gradients flow into them when they require one. c0 is
+ * ignored for RNN. h_n / c_n: NULL, or tensors that receive the final state
+ * at the same offset (values only: they are not part of the graph, which is
+ * what truncated backprop through time wants).
+ * The input projections of all T steps are one GEMM; each step is one GEMM
+ * for all gates over the batch and one fused pass for the cell update. */
+nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
+                        nn_tensor *b_ih, nn_tensor *b_hh, nn_tensor *h0, nn_tensor *c0,
+                        size_t state_offset, nn_tensor *h_n, nn_tensor *c_n);
+
 /* ---- shape and reductions ---------------------------------------------- */
 
 /* Same data, new shape (sizes must match). The result shares x's data. */

@@ -5,7 +5,7 @@
 
 #include "nn/graph.h"
 
-#define NN__MAX_INPUTS 4
+#define NN__MAX_INPUTS 8
 
 typedef struct nn_node nn_node;
 typedef void (*nn__backward_fn)(nn_graph *g, const nn_node *n);

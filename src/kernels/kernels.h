@@ -84,6 +84,18 @@ void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx);
 struct nn_rng;
 void nn_k_dropout_mask(size_t n, float p, struct nn_rng *rng, float *mask);
 
+/* Recurrent cells over a batch of B rows, hidden size H.
+ * LSTM: z holds the pre-activations [B][4H] in gate order i, f, g, o and is
+ * overwritten with the activated gates; c = f*c_prev + i*g, h = o*tanh(c).
+ * Backward: from dh (gradient reaching h) and dc (gradient reaching c from
+ * the next step, replaced by the gradient for c_prev), writes the
+ * pre-activation gradients dz [B][4H]. c_prev may be NULL (zeros). */
+void nn_k_lstm_cell(int B, int H, float *z, const float *c_prev, float *c, float *h);
+void nn_k_lstm_cell_bwd(int B, int H, const float *gates, const float *c_prev, const float *c,
+                        const float *dh, float *dc, float *dz);
+/* Elman RNN: h = tanh(z) in place of z's copy; backward dz = dh * (1 - h^2). */
+void nn_k_rnn_cell_bwd(size_t n, const float *h, const float *dh, float *dz);
+
 /* Optimizer updates over n parameters p with gradients g. */
 void nn_k_sgd(size_t n, float *p, const float *g, float *buf, float lr, float momentum,
               float weight_decay, int nesterov, int first_step);

@@ -1,0 +1,142 @@
+/* mnist_predict: evaluate a model saved by mnist_train --save on the test
+ * set: accuracy, a 10x10 confusion matrix, and a few misclassified images
+ * drawn as text with their true and predicted labels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cli.h"
+#include "common/models.h"
+#include "nn.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mnist_predict --model FILE [options]\n"
+            "Evaluate a checkpoint written by mnist_train --save on the test images.\n\n"
+            "  --model FILE     the checkpoint (safetensors)\n"
+            "  --arch cnn|mlp   architecture, if the file does not record it\n"
+            "  --data DIR       folder with the IDX files (default: $NN_DATA_DIR, else data/mnist)\n"
+            "  --show N         misclassified images to draw (default 4)\n"
+            "  --help           this text\n");
+}
+
+/* One image as text, two pixel rows per line, darker characters for ink. */
+static void draw(const uint8_t *img, int rows, int cols)
+{
+    static const char ramp[] = " .:-=+*#%@";
+    for (int r = 0; r + 1 < rows; r += 2) {
+        printf("    ");
+        for (int c = 0; c < cols; c++) {
+            int v = (img[r * cols + c] + img[(r + 1) * cols + c]) / 2;
+            putchar(ramp[v * 9 / 255]);
+        }
+        putchar('\n');
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_path = NULL, *arch = NULL, *data_flag = NULL;
+    int show = 4;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--model") && strcmp(a, "--arch") && strcmp(a, "--data") && strcmp(a, "--show")) {
+            fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (!(v = cli_value(argc, argv, &i))) return 2;
+        if (!strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--arch")) arch = v;
+        else if (!strcmp(a, "--data")) data_flag = v;
+        else if (!cli_int(a, v, 0, 10000, &show)) return 2;
+    }
+    if (!model_path) {
+        fprintf(stderr, "error: --model FILE is required (see --help)\n");
+        return 2;
+    }
+
+    nn_safetensors st;
+    nn_error err;
+    if (nn_safetensors_read(model_path, &st, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    if (!arch) arch = nn_safetensors_meta(&st, "model");
+    if (!arch) {
+        fprintf(stderr, "error: %s does not say which model it holds; pass --arch cnn|mlp\n", model_path);
+        return 1;
+    }
+    const char *dir = cli_data_dir(data_flag, "data/mnist");
+    nn_dataset test;
+    if (nn_mnist_load(dir, 0, &test, &err)) {
+        fprintf(stderr, "error: %s\n  (pass --data DIR or set NN_DATA_DIR)\n", err.msg);
+        return 1;
+    }
+    nn_layout layout;
+    nn_layer *model = model_build(arch, test.rows, test.cols, 0, &layout);
+    if (!model) {
+        fprintf(stderr, "error: unknown architecture '%s'\n", arch);
+        return 1;
+    }
+    nn_params params;
+    nn_params_init(&params);
+    nn_layer_params(model, &params);
+    if (nn_safetensors_load_params(&st, &params, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    nn_safetensors_free(&st);
+    nn_layer_set_training(model, 0);
+
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_grad_enabled(g, 0);
+    nn_batcher b;
+    if (!g || nn_batcher_init(&b, &test, 250, layout, 0, 0, &err)) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    nn_batcher_normalize(&b, NN_MNIST_MEAN, NN_MNIST_STD);
+    int *pred = malloc(sizeof(int) * (size_t)test.count);
+    long confusion[10][10] = {{0}};
+    int n, done = 0, correct = 0;
+    while ((n = nn_batcher_next(&b)) > 0) {
+        nn_graph_reset(g);
+        nn_tensor *logits = nn_layer_forward(model, g, b.x);
+        for (int i = 0; i < n; i++) {
+            int p = argmax(logits->data + (size_t)i * 10, 10);
+            pred[done + i] = p;
+            confusion[b.labels[i]][p]++;
+            correct += p == b.labels[i];
+        }
+        done += n;
+    }
+    printf("%s (%s) on %d test images from %s\n", model_path, arch, test.count, dir);
+    printf("test_acc %.2f%% (%d errors)\n\n", 100.0 * correct / test.count, test.count - correct);
+    printf("confusion matrix (rows: true label, columns: predicted)\n      ");
+    for (int p = 0; p < 10; p++) printf("%6d", p);
+    printf("\n");
+    for (int t = 0; t < 10; t++) {
+        printf("  %2d |", t);
+        for (int p = 0; p < 10; p++) printf("%6ld", confusion[t][p]);
+        printf("\n");
+    }
+    int shown = 0;
+    for (int i = 0; i < test.count && shown < show; i++) {
+        if (pred[i] == test.labels[i]) continue;
+        printf("\ntest image %d: true %d, predicted %d\n", i, test.labels[i], pred[i]);
+        draw(test.images + (size_t)i * test.rows * test.cols, test.rows, test.cols);
+        shown++;
+    }
+    free(pred);
+    nn_batcher_free(&b);
+    nn_graph_free(g);
+    nn_params_free(&params);
+    nn_layer_free(model);
+    nn_dataset_free(&test);
+    return 0;
+}

@@ -1,0 +1,140 @@
+/* LSTM and Elman RNN layers over a sequence, with backprop through time. */
+#include <string.h>
+
+#include "nn/ops.h"
+
+#include "../autograd/graph_internal.h"
+#include "../kernels/kernels.h"
+
+typedef struct rnn_info {
+    nn_cell cell;
+    int T, B, I, H, G;
+    size_t offset; /* of this layer's state inside h0/c0 */
+    float *cs;     /* LSTM cell states (T, B, H) */
+    /* Copies of the initial state (NULL: zeros), taken before the forward
+     * pass may overwrite it: callers carrying state pass the same tensor as
+     * h0 and h_n. */
+    float *h_init, *c_init;
+} rnn_info;
+
+/* Arena copy of n floats of t at offset, or NULL when t is NULL. */
+static float *snapshot(nn_graph *g, const nn_tensor *t, size_t offset, size_t n, int *oom)
+{
+    if (!t) return NULL;
+    float *p = nn__arena_alloc(g, n * sizeof(float));
+    if (!p) {
+        *oom = 1;
+        return NULL;
+    }
+    memcpy(p, t->data + offset, n * sizeof(float));
+    return p;
+}
+
+static void recurrent_backward(nn_graph *g, const nn_node *n)
+{
+    const rnn_info *r = n->ptr;
+    nn_tensor *x = n->in[0], *w_ih = n->in[1], *w_hh = n->in[2], *b_ih = n->in[3],
+              *b_hh = n->in[4], *h0 = n->in[5], *c0 = n->in[6];
+    int T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * r->H;
+    size_t bh = (size_t)B * H, bgh = (size_t)B * GH;
+    const float *gates = n->aux, *hs = n->out->data, *dhs = n->out->grad;
+    float *dz = nn__arena_alloc(g, (size_t)T * bgh * sizeof(float));
+    float *dh_next = nn__arena_alloc(g, bh * sizeof(float));
+    float *dc = nn__arena_alloc(g, bh * sizeof(float));
+    float *dh = nn__arena_alloc(g, bh * sizeof(float));
+    if (!dz || !dh_next || !dc || !dh) return;
+    memset(dh_next, 0, bh * sizeof(float));
+    memset(dc, 0, bh * sizeof(float));
+    const float *h_init = r->h_init, *c_init = r->c_init;
+    for (int t = T - 1; t >= 0; t--) {
+        nn_k_add(bh, dhs + (size_t)t * bh, dh_next, dh);
+        float *dzt = dz + (size_t)t * bgh;
+        if (r->cell == NN_CELL_LSTM)
+            nn_k_lstm_cell_bwd(B, H, gates + (size_t)t * bgh,
+                               t ? r->cs + (size_t)(t - 1) * bh : c_init, r->cs + (size_t)t * bh,
+                               dh, dc, dzt);
+        else
+            nn_k_rnn_cell_bwd(bh, hs + (size_t)t * bh, dh, dzt);
+        /* gradient reaching h_{t-1} through the recurrent weights */
+        nn_sgemm(0, 0, B, H, GH, 1.0f, dzt, GH, w_hh->data, H, 0.0f, dh_next, H);
+    }
+    float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
+    float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh), *g_x = nn__grad(g, x);
+    if (g_whh) {
+        if (T > 1) /* steps 1..T-1 see h_0..h_{T-2}: one GEMM */
+            nn_sgemm(1, 0, GH, H, (T - 1) * B, 1.0f, dz + bgh, GH, hs, H, 1.0f, g_whh, H);
+        if (h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, h_init, H, 1.0f, g_whh, H);
+    }
+    if (g_wih) nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
+    if (g_bih) nn_k_bias_grad_acc(T * B, GH, 1, dz, g_bih);
+    if (g_bhh) nn_k_bias_grad_acc(T * B, GH, 1, dz, g_bhh);
+    if (g_x) nn_sgemm(0, 0, T * B, I, GH, 1.0f, dz, GH, w_ih->data, I, 1.0f, g_x, I);
+    float *g_h0 = nn__grad(g, h0), *g_c0 = r->cell == NN_CELL_LSTM ? nn__grad(g, c0) : NULL;
+    if (g_h0) nn_k_axpy(bh, 1.0f, dh_next, g_h0 + r->offset);
+    if (g_c0) nn_k_axpy(bh, 1.0f, dc, g_c0 + r->offset);
+}
+
+nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
+                        nn_tensor *b_ih, nn_tensor *b_hh, nn_tensor *h0, nn_tensor *c0,
+                        size_t state_offset, nn_tensor *h_n, nn_tensor *c_n)
+{
+    const char *op = cell == NN_CELL_LSTM ? "lstm" : "rnn";
+    nn_tensor *in[7] = {x, w_ih, w_hh, b_ih, b_hh, h0, cell == NN_CELL_LSTM ? c0 : NULL};
+    if (!nn__inputs_ok(g, op, in, 5)) return NULL;
+    nn__shape_buf sx, sw, sh;
+    int G = cell == NN_CELL_LSTM ? 4 : 1;
+    if (x->ndim != 3)
+        return nn__fail(g, op, "input must be (T, B, features), got %s", nn__shape(x, &sx));
+    int T = x->shape[0], B = x->shape[1], I = x->shape[2];
+    if (w_ih->ndim != 2 || w_ih->shape[1] != I || w_ih->shape[0] % G)
+        return nn__fail(g, op, "weight_ih must be (%d*H, %d): x %s vs weight_ih %s", G, I,
+                        nn__shape(x, &sx), nn__shape(w_ih, &sw));
+    int H = w_ih->shape[0] / G, GH = G * H;
+    if (w_hh->ndim != 2 || w_hh->shape[0] != GH || w_hh->shape[1] != H)
+        return nn__fail(g, op, "weight_hh must be (%d, %d): weight_ih %s vs weight_hh %s", GH, H,
+                        nn__shape(w_ih, &sw), nn__shape(w_hh, &sh));
+    if (b_ih->size != (size_t)GH || b_hh->size != (size_t)GH)
+        return nn__fail(g, op, "biases must have %d elements: bias_ih %s, bias_hh %s", GH,
+                        nn__shape(b_ih, &sw), nn__shape(b_hh, &sh));
+    size_t bh = (size_t)B * H, bgh = (size_t)B * GH;
+    nn_tensor *states[4] = {h0, in[6], h_n, cell == NN_CELL_LSTM ? c_n : NULL};
+    for (int k = 0; k < 4; k++)
+        if (states[k] && (states[k]->size < state_offset || states[k]->size - state_offset < bh))
+            return nn__fail(g, op, "state tensor %s too small for %d x %d at offset %zu",
+                            nn__shape(states[k], &sx), B, H, state_offset);
+
+    rnn_info *r = nn__arena_alloc(g, sizeof *r);
+    float *gates = nn__arena_alloc(g, (size_t)T * bgh * sizeof(float));
+    nn_tensor *hs = nn__new_output(g, 3, (int[]){T, B, H});
+    if (!r || !gates || !hs) return NULL;
+    int oom = 0;
+    *r = (rnn_info){cell, T, B, I, H, G, state_offset, NULL, snapshot(g, h0, state_offset, bh, &oom),
+                    snapshot(g, in[6], state_offset, bh, &oom)};
+    if (oom) return NULL;
+    if (cell == NN_CELL_LSTM && !(r->cs = nn__arena_alloc(g, (size_t)T * bh * sizeof(float))))
+        return NULL;
+
+    /* Input projections of every step at once, then the biases. */
+    nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
+    nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
+    nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
+    const float *h_init = r->h_init, *c_init = r->c_init;
+    for (int t = 0; t < T; t++) {
+        const float *hprev = t ? hs->data + (size_t)(t - 1) * bh : h_init;
+        float *z = gates + (size_t)t * bgh, *ht = hs->data + (size_t)t * bh;
+        if (hprev) nn_sgemm(0, 1, B, GH, H, 1.0f, hprev, H, w_hh->data, H, 1.0f, z, GH);
+        if (cell == NN_CELL_LSTM)
+            nn_k_lstm_cell(B, H, z, t ? r->cs + (size_t)(t - 1) * bh : c_init, r->cs + (size_t)t * bh, ht);
+        else
+            nn_k_tanh(bh, z, ht);
+    }
+    if (h_n) memcpy(h_n->data + state_offset, hs->data + (size_t)(T - 1) * bh, bh * sizeof(float));
+    if (c_n && cell == NN_CELL_LSTM)
+        memcpy(c_n->data + state_offset, r->cs + (size_t)(T - 1) * bh, bh * sizeof(float));
+    nn_node *n = nn__record(g, recurrent_backward, hs, in, 7);
+    if (n) {
+        n->ptr = r;
+        n->aux = gates;
+    }
+    return hs;
+}
