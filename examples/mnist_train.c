@@ -20,7 +20,7 @@
 
 typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
-    int epochs, batch, threads, limit, quiet;
+    int epochs, batch, threads, limit, quiet, augment;
     float lr;
     int lr_given;
     uint64_t seed;
@@ -39,6 +39,7 @@ static void usage(FILE *out)
             "  --optim adam|sgd  Adam, or SGD with momentum 0.9 (default adam)\n"
             "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
             "  --schedule S      cosine (decay to 0 over the run, default) or constant\n"
+            "  --augment N       shift training images randomly by up to N pixels (default 0)\n"
             "  --seed N          seed for initialisation, shuffling and dropout (default 1)\n"
             "  --threads N       threads for the kernels (default: all cores)\n"
             "  --limit N         train on the first N training images only\n"
@@ -68,7 +69,7 @@ static int parse_args(int argc, char **argv, options *o)
         static const char *const with_value[] = {"--data", "--model", "--epochs", "--batch",
                                                   "--optim", "--lr", "--schedule", "--seed",
                                                   "--threads", "--limit", "--save", "--resume",
-                                                  "--plot", NULL};
+                                                  "--plot", "--augment", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -89,6 +90,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--batch")) ok = cli_int(a, v, 1, 60000, &o->batch);
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
+        else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 0.0, 10.0, &o->lr), o->lr_given = 1;
         if (!ok) return 0;
@@ -171,7 +173,8 @@ static int resume_checkpoint(const options *o, const nn_params *all, nn_optim *o
 
 int main(int argc, char **argv)
 {
-    options o = {NULL, "cnn", "adam", "cosine", NULL, NULL, NULL, 10, 64, 0, 0, 0, 0, 0, 1};
+    options o = {.model = "cnn", .optim = "adam", .schedule = "cosine", .epochs = 10, .batch = 64,
+                 .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
     if (o.threads) nn_set_threads(o.threads);
 
@@ -200,6 +203,7 @@ int main(int argc, char **argv)
         return 1;
     }
     nn_batcher_normalize(&batches, NN_MNIST_MEAN, NN_MNIST_STD);
+    nn_batcher_augment_shift(&batches, o.augment);
 
     int start_epoch = 0;
     long step = 0;
@@ -214,9 +218,10 @@ int main(int argc, char **argv)
     long total_steps = (long)per_epoch * o.epochs;
     printf("mnist_train: model %s, %zu parameters; %d train / %d test images from %s\n", o.model,
            nn_params_numel(&params), train.count, test.count, dir);
-    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, seed %llu, %d threads\n",
-           o.optim, (double)o.lr, o.schedule, o.batch, o.epochs, (unsigned long long)o.seed,
-           nn_get_threads());
+    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, augment %d, seed %llu, "
+           "%d threads\n",
+           o.optim, (double)o.lr, o.schedule, o.batch, o.epochs, o.augment,
+           (unsigned long long)o.seed, nn_get_threads());
     fflush(stdout);
 
     float *loss_hist = malloc(sizeof(float) * (size_t)(total_steps > 0 ? total_steps : 1));

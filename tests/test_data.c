@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../src/kernels/kernels.h"
 #include "nn.h"
 #include "test.h"
 
@@ -428,6 +429,40 @@ static void test_batcher_covers_each_example_once(void)
     nn_dataset_free(&d);
 }
 
+static void test_batcher_shift_augmentation(void)
+{
+    nn_dataset d;
+    nn_error err;
+    write_tiny_mnist(test_tmpdir(), 12, 12, 0);
+    CHECK(nn_mnist_load(test_tmpdir(), 0, &d, &err) == NN_OK);
+    nn_batcher b;
+    CHECK(nn_batcher_init(&b, &d, 12, NN_LAYOUT_FLAT, 0, 3, &err) == NN_OK);
+    nn_batcher_augment_shift(&b, 1);
+    CHECK(nn_batcher_next(&b) == 12);
+    /* every augmented 2x2 image is its original moved by at most one pixel:
+     * each output pixel is 0 or an original pixel from within one step */
+    int moved = 0;
+    for (int i = 0; i < 12; i++) {
+        const uint8_t *src = d.images + i * 4;
+        const float *x = b.x->data + i * 4;
+        for (int p = 0; p < 4; p++) {
+            int ok = x[p] == 0.0f;
+            for (int q = 0; q < 4; q++) ok |= fabsf(x[p] - src[q] / 255.0f) < 1e-6f;
+            CHECK_MSG(ok, "image %d pixel %d = %g", i, p, x[p]);
+            moved += fabsf(x[p] - src[p] / 255.0f) > 1e-6f;
+        }
+    }
+    CHECK(moved > 0);
+    nn_batcher_free(&b);
+    /* the kernel itself: a 3x3 ramp shifted down one, right one */
+    unsigned char img[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    float out[9];
+    nn_k_u8_image_shifted(3, 3, 1, 1, img, 1.0f, 0.0f, out);
+    float want[9] = {0, 0, 0, 0, 1, 2, 0, 4, 5};
+    CHECK(memcmp(out, want, sizeof want) == 0);
+    nn_dataset_free(&d);
+}
+
 /* The real MNIST test split, when it is beside the project. */
 static void test_real_mnist_test_split(void)
 {
@@ -470,5 +505,6 @@ const test_case data_tests[] = {
     {"mnist_load_raw_and_gzip", test_mnist_load_raw_and_gzip},
     {"mnist_load_errors", test_mnist_load_errors},
     {"batcher_covers_each_example_once", test_batcher_covers_each_example_once},
+    {"batcher_shift_augmentation", test_batcher_shift_augmentation},
     {"real_mnist_test_split", test_real_mnist_test_split},
     {NULL, NULL}};

@@ -106,6 +106,7 @@ typedef struct nn_batcher {
     int pos;        /* examples consumed this epoch */
     int *order;     /* example order of this epoch */
     float scale, shift; /* pixel -> float: scale * p + shift */
+    int max_shift;      /* augmentation: random translation in pixels */
     nn_rng rng;
 } nn_batcher;
 
@@ -117,6 +118,11 @@ nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn
 /* Standardise pixels: x = (p / 255 - mean) / std (std > 0), e.g. MNIST's
  * NN_MNIST_MEAN / NN_MNIST_STD. */
 void nn_batcher_normalize(nn_batcher *b, float mean, float std);
+
+/* Augment each image with a random translation of up to max_shift pixels in
+ * each direction (uncovered pixels read as 0), drawn from the batcher's
+ * seeded RNG. 0 (the default) turns it off. */
+void nn_batcher_augment_shift(nn_batcher *b, int max_shift);
 
 /* Mean and standard deviation of MNIST training pixels scaled to [0, 1]. */
 #define NN_MNIST_MEAN 0.1307f

@@ -40,6 +40,11 @@ void nn_batcher_normalize(nn_batcher *b, float mean, float std)
     b->shift = -mean / std;
 }
 
+void nn_batcher_augment_shift(nn_batcher *b, int max_shift)
+{
+    b->max_shift = max_shift > 0 ? max_shift : 0;
+}
+
 void nn_batcher_start_epoch(nn_batcher *b)
 {
     b->pos = 0;
@@ -55,8 +60,16 @@ int nn_batcher_next(nn_batcher *b)
     size_t pixels = (size_t)d->rows * d->cols;
     for (int i = 0; i < n; i++) {
         int idx = b->order[b->pos + i];
-        nn_k_u8_to_float(pixels, d->images + (size_t)idx * pixels, b->scale, b->shift,
-                         b->x->data + (size_t)i * pixels);
+        const uint8_t *src = d->images + (size_t)idx * pixels;
+        float *dst = b->x->data + (size_t)i * pixels;
+        if (b->max_shift > 0) {
+            int span = 2 * b->max_shift + 1;
+            int dy = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
+            int dx = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
+            nn_k_u8_image_shifted(d->rows, d->cols, dy, dx, src, b->scale, b->shift, dst);
+        } else {
+            nn_k_u8_to_float(pixels, src, b->scale, b->shift, dst);
+        }
         b->labels[i] = d->labels[idx];
     }
     b->pos += n;

@@ -81,6 +81,19 @@ void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shif
     for (size_t i = 0; i < n; i++) out[i] = scale * (float)in[i] + shift;
 }
 
+void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned char *in, float scale,
+                           float shift, float *out)
+{
+    for (int r = 0; r < rows; r++) {
+        int sr = r - dy;
+        for (int c = 0; c < cols; c++) {
+            int sc = c - dx;
+            int inside = sr >= 0 && sr < rows && sc >= 0 && sc < cols;
+            out[r * cols + c] = scale * (float)(inside ? in[sr * cols + sc] : 0) + shift;
+        }
+    }
+}
+
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out)
 {
     for (int n = 0; n < N; n++)

@@ -31,6 +31,11 @@ void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, flo
 /* out[i] = scale * in[i] + shift for bytes in. */
 void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shift, float *out);
 
+/* A rows x cols byte image translated by (dy, dx) pixels into floats
+ * (scale * p + shift; pixels moved in from outside read as p = 0). */
+void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned char *in, float scale,
+                           float shift, float *out);
+
 /* x viewed as (N, C, inner): out = x + bias[c]; db[c] += sum of dy over n, inner. */
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out);
 void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db);
