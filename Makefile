@@ -1,6 +1,7 @@
 # libnn build. Targets: all test sanitize valgrind install data mnist clean (see README).
 # Options: OPENMP=0 (no OpenMP), PORTABLE=1 (no -march=native), CC=clang, PREFIX=...
 
+SHELL    := /bin/bash
 CC       ?= cc
 CXX      ?= c++
 OPENMP   ?= 1
@@ -42,7 +43,7 @@ TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN = $(BUILD)/tests/run_tests
 
-.PHONY: all lib examples test sanitize valgrind install data mnist clean FORCE
+.PHONY: all lib examples test sanitize valgrind fuzz install data mnist clean FORCE
 
 all: lib examples
 
@@ -54,7 +55,7 @@ $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
 
-$(BUILD)/tests/%.o: CFLAGS += -DNN_TEST_SOURCE_DIR=\"$(CURDIR)\"
+$(BUILD)/tests/%.o: CFLAGS += -DNN_TEST_SOURCE_DIR=\"$(CURDIR)\" -DNN_TEST_BUILD_DIR=\"$(abspath $(BUILD))\"
 
 $(BUILD)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h examples/common/*.h tests/*.h) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
@@ -95,6 +96,23 @@ install: $(LIB)
 	printf 'prefix=%s\nincludedir=$${prefix}/include\nlibdir=$${prefix}/lib\n\nName: nn\nDescription: libnn, a minimal CPU neural-network library\nVersion: 0.1.0\nCflags: -I$${includedir}%s\nLibs: -L$${libdir} -lnn -lm%s\n' \
 	  '$(PREFIX)' '$(if $(filter 1,$(OPENMP)), -fopenmp,)' '$(if $(filter 1,$(OPENMP)), -fopenmp,)' \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+
+# Coverage-guided fuzzing of every parser with libFuzzer + ASan + UBSan
+# (clang). Each harness runs FUZZ_SECONDS from its seed corpus.
+FUZZ_SECONDS ?= 60
+FUZZERS = idx inflate safetensors
+FUZZ_FLAGS = -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Iinclude -Wno-unknown-pragmas \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz:
+	@mkdir -p build/fuzz
+	@for f in $(FUZZERS); do \
+	  echo "--- fuzz_$$f for $(FUZZ_SECONDS) s"; \
+	  clang $(FUZZ_FLAGS) tests/fuzz/fuzz_$$f.c $(LIB_SRC) -o build/fuzz/fuzz_$$f -lm || exit 1; \
+	  rm -rf build/fuzz/corpus_$$f && cp -r tests/fuzz/seeds_$$f build/fuzz/corpus_$$f; \
+	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 \
+	    -timeout=10 build/fuzz/corpus_$$f 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done' ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 data:
 	sh data/get_mnist.sh data/mnist

@@ -17,7 +17,7 @@
 #define CHECKPOINT_FORMAT "libnn-char-rnn-1"
 
 typedef struct options {
-    const char *data, *save, *resume, *prime, *cell;
+    const char *data, *save, *resume, *prime, *cell, *schedule;
     int hidden, layers, seq, batch, steps, threads, sample, quiet, eval_every, steps_given;
     float lr, temperature, clip;
     uint64_t seed;
@@ -42,6 +42,7 @@ static void usage(FILE *out)
             "  --seq N            characters per sequence, the BPTT length (default 50)\n"
             "  --batch N          sequences per batch (default 50)\n"
             "  --lr X             Adam learning rate (default 0.002)\n"
+            "  --schedule S       cosine (decay the rate to 0 over the run, default) or constant\n"
             "  --clip X           clip the gradient's global norm at X (default 5)\n"
             "  --steps N          training steps (default 2000)\n"
             "  --eval-every N     report train/validation loss every N steps (default 100)\n"
@@ -74,7 +75,7 @@ static int parse_args(int argc, char **argv, options *o)
         static const char *const flags[] = {"--data", "--hidden", "--layers", "--cell", "--seq",
                                             "--batch", "--lr", "--clip", "--steps", "--eval-every",
                                             "--seed", "--threads", "--save", "--resume", "--sample",
-                                            "--temperature", "--prime", NULL};
+                                            "--temperature", "--prime", "--schedule", NULL};
         int known = 0;
         for (int k = 0; flags[k]; k++) known |= !strcmp(a, flags[k]);
         if (!known) {
@@ -89,6 +90,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--prime")) o->prime = v;
         else if (!strcmp(a, "--cell")) o->cell = v;
+        else if (!strcmp(a, "--schedule")) o->schedule = v;
         else if (!strcmp(a, "--hidden")) ok = cli_int(a, v, 1, 8192, &o->hidden);
         else if (!strcmp(a, "--layers")) ok = cli_int(a, v, 1, 16, &o->layers);
         else if (!strcmp(a, "--seq")) ok = cli_int(a, v, 1, 10000, &o->seq);
@@ -98,13 +100,17 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--sample")) ok = cli_int(a, v, 1, 100000000, &o->sample);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
-        else if (!strcmp(a, "--lr")) ok = cli_float(a, v, 0.0, 10.0, &o->lr);
+        else if (!strcmp(a, "--lr")) ok = cli_float(a, v, 0.0, 1e9, &o->lr);
         else if (!strcmp(a, "--clip")) ok = cli_float(a, v, 0.0, 1e9, &o->clip);
         else ok = cli_float(a, v, 1e-3, 100.0, &o->temperature);
         if (!ok) return 0;
     }
     if (strcmp(o->cell, "lstm") && strcmp(o->cell, "rnn")) {
         fprintf(stderr, "error: --cell must be lstm or rnn, got '%s'\n", o->cell);
+        return 0;
+    }
+    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant")) {
+        fprintf(stderr, "error: --schedule must be cosine or constant, got '%s'\n", o->schedule);
         return 0;
     }
     if (o->sample && !o->resume) {
@@ -349,7 +355,7 @@ static int read_checkpoint_meta(const char *path, options *o, corpus *c, nn_safe
 
 int main(int argc, char **argv)
 {
-    options o = {.prime = "\n", .cell = "lstm", .hidden = 128, .layers = 2, .seq = 50,
+    options o = {.prime = "\n", .cell = "lstm", .schedule = "cosine", .hidden = 128, .layers = 2, .seq = 50,
                  .batch = 50, .steps = 2000, .eval_every = 100, .lr = 2e-3f, .temperature = 0.8f,
                  .clip = 5.0f, .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
@@ -433,8 +439,8 @@ int main(int argc, char **argv)
     printf("char_rnn: %zu characters (%d distinct), %zu train / %zu validation; %s %dx%d, "
            "%zu parameters\n",
            c.len, V, train_len, val_len, o.cell, o.layers, o.hidden, nn_params_numel(&m.params));
-    printf("seq %d, batch %d, Adam lr %g, clip %g, %d steps, %d threads\n", T, B, (double)o.lr,
-           (double)o.clip, o.steps, nn_get_threads());
+    printf("seq %d, batch %d, Adam lr %g (%s schedule), clip %g, %d steps, %d threads\n", T, B,
+           (double)o.lr, o.schedule, (double)o.clip, o.steps, nn_get_threads());
     fflush(stdout);
 
     size_t pos = ((size_t)step0 * T) % (stream - T - 1);
@@ -450,6 +456,8 @@ int main(int argc, char **argv)
         }
         fill_batch(&c, 0, stream, pos, T, B, x, targets);
         pos += (size_t)T;
+        if (!strcmp(o.schedule, "cosine"))
+            nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, s, step0 + o.steps, 0));
         nn_graph_reset(g);
         nn_optim_zero_grad(opt);
         nn_tensor *loss = nn_softmax_cross_entropy(g, model_forward(&m, g, x, h, cs), targets);

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
             if (!strcmp(a, "--data")) data_flag = v;
             else if (!strcmp(a, "--epochs")) ok = cli_int(a, v, 1, 100000, &epochs);
             else if (!strcmp(a, "--batch")) ok = cli_int(a, v, 1, 60000, &batch);
-            else if (!strcmp(a, "--lr")) ok = cli_float(a, v, 0.0, 10.0, &lr);
+            else if (!strcmp(a, "--lr")) ok = cli_float(a, v, 0.0, 1e9, &lr);
             else ok = cli_u64(a, v, &seed);
             if (!ok) return 2;
         } else {

@@ -92,7 +92,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
         else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
-        else ok = cli_float(a, v, 0.0, 10.0, &o->lr), o->lr_given = 1;
+        else ok = cli_float(a, v, 0.0, 1e9, &o->lr), o->lr_given = 1;
         if (!ok) return 0;
     }
     if (strcmp(o->model, "cnn") && strcmp(o->model, "mlp")) {

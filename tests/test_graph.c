@@ -76,6 +76,11 @@ static void test_backward_rejects_bad_losses(void)
     CHECK(nn_backward(g, nn_relu(g, x), &err) == NN_ERR_ARG);
     CHECK(strstr(err.msg, "1 element") && strstr(err.msg, "[3]"));
     CHECK(nn_backward(g, x, &err) == NN_ERR_ARG); /* not computed on the graph */
+    x->data[0] = INFINITY;
+    nn_tensor *bad = nn_sum(g, x);
+    nn_tensor_zero_grad(x);
+    CHECK(nn_backward(g, bad, &err) == NN_ERR_NUMERIC && strstr(err.msg, "inf"));
+    CHECK(x->grad[1] == 0.0f); /* nothing accumulated */
     nn_tensor_free(x);
     nn_graph_free(g);
 }

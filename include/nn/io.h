@@ -52,6 +52,11 @@ typedef struct nn_safetensors {
  * nn_safetensors_free; on failure nothing needs freeing. */
 nn_status nn_safetensors_read(const char *path, nn_safetensors *out, nn_error *err);
 
+/* The same from a buffer already in memory (copied); name is used in
+ * messages in place of a path. */
+nn_status nn_safetensors_parse(const uint8_t *buf, size_t len, const char *name,
+                               nn_safetensors *out, nn_error *err);
+
 /* The tensor called name, or NULL. */
 const nn_st_tensor *nn_safetensors_find(const nn_safetensors *st, const char *name);
 

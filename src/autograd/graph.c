@@ -1,5 +1,6 @@
 /* The reverse-mode engine: an arena of op outputs, a tape of op records, and
  * the backward walk over it. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -243,6 +244,11 @@ nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err)
         return nn_error_set(err, NN_ERR_ARG, "nn_backward: loss must have 1 element, got %s",
                             nn__shape(loss, &b));
     }
+    if (!isfinite(loss->data[0]))
+        return nn_error_set(err, NN_ERR_NUMERIC,
+                            "nn_backward: loss is %g; gradients would be meaningless (diverged "
+                            "training? lower the learning rate)",
+                            (double)loss->data[0]);
     if (!(loss->flags & NN_IN_ARENA) || !(loss->flags & NN_REQUIRES_GRAD))
         return nn_error_set(err, NN_ERR_ARG,
                             "nn_backward: loss was not computed on this graph from any tensor "

@@ -231,37 +231,57 @@ bad:
                         r.pos, r.err ? r.err : "syntax error");
 }
 
+/* Validate the file image held in out->file (len bytes). */
+static nn_status parse_image(nn_safetensors *out, size_t len, nn_error *err)
+{
+    const char *path = out->path;
+    if (len < 8)
+        return nn_error_set(err, NN_ERR_FORMAT, "%s: %s (%zu bytes): not a safetensors file", path,
+                            len ? "truncated" : "empty file", len);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | out->file[i];
+    if (hlen > ST_MAX_HEADER || hlen > len - 8)
+        return nn_error_set(err, NN_ERR_FORMAT,
+                            "%s: header length %llu is larger than the file (%zu bytes) or the "
+                            "100 MB limit",
+                            path, (unsigned long long)hlen, len);
+    out->data = out->file + 8 + hlen;
+    out->data_len = len - 8 - (size_t)hlen;
+    return parse_header(out, (const char *)out->file + 8, (size_t)hlen, err);
+}
+
+static nn_status set_name(nn_safetensors *out, const char *name, nn_error *err)
+{
+    size_t n = strlen(name) + 1;
+    out->path = malloc(n);
+    if (!out->path) return nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", name);
+    memcpy(out->path, name, n);
+    return NN_OK;
+}
+
 nn_status nn_safetensors_read(const char *path, nn_safetensors *out, nn_error *err)
 {
     memset(out, 0, sizeof *out);
     size_t len;
     nn_status s = nn_read_file(path, ST_MAX_FILE, &out->file, &len, err);
-    if (s) return s;
-    size_t plen = strlen(path) + 1;
-    out->path = malloc(plen);
-    if (!out->path) {
-        nn_safetensors_free(out);
-        return nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", path);
+    if (!s) s = set_name(out, path, err);
+    if (!s) s = parse_image(out, len, err);
+    if (s) nn_safetensors_free(out);
+    return s;
+}
+
+nn_status nn_safetensors_parse(const uint8_t *buf, size_t len, const char *name,
+                               nn_safetensors *out, nn_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!name) name = "safetensors data";
+    nn_status s = set_name(out, name, err);
+    if (!s && !(out->file = malloc(len ? len : 1)))
+        s = nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", name);
+    if (!s) {
+        if (len) memcpy(out->file, buf, len);
+        s = parse_image(out, len, err);
     }
-    memcpy(out->path, path, plen);
-    if (len < 8) {
-        s = nn_error_set(err, NN_ERR_FORMAT, "%s: %s (%zu bytes): not a safetensors file", path,
-                         len ? "truncated" : "empty file", len);
-        goto done;
-    }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | out->file[i];
-    if (hlen > ST_MAX_HEADER || hlen > len - 8) {
-        s = nn_error_set(err, NN_ERR_FORMAT,
-                         "%s: header length %llu is larger than the file (%zu bytes) or the "
-                         "100 MB limit",
-                         path, (unsigned long long)hlen, len);
-        goto done;
-    }
-    out->data = out->file + 8 + hlen;
-    out->data_len = len - 8 - (size_t)hlen;
-    s = parse_header(out, (const char *)out->file + 8, (size_t)hlen, err);
-done:
     if (s) nn_safetensors_free(out);
     return s;
 }

@@ -1,0 +1,173 @@
+/* The bundled trainer as a program: a diverging run stops with the step
+ * number and keeps the last good checkpoint; SIGKILL during checkpoint
+ * writes never leaves a broken checkpoint. Runs build/examples/mnist_train
+ * on a small generated 28x28 data set. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nn.h"
+#include "test.h"
+
+#ifndef NN_TEST_BUILD_DIR
+#define NN_TEST_BUILD_DIR "build"
+#endif
+#define TRAINER NN_TEST_BUILD_DIR "/examples/mnist_train"
+
+static void write_idx(const char *dir, const char *name, int ndim, const uint32_t *dims,
+                      const uint8_t *data, size_t n)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    uint8_t head[4] = {0, 0, 8, (uint8_t)ndim};
+    fwrite(head, 1, 4, f);
+    for (int i = 0; i < ndim; i++) {
+        uint8_t be[4] = {(uint8_t)(dims[i] >> 24), (uint8_t)(dims[i] >> 16), (uint8_t)(dims[i] >> 8),
+                         (uint8_t)dims[i]};
+        fwrite(be, 1, 4, f);
+    }
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* 128 training and 32 test images of noise with a class-dependent bright square. */
+static const char *make_dataset(void)
+{
+    static char dir[1024];
+    snprintf(dir, sizeof dir, "%s/mnist", test_tmpdir());
+    mkdir(dir, 0755);
+    nn_rng r;
+    nn_rng_seed(&r, 5);
+    for (int split = 0; split < 2; split++) {
+        int n = split ? 32 : 128;
+        uint8_t *img = malloc((size_t)n * 784), lbl[128];
+        for (int i = 0; i < n; i++) {
+            lbl[i] = (uint8_t)(i % 10);
+            for (int p = 0; p < 784; p++) img[i * 784 + p] = (uint8_t)nn_rng_below(&r, 64);
+            for (int y = 0; y < 6; y++)
+                for (int x = 0; x < 6; x++) img[i * 784 + (2 + lbl[i] * 2 + y) * 28 + 4 + x] = 255;
+        }
+        write_idx(dir, split ? "t10k-images-idx3-ubyte" : "train-images-idx3-ubyte", 3,
+                  (uint32_t[]){(uint32_t)n, 28, 28}, img, (size_t)n * 784);
+        write_idx(dir, split ? "t10k-labels-idx1-ubyte" : "train-labels-idx1-ubyte", 1,
+                  (uint32_t[]){(uint32_t)n}, lbl, (size_t)n);
+        free(img);
+    }
+    return dir;
+}
+
+/* Start the trainer with args (NULL-terminated), stdout/stderr to files. */
+static pid_t start(char *const *args, const char *err_path)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int out = open("/dev/null", O_WRONLY);
+        int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(TRAINER, args);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int run(char *const *args, const char *err_path)
+{
+    int status;
+    pid_t pid = start(args, err_path);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int file_equals(const char *a, const char *b)
+{
+    uint8_t *x, *y;
+    size_t nx, ny;
+    if (nn_read_file(a, 1 << 26, &x, &nx, NULL)) return 0;
+    if (nn_read_file(b, 1 << 26, &y, &ny, NULL)) {
+        free(x);
+        return 0;
+    }
+    int same = nx == ny && memcmp(x, y, nx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_trainer_stops_on_nan_and_keeps_checkpoint(void)
+{
+    if (access(TRAINER, X_OK) != 0) SKIP("mnist_train not built");
+    const char *dir = make_dataset();
+    char ck[1024], saved[1100], errf[1024], cmd[4096];
+    snprintf(ck, sizeof ck, "%s/ck.safetensors", test_tmpdir());
+    snprintf(saved, sizeof saved, "%s.good", ck);
+    snprintf(errf, sizeof errf, "%s/stderr.txt", test_tmpdir());
+    char *good[] = {TRAINER, "--data", (char *)dir, "--epochs", "1", "--batch", "32", "--quiet",
+                    "--save", ck, NULL};
+    CHECK(run(good, NULL) == 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ck, saved);
+    CHECK(system(cmd) == 0);
+    /* Adam moves every weight by about lr per step: activations overflow */
+    char *diverge[] = {TRAINER, "--data", (char *)dir, "--epochs", "5", "--batch", "32", "--lr",
+                       "1e8", "--quiet", "--save", ck, NULL};
+    int rc = run(diverge, errf);
+    CHECK_MSG(rc == 3, "exit status %d, expected 3 (stopped on NaN/Inf)", rc);
+    uint8_t *msg;
+    size_t n;
+    CHECK(nn_read_file(errf, 1 << 20, &msg, &n, NULL) == NN_OK);
+    msg = realloc(msg, n + 1);
+    msg[n] = 0;
+    CHECK_MSG(strstr((char *)msg, "at step") && strstr((char *)msg, "left as it was"), "%s", msg);
+    free(msg);
+    CHECK(file_equals(ck, saved)); /* the last good checkpoint is untouched */
+}
+
+static void test_trainer_sigkill_during_saves(void)
+{
+    if (access(TRAINER, X_OK) != 0) SKIP("mnist_train not built");
+    const char *dir = make_dataset();
+    char ck[1024];
+    snprintf(ck, sizeof ck, "%s/ck.safetensors", test_tmpdir());
+    /* one step per epoch and a save after each: saves follow each other fast */
+    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", "100000", "--batch", "128",
+                    "--quiet", "--save", ck, NULL};
+    srand(7);
+    int checked = 0;
+    for (int round = 0; round < 20; round++) {
+        pid_t pid = start(args, NULL);
+        CHECK(pid > 0);
+        /* let it reach the save loop, then kill at a random moment */
+        for (int wait = 0; wait < 2000 && access(ck, F_OK) != 0; wait++) {
+            struct timespec d = {0, 5000000L};
+            nanosleep(&d, NULL);
+        }
+        struct timespec d = {0, (long)(rand() % 200) * 1000000L};
+        nanosleep(&d, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        nn_safetensors st;
+        nn_error err;
+        CHECK_MSG(nn_safetensors_read(ck, &st, &err) == NN_OK, "round %d: %s", round, err.msg);
+        const nn_st_tensor *w = nn_safetensors_find(&st, "10.weight");
+        const char *epoch = nn_safetensors_meta(&st, "epoch");
+        int ok = w && w->shape[0] == 10 && w->shape[1] == 128 && epoch && atoi(epoch) >= 1 &&
+                 nn_safetensors_find(&st, "optim.exp_avg_sq.0.weight");
+        nn_safetensors_free(&st);
+        CHECK_MSG(ok, "round %d: checkpoint incomplete", round);
+        checked++;
+    }
+    CHECK(checked == 20);
+}
+
+const test_case trainer_tests[] = {
+    {"trainer_stops_on_nan_keeps_checkpoint", test_trainer_stops_on_nan_and_keeps_checkpoint},
+    {"trainer_sigkill_during_saves", test_trainer_sigkill_during_saves},
+    {NULL, NULL}};
