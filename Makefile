@@ -40,10 +40,11 @@ EX_SRC   = $(wildcard examples/*.c)
 EX_BIN   = $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
 TEST_SRC = $(wildcard tests/*.c)
+# tests/bench and tests/fuzz build separately (make bench, make fuzz)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN = $(BUILD)/tests/run_tests
 
-.PHONY: all lib examples test sanitize valgrind fuzz install data mnist clean FORCE
+.PHONY: all lib examples test bench sanitize valgrind fuzz install data mnist clean FORCE
 
 all: lib examples
 
@@ -75,6 +76,14 @@ $(TEST_BIN): $(TEST_OBJ) $(LIB)
 $(BUILD)/cxx_header_check.o: $(HEADERS) $(BUILD)/.flags
 	@mkdir -p $(BUILD)
 	echo '#include "nn.h"' | $(CXX) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -Iinclude -c - -o $@
+
+BENCH_BIN = $(BUILD)/tests/bench/bench
+$(BENCH_BIN): $(BUILD)/tests/bench/bench.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# Benchmark table and BENCH lines; pass flags with BENCH_ARGS="--data DIR".
+bench: $(BENCH_BIN)
+	$(BENCH_BIN) $(BENCH_ARGS)
 
 test: $(TEST_BIN) $(EX_BIN) $(BUILD)/cxx_header_check.o
 	$(TEST_BIN)

@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "  --seq N            characters per sequence, the BPTT length (default 50)\n"
             "  --batch N          sequences per batch (default 50)\n"
             "  --lr X             Adam learning rate (default 0.002)\n"
-            "  --schedule S       cosine (decay the rate to 0 over the run, default) or constant\n"
+            "  --schedule S       decay: constant, then cosine to 0 over the last 25%% of the\n"
+            "                     steps (default); cosine: over the whole run; or constant\n"
             "  --clip X           clip the gradient's global norm at X (default 5)\n"
             "  --steps N          training steps (default 2000)\n"
             "  --eval-every N     report train/validation loss every N steps (default 100)\n"
@@ -109,8 +110,9 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "error: --cell must be lstm or rnn, got '%s'\n", o->cell);
         return 0;
     }
-    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant")) {
-        fprintf(stderr, "error: --schedule must be cosine or constant, got '%s'\n", o->schedule);
+    if (strcmp(o->schedule, "decay") && strcmp(o->schedule, "cosine") &&
+        strcmp(o->schedule, "constant")) {
+        fprintf(stderr, "error: --schedule must be decay, cosine or constant, got '%s'\n", o->schedule);
         return 0;
     }
     if (o->sample && !o->resume) {
@@ -355,7 +357,7 @@ static int read_checkpoint_meta(const char *path, options *o, corpus *c, nn_safe
 
 int main(int argc, char **argv)
 {
-    options o = {.prime = "\n", .cell = "lstm", .schedule = "cosine", .hidden = 128, .layers = 2, .seq = 50,
+    options o = {.prime = "\n", .cell = "lstm", .schedule = "decay", .hidden = 128, .layers = 2, .seq = 50,
                  .batch = 50, .steps = 2000, .eval_every = 100, .lr = 2e-3f, .temperature = 0.8f,
                  .clip = 5.0f, .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
@@ -456,8 +458,11 @@ int main(int argc, char **argv)
         }
         fill_batch(&c, 0, stream, pos, T, B, x, targets);
         pos += (size_t)T;
+        long total = step0 + o.steps;
         if (!strcmp(o.schedule, "cosine"))
-            nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, s, step0 + o.steps, 0));
+            nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, s, total, 0));
+        else if (!strcmp(o.schedule, "decay"))
+            nn_optim_set_lr(opt, nn_lr_stable_decay(o.lr, 0.0f, s, total, total / 4));
         nn_graph_reset(g);
         nn_optim_zero_grad(opt);
         nn_tensor *loss = nn_softmax_cross_entropy(g, model_forward(&m, g, x, h, cs), targets);

@@ -21,7 +21,7 @@
 typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
     int epochs, batch, threads, limit, quiet, augment;
-    float lr;
+    float lr, label_smoothing;
     int lr_given;
     uint64_t seed;
 } options;
@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
             "  --schedule S      cosine (decay to 0 over the run, default) or constant\n"
             "  --augment N       shift training images randomly by up to N pixels (default 0)\n"
+            "  --label-smoothing X  smooth the targets by X in [0, 1) (default 0)\n"
             "  --seed N          seed for initialisation, shuffling and dropout (default 1)\n"
             "  --threads N       threads for the kernels (default: all cores)\n"
             "  --limit N         train on the first N training images only\n"
@@ -69,7 +70,7 @@ static int parse_args(int argc, char **argv, options *o)
         static const char *const with_value[] = {"--data", "--model", "--epochs", "--batch",
                                                   "--optim", "--lr", "--schedule", "--seed",
                                                   "--threads", "--limit", "--save", "--resume",
-                                                  "--plot", "--augment", NULL};
+                                                  "--plot", "--augment", "--label-smoothing", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -91,6 +92,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
         else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
+        else if (!strcmp(a, "--label-smoothing")) ok = cli_float(a, v, 0.0, 0.99, &o->label_smoothing);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 0.0, 1e9, &o->lr), o->lr_given = 1;
         if (!ok) return 0;
@@ -218,10 +220,10 @@ int main(int argc, char **argv)
     long total_steps = (long)per_epoch * o.epochs;
     printf("mnist_train: model %s, %zu parameters; %d train / %d test images from %s\n", o.model,
            nn_params_numel(&params), train.count, test.count, dir);
-    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, augment %d, seed %llu, "
-           "%d threads\n",
+    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, augment %d, label smoothing "
+           "%g, seed %llu, %d threads\n",
            o.optim, (double)o.lr, o.schedule, o.batch, o.epochs, o.augment,
-           (unsigned long long)o.seed, nn_get_threads());
+           (double)o.label_smoothing, (unsigned long long)o.seed, nn_get_threads());
     fflush(stdout);
 
     float *loss_hist = malloc(sizeof(float) * (size_t)(total_steps > 0 ? total_steps : 1));
@@ -243,7 +245,8 @@ int main(int argc, char **argv)
             nn_graph_reset(g);
             nn_optim_zero_grad(opt);
             nn_tensor *logits = nn_layer_forward(model, g, batches.x);
-            nn_tensor *loss = nn_softmax_cross_entropy(g, logits, batches.labels);
+            nn_tensor *loss =
+                nn_softmax_cross_entropy_smoothed(g, logits, batches.labels, o.label_smoothing);
             if (!isfinite(loss->data[0])) {
                 progress_end(&bar);
                 fprintf(stderr, "error: loss is %g at step %ld (epoch %d, batch %d); stopping. "

@@ -99,6 +99,10 @@ static nn_tensor *b_tanh(nn_graph *g, nn_tensor **in, const void *c) { (void)c; 
 static nn_tensor *b_softmax(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_softmax(g, nn_scale(g, in[0], 3.0f)); }
 static nn_tensor *b_log_softmax(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_log_softmax(g, nn_scale(g, in[0], 3.0f)); }
 static nn_tensor *b_xent(nn_graph *g, nn_tensor **in, const void *labels) { return nn_softmax_cross_entropy(g, nn_scale(g, in[0], 3.0f), labels); }
+static nn_tensor *b_xent_smooth(nn_graph *g, nn_tensor **in, const void *labels)
+{
+    return nn_softmax_cross_entropy_smoothed(g, nn_scale(g, in[0], 3.0f), labels, 0.2f);
+}
 static nn_tensor *b_mse(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mse(g, in[0], in[1]); }
 static nn_tensor *b_reshape(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_reshape(g, in[0], 2, (int[]){4, 6}); }
 static nn_tensor *b_flatten(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_flatten(g, in[0]); }
@@ -188,6 +192,23 @@ static void test_grad_softmax_cross_entropy(void)
 {
     static const int labels[4] = {2, 0, 4, 1};
     UNARY_CHECK(b_xent, "softmax_cross_entropy", 2, SHAPE(4, 5), 0, labels);
+}
+
+static void test_grad_softmax_cross_entropy_smoothed(void)
+{
+    static const int labels[4] = {2, 0, 4, 1};
+    UNARY_CHECK(b_xent_smooth, "softmax_cross_entropy_smoothed", 2, SHAPE(4, 5), 0, labels);
+    /* value: uniform logits give log C whatever the smoothing */
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new2(1, 4);
+    int label = 1;
+    CHECK_NEAR(nn_softmax_cross_entropy_smoothed(g, x, &label, 0.3f)->data[0], log(4.0), 1e-6);
+    x->data[1] = 2.0f; /* -(0.7 + 0.075) log p1 - 0.075 * sum_{j != 1} log pj */
+    double lse = log(3.0 + exp(2.0));
+    CHECK_NEAR(nn_softmax_cross_entropy_smoothed(g, x, &label, 0.3f)->data[0],
+               0.775 * (lse - 2.0) + 0.225 * lse, 1e-5);
+    nn_tensor_free(x);
+    nn_graph_free(g);
 }
 
 static void test_softmax_cross_entropy_stable_for_large_logits(void)
@@ -472,6 +493,7 @@ const test_case gradcheck_tests[] = {
     {"grad_log_softmax", test_grad_log_softmax},
     {"grad_softmax_cross_entropy", test_grad_softmax_cross_entropy},
     {"softmax_cross_entropy_large_logits", test_softmax_cross_entropy_stable_for_large_logits},
+    {"grad_softmax_cross_entropy_smoothed", test_grad_softmax_cross_entropy_smoothed},
     {"grad_reshape", test_grad_reshape},
     {"grad_flatten", test_grad_flatten},
     {"grad_sum", test_grad_sum},

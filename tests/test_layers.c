@@ -81,6 +81,27 @@ static void test_layers_report_bad_inputs(void)
     nn_graph_reset(g);
     CHECK(forward_shape(p, 1, 1, 1, 1, g) == NULL); /* window larger than input */
     CHECK(strstr(nn_graph_error(g), "larger than the padded input"));
+    nn_graph_reset(g);
+    nn_layer *ap = nn_avgpool2d_new(3, 1, 0);
+    CHECK(nn_layer_forward(ap, g, nn_graph_tensor(g, 3, (int[]){2, 5, 5})) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "nn_avgpool2d") && strstr(nn_graph_error(g), "[2x5x5]"), "%s",
+              nn_graph_error(g));
+    nn_graph_reset(g);
+    nn_layer *rn = nn_rnn_new(4, 6, 1, &r);
+    CHECK(nn_layer_forward(rn, g, nn_graph_tensor(g, 3, (int[]){5, 2, 3})) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "rnn") && strstr(nn_graph_error(g), "[5x2x3]"), "%s",
+              nn_graph_error(g));
+    nn_graph_reset(g);
+    nn_layer *seq = nn_sequential_new();
+    nn_sequential_add(seq, nn_dense_new(8, 4, NN_INIT_HE, &r));
+    nn_sequential_add(seq, nn_dense_new(5, 2, NN_INIT_HE, &r)); /* does not fit the first */
+    CHECK(nn_layer_forward(seq, g, nn_graph_tensor(g, 2, (int[]){3, 8})) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "dense") && strstr(nn_graph_error(g), "[3x4]") &&
+                  strstr(nn_graph_error(g), "[2x5]"),
+              "%s", nn_graph_error(g));
+    nn_layer_free(seq);
+    nn_layer_free(rn);
+    nn_layer_free(ap);
     nn_layer_free(c);
     nn_layer_free(p);
     nn_graph_free(g);

@@ -159,7 +159,20 @@ static void test_clip_grad_norm(void)
     nn_tensor_free(b);
 }
 
-const test_case optim_tests[] = {{"optim_sgd_plain", test_sgd_plain},
+static void test_lr_schedules(void)
+{
+    CHECK_NEAR(nn_lr_cosine(1.0f, 0.0f, 0, 100, 0), 1.0, 1e-6);
+    CHECK_NEAR(nn_lr_cosine(1.0f, 0.0f, 50, 100, 0), 0.5, 1e-6);
+    CHECK_NEAR(nn_lr_cosine(1.0f, 0.1f, 100, 100, 0), 0.1, 1e-6);
+    CHECK_NEAR(nn_lr_cosine(1.0f, 0.0f, 4, 100, 10), 0.5, 1e-6); /* warm-up: (4+1)/10 */
+    CHECK_NEAR(nn_lr_stable_decay(2.0f, 0.0f, 70, 100, 25), 2.0, 1e-6);
+    CHECK_NEAR(nn_lr_stable_decay(2.0f, 0.0f, 75, 100, 25), 2.0, 1e-6);
+    CHECK_NEAR(nn_lr_stable_decay(2.0f, 0.0f, 87, 100, 25), 2.0 * 0.5 * (1 + cos(3.14159265358979 * 12 / 25)), 1e-5);
+    CHECK_NEAR(nn_lr_step(1.0f, 0.5f, 25, 10), 0.25, 1e-6);
+}
+
+const test_case optim_tests[] = {
+    {"optim_lr_schedules", test_lr_schedules},{"optim_sgd_plain", test_sgd_plain},
                                  {"optim_sgd_momentum", test_sgd_momentum},
                                  {"optim_sgd_nesterov", test_sgd_nesterov},
                                  {"optim_sgd_weight_decay", test_sgd_weight_decay},

@@ -55,6 +55,11 @@ nn_tensor *nn_log_softmax(nn_graph *g, nn_tensor *x);
  * stay valid until then. A label outside [0, C) is reported as misuse. */
 nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *labels);
 
+/* The same against smoothed targets (1 - smoothing) * onehot + smoothing / C,
+ * as PyTorch's label_smoothing; smoothing in [0, 1). */
+nn_tensor *nn_softmax_cross_entropy_smoothed(nn_graph *g, nn_tensor *logits, const int *labels,
+                                             float smoothing);
+
 /* Mean of (pred - target)^2 over all elements; a scalar. Gradient flows to
  * both pred and target when they require it. */
 nn_tensor *nn_mse(nn_graph *g, nn_tensor *pred, nn_tensor *target);

@@ -73,6 +73,9 @@ void nn_optim_free(nn_optim *o);
 /* Learning-rate schedules: the rate for step (0-based) of total_steps. */
 /* Linear warm-up over warmup_steps, then cosine decay from base_lr to min_lr. */
 float nn_lr_cosine(float base_lr, float min_lr, long step, long total_steps, long warmup_steps);
+/* Constant base_lr, then cosine decay to min_lr over the final decay_steps
+ * of total_steps ("stable then decay"). */
+float nn_lr_stable_decay(float base_lr, float min_lr, long step, long total_steps, long decay_steps);
 /* base_lr * gamma^(step / every) (step decay). */
 float nn_lr_step(float base_lr, float gamma, long step, long every);
 

@@ -1,14 +1,19 @@
-/* SGEMM in the GotoBLAS/BLIS shape: for each KC-deep slice of K and NC-wide
- * slice of N, pack op(B) into NR-wide column panels and op(A) into MR-tall row
- * panels (alpha folded in, edges zero-padded), then sweep a register-tiled
- * MR x NR micro-kernel over the tiles. Tiles are split among OpenMP threads;
- * each C tile belongs to exactly one thread and accumulates K in a fixed
- * order, so results are identical for any thread count.
+/* SGEMM in the GotoBLAS/BLIS shape: for each KC-deep slice of K, pack op(A)
+ * into MR-tall row panels (alpha folded in, edges zero-padded) shared by all
+ * threads; each thread then packs the NR-wide panels of op(B) it needs, one
+ * at a time into a small buffer that stays in cache, and sweeps a
+ * register-tiled MR x NR micro-kernel over its tiles. Each C tile belongs to
+ * exactly one thread and accumulates K in a fixed order, so results are
+ * identical for any thread count.
  *
  * The micro-kernel uses GCC/clang vector extensions sized to the target's
  * registers: 16 floats with AVX-512, 8 with AVX, else 4 (SSE, NEON). */
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kernels.h"
 
@@ -22,14 +27,15 @@
 #define MR 8
 #define NR (2 * VEC)
 #define KC 256
-#define NC 4096
 
 typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
 
-/* Packing buffers are kept per calling thread and only grow, so repeated
- * GEMMs of the same shapes (a training step) do not allocate. */
-static _Thread_local float *pack_a, *pack_b;
-static _Thread_local size_t pack_a_cap, pack_b_cap;
+/* The packed A block is kept per calling thread and only grows, so repeated
+ * GEMMs of the same shapes (a training step) do not allocate. Each worker
+ * packs the B micro-panel it is about to use into its own small buffer. */
+static _Thread_local float *pack_a;
+static _Thread_local size_t pack_a_cap;
+static _Thread_local float pack_b_local[KC * NR] __attribute__((aligned(64)));
 
 static float *grow(float **buf, size_t *cap, size_t n)
 {
@@ -81,35 +87,44 @@ static void micro_kernel(int kc, const float *restrict a, const float *restrict 
         for (int j = 0; j < nr; j++) c[(size_t)r * ldc + j] += tile[r][j];
 }
 
-/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of op(A), scaled by alpha. */
+/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of op(A), scaled by alpha, as
+ * kc groups of MR values (zero-padded rows past mr). */
 static void pack_a_panel(int ta, const float *A, int lda, int i0, int mr, int p0, int kc,
                          float alpha, float *dst)
 {
-    for (int k = 0; k < kc; k++) {
-        int r = 0;
-        for (; r < mr; r++) {
-            size_t idx = ta ? (size_t)(p0 + k) * lda + (i0 + r) : (size_t)(i0 + r) * lda + (p0 + k);
-            dst[r] = alpha * A[idx];
+    if (mr < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
+    for (int r = 0; r < mr; r++) {
+        if (!ta) { /* row i0+r is contiguous along k */
+            const float *src = A + (size_t)(i0 + r) * lda + p0;
+            for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * src[k];
+        } else {
+            for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * A[(size_t)(p0 + k) * lda + i0 + r];
         }
-        for (; r < MR; r++) dst[r] = 0.0f;
-        dst += MR;
     }
 }
 
-/* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B). */
+/* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B) as kc groups of NR
+ * values (zero-padded columns past nr). */
 static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0, int nr,
                          float *dst)
 {
-    for (int k = 0; k < kc; k++) {
-        int j = 0;
-        if (!tb) {
+    if (!tb) {
+        for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
-            for (; j < nr; j++) dst[j] = src[j];
-        } else {
-            for (; j < nr; j++) dst[j] = B[(size_t)(j0 + j) * ldb + (p0 + k)];
+            float *d = dst + (size_t)k * NR;
+            if (nr == NR) {
+                memcpy(d, src, NR * sizeof(float));
+            } else {
+                memcpy(d, src, (size_t)nr * sizeof(float));
+                memset(d + nr, 0, (size_t)(NR - nr) * sizeof(float));
+            }
         }
-        for (; j < NR; j++) dst[j] = 0.0f;
-        dst += NR;
+        return;
+    }
+    if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
+    for (int j = 0; j < nr; j++) { /* column j0+j of op(B) is contiguous along k */
+        const float *src = B + (size_t)(j0 + j) * ldb + p0;
+        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
     }
 }
 
@@ -206,45 +221,52 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
         return;
     }
-    int m_tiles = (M + MR - 1) / MR;
-    int kc_max = K < KC ? K : KC;
-    int nc_max = N < NC ? N : NC;
-    int nc_tiles_max = (nc_max + NR - 1) / NR;
+    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
+    /* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
+    int kblocks = (K + KC - 1) / KC, kc_max = (K + kblocks - 1) / kblocks;
     float *pa = grow(&pack_a, &pack_a_cap, (size_t)m_tiles * MR * kc_max);
-    float *pb = grow(&pack_b, &pack_b_cap, (size_t)nc_tiles_max * NR * kc_max);
-    if (!pa || !pb) {
+    if (!pa) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* no memory: slow path */
         return;
     }
     int threaded = flops >= 4e6;
-    (void)threaded;
-    for (int j0 = 0; j0 < N; j0 += NC) {
-        int nc = N - j0 < NC ? N - j0 : NC;
-        int n_tiles = (nc + NR - 1) / NR;
-        for (int p0 = 0; p0 < K; p0 += KC) {
-            int kc = K - p0 < KC ? K - p0 : KC;
 #pragma omp parallel if (threaded)
-            {
-#pragma omp for schedule(static) nowait
-                for (int t = 0; t < n_tiles; t++) {
-                    int nr = nc - t * NR < NR ? nc - t * NR : NR;
-                    pack_b_panel(tb, B, ldb, p0, kc, j0 + t * NR, nr, pb + (size_t)t * NR * kc);
-                }
+    {
+        int nthreads = 1, me = 0;
+#ifdef _OPENMP
+        nthreads = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        /* Work items: an N tile and a group of M tiles. Narrow products are
+         * split along M too so that every thread has work. */
+        int groups = n_tiles >= 8 * nthreads ? 1 : (8 * nthreads + n_tiles - 1) / n_tiles;
+        if (groups > m_tiles) groups = m_tiles;
+        int items = n_tiles * groups;
+        int first = (int)((long)items * me / nthreads), last = (int)((long)items * (me + 1) / nthreads);
+        float *pb = pack_b_local;
+        for (int kb = 0; kb < kblocks; kb++) {
+            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
 #pragma omp for schedule(static)
-                for (int t = 0; t < m_tiles; t++) {
-                    int mr = M - t * MR < MR ? M - t * MR : MR;
-                    pack_a_panel(ta, A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)t * MR * kc);
+            for (int t = 0; t < m_tiles; t++) {
+                int mr = M - t * MR < MR ? M - t * MR : MR;
+                pack_a_panel(ta, A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)t * MR * kc);
+            }
+            int packed_jt = -1;
+            for (int w = first; w < last; w++) {
+                int jt = w / groups, grp = w % groups;
+                int nr = N - jt * NR < NR ? N - jt * NR : NR;
+                if (jt != packed_jt) { /* B micro-panel, packed where it is used */
+                    pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
+                    packed_jt = jt;
                 }
-#pragma omp for collapse(2) schedule(static)
-                for (int jt = 0; jt < n_tiles; jt++) {
-                    for (int it = 0; it < m_tiles; it++) {
-                        int nr = nc - jt * NR < NR ? nc - jt * NR : NR;
-                        int mr = M - it * MR < MR ? M - it * MR : MR;
-                        micro_kernel(kc, pa + (size_t)it * MR * kc, pb + (size_t)jt * NR * kc,
-                                     C + (size_t)it * MR * ldc + j0 + jt * NR, ldc, mr, nr);
-                    }
+                int it0 = (int)((long)m_tiles * grp / groups), it1 = (int)((long)m_tiles * (grp + 1) / groups);
+                for (int it = it0; it < it1; it++) {
+                    int mr = M - it * MR < MR ? M - it * MR : MR;
+                    micro_kernel(kc, pa + (size_t)it * MR * kc, pb,
+                                 C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr);
                 }
             }
+#pragma omp barrier
         }
     }
 }

@@ -56,11 +56,13 @@ void nn_k_log_softmax_rows(int rows, int cols, const float *x, float *y);
 void nn_k_softmax_bwd_acc(int rows, int cols, const float *y, const float *dy, float *dx);
 void nn_k_log_softmax_bwd_acc(int rows, int cols, const float *y, const float *dy, float *dx);
 
-/* Fused softmax cross-entropy: writes probabilities to prob and returns the
- * mean over rows of -log p[label]. Backward: dx += scale * (p - onehot). */
-double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float *prob);
+/* Fused softmax cross-entropy against targets q = (1 - smoothing) * onehot +
+ * smoothing / cols: writes probabilities to prob and returns the mean over
+ * rows of -sum q log p. Backward: dx += scale * (p - q). */
+double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float smoothing,
+                         float *prob);
 void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
-                               float scale, float *dx);
+                               float smoothing, float scale, float *dx);
 
 /* Geometry of a convolution or pooling window over an NCHW input:
  * n, c, h, w input; kh, kw window; sh, sw stride; pt, pl padding at the top

@@ -55,7 +55,8 @@ void nn_k_log_softmax_bwd_acc(int rows, int cols, const float *y, const float *d
     }
 }
 
-double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float *prob)
+double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float smoothing,
+                         float *prob)
 {
     double total = 0.0;
     for (int r = 0; r < rows; r++) {
@@ -65,18 +66,25 @@ double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, 
         for (int j = 0; j < cols; j++) s += (pr[j] = expf(xr[j] - m));
         float inv = 1.0f / s;
         for (int j = 0; j < cols; j++) pr[j] *= inv;
-        /* -log p[label] from the logits, not from p, so it stays finite */
-        total += (double)(m + logf(s) - xr[labels[r]]);
+        /* -log p from the logits, not from p, so it stays finite */
+        double lse = (double)m + log((double)s);
+        total += (1.0 - smoothing) * (lse - xr[labels[r]]);
+        if (smoothing != 0.0f) {
+            double mean_x = 0.0;
+            for (int j = 0; j < cols; j++) mean_x += xr[j];
+            total += smoothing * (lse - mean_x / cols);
+        }
     }
     return rows > 0 ? total / rows : 0.0;
 }
 
 void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
-                               float scale, float *dx)
+                               float smoothing, float scale, float *dx)
 {
+    float uniform = scale * smoothing / (float)cols;
     for (int r = 0; r < rows; r++) {
         size_t o = (size_t)r * cols;
-        for (int j = 0; j < cols; j++) dx[o + j] += scale * prob[o + j];
-        dx[o + labels[r]] -= scale;
+        for (int j = 0; j < cols; j++) dx[o + j] += scale * prob[o + j] - uniform;
+        dx[o + labels[r]] -= scale * (1.0f - smoothing);
     }
 }

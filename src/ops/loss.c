@@ -56,11 +56,17 @@ static void xent_backward(nn_graph *g, const nn_node *n)
     nn_tensor *x = n->in[0];
     float *dx = nn__grad(g, x);
     if (dx)
-        nn_k_softmax_xent_bwd_acc(x->shape[0], x->shape[1], n->aux, n->ptr,
+        nn_k_softmax_xent_bwd_acc(x->shape[0], x->shape[1], n->aux, n->ptr, n->farg[0],
                                   n->out->grad[0] / (float)x->shape[0], dx);
 }
 
 nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *labels)
+{
+    return nn_softmax_cross_entropy_smoothed(g, logits, labels, 0.0f);
+}
+
+nn_tensor *nn_softmax_cross_entropy_smoothed(nn_graph *g, nn_tensor *logits, const int *labels,
+                                             float smoothing)
 {
     if (!nn__inputs_ok(g, "nn_softmax_cross_entropy", &logits, 1)) return NULL;
     nn__shape_buf s;
@@ -68,6 +74,9 @@ nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *l
         return nn__fail(g, "nn_softmax_cross_entropy", "logits must be 2-D (N, C), got %s",
                         nn__shape(logits, &s));
     if (!labels) return nn__fail(g, "nn_softmax_cross_entropy", "labels is NULL");
+    if (!(smoothing >= 0.0f && smoothing < 1.0f))
+        return nn__fail(g, "nn_softmax_cross_entropy", "smoothing %g is outside [0, 1)",
+                        (double)smoothing);
     int N = logits->shape[0], C = logits->shape[1];
     for (int i = 0; i < N; i++)
         if (labels[i] < 0 || labels[i] >= C)
@@ -77,11 +86,12 @@ nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *l
     float *prob = nn__arena_alloc(g, logits->size * sizeof(float));
     nn_tensor *loss = nn__new_output(g, 1, (int[]){1});
     if (!prob || !loss) return NULL;
-    loss->data[0] = (float)nn_k_softmax_xent(N, C, logits->data, labels, prob);
+    loss->data[0] = (float)nn_k_softmax_xent(N, C, logits->data, labels, smoothing, prob);
     nn_node *n = nn__record(g, xent_backward, loss, &logits, 1);
     if (n) {
         n->aux = prob;
         n->ptr = labels;
+        n->farg[0] = smoothing;
     }
     return loss;
 }

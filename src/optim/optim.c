@@ -191,6 +191,13 @@ float nn_lr_cosine(float base_lr, float min_lr, long step, long total_steps, lon
     return min_lr + (base_lr - min_lr) * (float)(0.5 * (1.0 + cos(3.141592653589793 * t)));
 }
 
+float nn_lr_stable_decay(float base_lr, float min_lr, long step, long total_steps, long decay_steps)
+{
+    long start = total_steps - decay_steps;
+    if (decay_steps <= 0 || step < start) return base_lr;
+    return nn_lr_cosine(base_lr, min_lr, step - start, decay_steps, 0);
+}
+
 float nn_lr_step(float base_lr, float gamma, long step, long every)
 {
     return every > 0 ? base_lr * powf(gamma, (float)(step / every)) : base_lr;

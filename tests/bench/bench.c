@@ -1,0 +1,421 @@
+/* libnn benchmark: machine peak, GEMM on the seed CNN's shapes, and whole
+ * training workloads, each for 1 and 2 threads.
+ *
+ *   W1  the seed CNN (225,034 parameters) training, batch 64, and inference
+ *       at batch 1000
+ *   W2  the 784-128-10 MLP training, batch 64
+ *   W3  char-rnn: 2-layer LSTM 128 over 65 characters, seq 50, batch 50
+ *
+ * Prints a table for people and, for scripts, one line per figure:
+ *   BENCH workload=<W1|W2|W3|gemm-...|peak> threads=<n> metric=<name> value=<number>
+ * Each workload runs in a child process so its peak RSS is its own.
+ * Figures are medians of --reps repetitions (default 3). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../src/kernels/kernels.h"
+#include "nn.h"
+
+typedef struct bench_opts {
+    const char *data;
+    int reps;
+    int steps;       /* training steps timed per W1/W2 repetition */
+    const char *only; /* run only workloads whose name contains this */
+    int max_threads;
+} bench_opts;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void report(const char *workload, int threads, const char *metric, double value)
+{
+    printf("BENCH workload=%s threads=%d metric=%s value=%.6g\n", workload, threads, metric, value);
+    fflush(stdout);
+}
+
+/* ---- FMA peak: many independent vector FMA chains per thread ---- */
+#if defined(__AVX512F__)
+#define PV 16
+#elif defined(__AVX__)
+#define PV 8
+#else
+#define PV 4
+#endif
+typedef float pvec __attribute__((vector_size(PV * sizeof(float))));
+
+static double peak_gflops(int threads)
+{
+    const long iters = 20000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            pvec a[12], m = {0}, c = {0};
+            for (int j = 0; j < PV; j++) m[j] = 0.999999f, c[j] = 1e-7f;
+            for (int k = 0; k < 12; k++) a[k] = m * (float)(k + 1);
+            for (long i = 0; i < iters / 12; i++)
+                for (int k = 0; k < 12; k++) a[k] = a[k] * m + c;
+            for (int k = 0; k < 12; k++) sink += a[k][0];
+        }
+        double secs = now() - t0;
+        (void)sink;
+        double gf = 2.0 * PV * (iters / 12) * 12 * threads / secs / 1e9;
+        best = gf > best ? gf : best;
+    }
+    return best;
+}
+
+/* ---- GEMM shapes ---- */
+static double gemm_gflops(int M, int N, int K, int ta, int tb, int reps)
+{
+    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
+    float *C = calloc((size_t)M * N, sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 13) * 0.01f;
+    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 7) * 0.01f;
+    nn_sgemm(ta, tb, M, N, K, 1, A, ta ? M : K, B, tb ? K : N, 0, C, N); /* warm-up */
+    double v[32];
+    for (int r = 0; r < reps; r++) {
+        int calls = 0;
+        double t0 = now(), t;
+        do {
+            nn_sgemm(ta, tb, M, N, K, 1, A, ta ? M : K, B, tb ? K : N, 0, C, N);
+            calls++;
+            t = now() - t0;
+        } while (t < 0.2);
+        v[r] = 2.0 * M * N * K * calls / t / 1e9;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return median(v, reps);
+}
+
+/* ---- W1 / W2 ---- */
+static nn_layer *build_cnn(uint64_t seed)
+{
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    nn_layer *m = nn_sequential_new();
+    nn_sequential_add(m, nn_conv2d_new(1, 32, 3, 1, 0, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
+    nn_sequential_add(m, nn_conv2d_new(32, 64, 3, 1, 0, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
+    nn_sequential_add(m, nn_flatten_new());
+    nn_sequential_add(m, nn_dense_new(1600, 128, NN_INIT_HE, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_dropout_new(0.5f, seed));
+    nn_sequential_add(m, nn_dense_new(128, 10, NN_INIT_XAVIER, &r));
+    return m;
+}
+
+static nn_layer *build_mlp(uint64_t seed)
+{
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    nn_layer *m = nn_sequential_new();
+    nn_sequential_add(m, nn_dense_new(784, 128, NN_INIT_HE, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(m, nn_dense_new(128, 10, NN_INIT_XAVIER, &r));
+    return m;
+}
+
+/* MNIST if opts->data names it, else 60,000 random images of the same shape. */
+static int load_data(const bench_opts *o, nn_dataset *d)
+{
+    if (o->data) {
+        nn_error err;
+        if (nn_mnist_load(o->data, 1, d, &err)) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return 0;
+        }
+        return 1;
+    }
+    d->count = 60000;
+    d->rows = d->cols = 28;
+    d->images = malloc((size_t)d->count * 784);
+    d->labels = malloc((size_t)d->count);
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    for (size_t i = 0; i < (size_t)d->count * 784; i++) d->images[i] = (uint8_t)nn_rng_below(&r, 256);
+    for (int i = 0; i < d->count; i++) d->labels[i] = (uint8_t)nn_rng_below(&r, 10);
+    return 1;
+}
+
+/* Median seconds per training step over reps runs of o->steps steps. */
+static double train_step_seconds(const bench_opts *o, int cnn)
+{
+    nn_dataset d;
+    if (!load_data(o, &d)) return NAN;
+    nn_layer *m = cnn ? build_cnn(1) : build_mlp(1);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(m, &p);
+    nn_optim *opt = nn_optim_adam_new(&p, nn_adam_defaults(1e-3f));
+    nn_graph *g = nn_graph_new();
+    nn_batcher b;
+    nn_batcher_init(&b, &d, 64, cnn ? NN_LAYOUT_NCHW : NN_LAYOUT_FLAT, 1, 1, NULL);
+    double v[32];
+    for (int r = -1; r < o->reps; r++) { /* r = -1 warms up */
+        double t0 = now();
+        for (int s = 0; s < o->steps; s++) {
+            if (!nn_batcher_next(&b)) {
+                nn_batcher_start_epoch(&b);
+                nn_batcher_next(&b);
+            }
+            nn_graph_reset(g);
+            nn_optim_zero_grad(opt);
+            nn_tensor *loss = nn_softmax_cross_entropy(g, nn_layer_forward(m, g, b.x), b.labels);
+            nn_backward(g, loss, NULL);
+            nn_optim_step(opt);
+        }
+        if (r >= 0) v[r] = (now() - t0) / o->steps;
+    }
+    nn_batcher_free(&b);
+    nn_graph_free(g);
+    nn_optim_free(opt);
+    nn_params_free(&p);
+    nn_layer_free(m);
+    nn_dataset_free(&d);
+    return median(v, o->reps);
+}
+
+static double cnn_inference_img_per_s(const bench_opts *o)
+{
+    nn_dataset d;
+    if (!load_data(o, &d)) return NAN;
+    nn_layer *m = build_cnn(1);
+    nn_layer_set_training(m, 0);
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_grad_enabled(g, 0);
+    nn_batcher b;
+    nn_batcher_init(&b, &d, 1000, NN_LAYOUT_NCHW, 0, 1, NULL);
+    double v[32];
+    for (int r = -1; r < o->reps; r++) {
+        double t0 = now();
+        int images = 0;
+        for (int k = 0; k < 10; k++) {
+            if (!nn_batcher_next(&b)) {
+                nn_batcher_start_epoch(&b);
+                nn_batcher_next(&b);
+            }
+            nn_graph_reset(g);
+            nn_layer_forward(m, g, b.x);
+            images += b.x->shape[0];
+        }
+        if (r >= 0) v[r] = images / (now() - t0);
+    }
+    nn_batcher_free(&b);
+    nn_graph_free(g);
+    nn_layer_free(m);
+    nn_dataset_free(&d);
+    return median(v, o->reps);
+}
+
+/* W3: one char-rnn training step on random characters. */
+static double lstm_step_ms(const bench_opts *o)
+{
+    const int T = 50, B = 50, V = 65, H = 128, L = 2;
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    nn_layer *lstm = nn_lstm_new(V, H, L, &r), *head = nn_dense_new(H, V, NN_INIT_XAVIER, &r);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(lstm, &p);
+    nn_layer_params(head, &p); /* names repeat; only the tensors matter here */
+    nn_optim *opt = nn_optim_adam_new(&p, nn_adam_defaults(2e-3f));
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new3(T, B, V), *h = nn_tensor_new3(L, B, H), *c = nn_tensor_new3(L, B, H);
+    int *targets = malloc(sizeof(int) * T * B);
+    double v[32];
+    for (int rep = -1; rep < o->reps; rep++) {
+        int steps = 10;
+        double t0 = now();
+        for (int s = 0; s < steps; s++) {
+            nn_tensor_zero(x);
+            for (int i = 0; i < T * B; i++) {
+                x->data[(size_t)i * V + nn_rng_below(&r, V)] = 1.0f;
+                targets[i] = (int)nn_rng_below(&r, V);
+            }
+            nn_graph_reset(g);
+            nn_optim_zero_grad(opt);
+            nn_tensor *hs = nn_recurrent_forward(lstm, g, x, h, c, h, c);
+            nn_tensor *flat = nn_reshape(g, hs, 2, (int[]){T * B, H});
+            nn_tensor *loss = nn_softmax_cross_entropy(g, nn_layer_forward(head, g, flat), targets);
+            nn_backward(g, loss, NULL);
+            nn_clip_grad_norm(&p, 5.0f);
+            nn_optim_step(opt);
+        }
+        if (rep >= 0) v[rep] = 1e3 * (now() - t0) / steps;
+    }
+    free(targets);
+    nn_tensor_free(x);
+    nn_tensor_free(h);
+    nn_tensor_free(c);
+    nn_graph_free(g);
+    nn_optim_free(opt);
+    nn_params_free(&p);
+    nn_layer_free(lstm);
+    nn_layer_free(head);
+    return median(v, o->reps);
+}
+
+/* ---- running each workload in its own process ---- */
+typedef struct result {
+    double value[4];
+    double rss_mb;
+} result;
+
+typedef void (*workload_fn)(const bench_opts *o, int threads, result *out);
+
+static void run_isolated(workload_fn fn, const bench_opts *o, int threads, result *out)
+{
+    int fds[2];
+    memset(out, 0, sizeof *out);
+    if (pipe(fds) != 0) return;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        nn_set_threads(threads);
+        result r = {{0}, 0};
+        fn(o, threads, &r);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        r.rss_mb = ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+        if (write(fds[1], &r, sizeof r) != (ssize_t)sizeof r) _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (read(fds[0], out, sizeof *out) != (ssize_t)sizeof *out) memset(out, 0, sizeof *out);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+}
+
+static void w_peak(const bench_opts *o, int t, result *r) { (void)o; r->value[0] = peak_gflops(t); }
+static void w1_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 1); }
+static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
+static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
+static void w3_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = lstm_step_ms(o); }
+
+static const struct { const char *name; int m, n, k, ta, tb; } shapes[] = {
+    {"gemm-square256", 256, 256, 256, 0, 0},    {"gemm-square1024", 1024, 1024, 1024, 0, 0},
+    {"gemm-conv1-fwd", 32, 43264, 9, 0, 0},     {"gemm-conv2-fwd", 64, 7744, 288, 0, 0},
+    {"gemm-conv2-dW", 64, 288, 7744, 0, 1},     {"gemm-conv2-dX", 288, 7744, 64, 1, 0},
+    {"gemm-dense-fwd", 64, 128, 1600, 0, 1},
+};
+static int shape_index;
+static void w_gemm(const bench_opts *o, int t, result *r)
+{
+    (void)t;
+    r->value[0] = gemm_gflops(shapes[shape_index].m, shapes[shape_index].n, shapes[shape_index].k,
+                              shapes[shape_index].ta, shapes[shape_index].tb, o->reps);
+}
+
+static int wanted(const bench_opts *o, const char *name)
+{
+    return !o->only || strstr(name, o->only);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench [--data DIR] [--reps N] [--steps N] [--only NAME] [--threads N]\n"
+               "  --data DIR   train W1/W2 on MNIST from DIR (default: random data, same shapes)\n"
+               "  --reps N     repetitions per figure; medians are reported (default 3)\n"
+               "  --steps N    training steps timed per repetition (default 100)\n"
+               "  --only NAME  run only workloads whose name contains NAME (peak, gemm, W1, ...)\n"
+               "  --threads N  largest thread count to measure (default 2)\n");
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {NULL, 3, 100, NULL, 2};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            usage(stderr);
+            return 2;
+        }
+        if (!strcmp(argv[i], "--data")) o.data = argv[++i];
+        else if (!strcmp(argv[i], "--reps")) o.reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps")) o.steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only")) o.only = argv[++i];
+        else if (!strcmp(argv[i], "--threads")) o.max_threads = atoi(argv[++i]);
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o.reps < 1 || o.reps > 32 || o.steps < 1 || o.max_threads < 1) {
+        usage(stderr);
+        return 2;
+    }
+    printf("# libnn bench: medians of %d repetitions; W1/W2 on %s\n", o.reps,
+           o.data ? o.data : "random data of MNIST's shape");
+    printf("# %-18s %8s %14s %14s %10s\n", "workload", "threads", "metric", "value", "rss MB");
+    double peak[8] = {0};
+    for (int t = 1; t <= o.max_threads; t++) {
+        result r;
+        if (wanted(&o, "peak")) {
+            run_isolated(w_peak, &o, t, &r);
+            peak[t] = r.value[0];
+            report("peak", t, "gflops", r.value[0]);
+        }
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            if (!wanted(&o, shapes[s].name)) continue;
+            shape_index = (int)s;
+            run_isolated(w_gemm, &o, t, &r);
+            report(shapes[s].name, t, "gflops", r.value[0]);
+            if (peak[t] > 0) report(shapes[s].name, t, "pct_peak", 100.0 * r.value[0] / peak[t]);
+        }
+        if (wanted(&o, "W1")) {
+            run_isolated(w1_train, &o, t, &r);
+            double steps = ceil(60000 / 64.0);
+            report("W1", t, "epoch_s", r.value[0] * steps);
+            report("W1", t, "img_per_s", 64.0 / r.value[0]);
+            report("W1", t, "peak_rss_mb", r.rss_mb);
+            run_isolated(w1_infer, &o, t, &r);
+            report("W1", t, "infer_img_per_s", r.value[0]);
+        }
+        if (wanted(&o, "W2")) {
+            run_isolated(w2_train, &o, t, &r);
+            report("W2", t, "epoch_s", r.value[0] * ceil(60000 / 64.0));
+            report("W2", t, "img_per_s", 64.0 / r.value[0]);
+            report("W2", t, "peak_rss_mb", r.rss_mb);
+        }
+        if (wanted(&o, "W3")) {
+            run_isolated(w3_train, &o, t, &r);
+            report("W3", t, "step_ms", r.value[0]);
+            report("W3", t, "peak_rss_mb", r.rss_mb);
+        }
+    }
+    return 0;
+}
