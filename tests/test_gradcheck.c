@@ -103,6 +103,8 @@ static nn_tensor *b_xent_smooth(nn_graph *g, nn_tensor **in, const void *labels)
 {
     return nn_softmax_cross_entropy_smoothed(g, nn_scale(g, in[0], 3.0f), labels, 0.2f);
 }
+static nn_tensor *b_leaky(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_leaky_relu(g, in[0], 0.2f); }
+static nn_tensor *b_bce(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_bce_with_logits(g, nn_scale(g, in[0], 4.0f), in[1]); }
 static nn_tensor *b_mse(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mse(g, in[0], in[1]); }
 static nn_tensor *b_reshape(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_reshape(g, in[0], 2, (int[]){4, 6}); }
 static nn_tensor *b_flatten(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_flatten(g, in[0]); }
@@ -192,6 +194,88 @@ static void test_grad_softmax_cross_entropy(void)
 {
     static const int labels[4] = {2, 0, 4, 1};
     UNARY_CHECK(b_xent, "softmax_cross_entropy", 2, SHAPE(4, 5), 0, labels);
+}
+
+static void test_grad_leaky_relu(void) { UNARY_CHECK(b_leaky, "leaky_relu", 2, SHAPE(4, 5), 0.05f, NULL); }
+
+static void test_grad_bce_with_logits(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 50);
+    nn_tensor *in[2] = {input(&r, 2, (int[]){3, 4}, 0), input(&r, 2, (int[]){3, 4}, 0)};
+    for (size_t i = 0; i < in[1]->size; i++) in[1]->data[i] = 0.5f + 0.5f * in[1]->data[i];
+    int ok = gradcheck("bce_with_logits", b_bce, in, 2, NULL);
+    free_all(in, 2);
+    CHECK(ok);
+    /* stable for huge logits, and the known value at 0: log 2 */
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new1(3), *t = nn_tensor_new1(3);
+    x->data[0] = 1000.0f;
+    x->data[1] = -1000.0f;
+    t->data[0] = 1.0f;
+    t->data[1] = 0.0f;
+    CHECK_NEAR(nn_bce_with_logits(g, x, t)->data[0], log(2.0) / 3, 1e-6);
+    nn_tensor_free(x);
+    nn_tensor_free(t);
+    nn_graph_free(g);
+}
+
+static void test_detach_stops_gradient(void)
+{
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new1(2);
+    nn_tensor_requires_grad(x, 1);
+    x->data[0] = 3.0f;
+    x->data[1] = -2.0f;
+    /* y = sum(x * detach(x)): dy/dx = x, not 2x */
+    nn_tensor *d = nn_detach(g, x);
+    CHECK(d->data == x->data && !(d->flags & NN_REQUIRES_GRAD));
+    CHECK(nn_backward(g, nn_sum(g, nn_mul(g, x, d)), NULL) == NN_OK);
+    CHECK(x->grad[0] == 3.0f && x->grad[1] == -2.0f);
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
+/* The GAN pattern: D frozen while G trains. Gradients flow through D into
+ * G; D's weights get none and its optimizer leaves them alone. */
+static void test_frozen_params_pass_gradient_through(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 51);
+    nn_layer *gen = nn_dense_new(3, 4, NN_INIT_XAVIER, &r), *dis = nn_dense_new(4, 1, NN_INIT_XAVIER, &r);
+    nn_params gp, dp;
+    nn_params_init(&gp);
+    nn_params_init(&dp);
+    nn_layer_params(gen, &gp);
+    nn_layer_params(dis, &dp);
+    nn_optim *dopt = nn_optim_adam_new(&dp, nn_adam_defaults(0.1f));
+    nn_graph *g = nn_graph_new();
+    nn_tensor *z = nn_tensor_new2(2, 3), *ones = nn_tensor_new2(2, 1);
+    nn_tensor_uniform(z, &r, -1, 1);
+    nn_tensor_fill(ones, 1.0f);
+    nn_params_freeze(&dp, 1);
+    nn_tensor *fake = nn_layer_forward(gen, g, z);
+    nn_tensor *loss = nn_bce_with_logits(g, nn_layer_forward(dis, g, fake), ones);
+    CHECK(nn_backward(g, loss, NULL) == NN_OK);
+    double gsum = 0, dsum = 0;
+    for (size_t i = 0; i < gp.tensors[0]->size; i++) gsum += fabs(gp.tensors[0]->grad[i]);
+    for (size_t i = 0; i < dp.tensors[0]->size; i++) dsum += fabs(dp.tensors[0]->grad[i]);
+    CHECK(gsum > 0 && dsum == 0);
+    float before = dp.tensors[0]->data[0];
+    dp.tensors[0]->grad[0] = 1.0f; /* even with a gradient, a frozen tensor stays */
+    nn_optim_step(dopt);
+    CHECK(dp.tensors[0]->data[0] == before);
+    nn_params_freeze(&dp, 0);
+    nn_optim_step(dopt);
+    CHECK(dp.tensors[0]->data[0] != before);
+    nn_tensor_free(z);
+    nn_tensor_free(ones);
+    nn_graph_free(g);
+    nn_optim_free(dopt);
+    nn_params_free(&gp);
+    nn_params_free(&dp);
+    nn_layer_free(gen);
+    nn_layer_free(dis);
 }
 
 static void test_grad_softmax_cross_entropy_smoothed(void)
@@ -494,6 +578,10 @@ const test_case gradcheck_tests[] = {
     {"grad_softmax_cross_entropy", test_grad_softmax_cross_entropy},
     {"softmax_cross_entropy_large_logits", test_softmax_cross_entropy_stable_for_large_logits},
     {"grad_softmax_cross_entropy_smoothed", test_grad_softmax_cross_entropy_smoothed},
+    {"grad_leaky_relu", test_grad_leaky_relu},
+    {"grad_bce_with_logits", test_grad_bce_with_logits},
+    {"detach_stops_gradient", test_detach_stops_gradient},
+    {"frozen_params_pass_gradient_through", test_frozen_params_pass_gradient_through},
     {"grad_reshape", test_grad_reshape},
     {"grad_flatten", test_grad_flatten},
     {"grad_sum", test_grad_sum},

@@ -99,6 +99,9 @@ typedef enum nn_activation {
 /* A parameterless elementwise activation layer. */
 nn_layer *nn_activation_new(nn_activation kind);
 
+/* Leaky ReLU layer: max(x, slope * x), slope in [0, 1) (0.2 is usual in GANs). */
+nn_layer *nn_leaky_relu_new(float slope);
+
 /* Padding argument of nn_conv2d_new: "same" keeps H/stride x W/stride
  * (rounded up), putting any odd extra row/column at the bottom/right. Any
  * value >= 0 pads every side by that much (0 is "valid"). */

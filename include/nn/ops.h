@@ -43,6 +43,14 @@ nn_tensor *nn_relu(nn_graph *g, nn_tensor *x);
 nn_tensor *nn_sigmoid(nn_graph *g, nn_tensor *x);
 nn_tensor *nn_tanh(nn_graph *g, nn_tensor *x);
 
+/* max(x, slope * x) for a slope in [0, 1). */
+nn_tensor *nn_leaky_relu(nn_graph *g, nn_tensor *x, float slope);
+
+/* The same values as x, cut off from the graph: no gradient flows back
+ * through the result (e.g. a generator's output fed to the discriminator's
+ * own training step). Shares x's data. */
+nn_tensor *nn_detach(nn_graph *g, nn_tensor *x);
+
 /* ---- normalisation and losses ------------------------------------------ */
 
 /* Softmax / log-softmax over the last dimension (numerically stable). */
@@ -59,6 +67,12 @@ nn_tensor *nn_softmax_cross_entropy(nn_graph *g, nn_tensor *logits, const int *l
  * as PyTorch's label_smoothing; smoothing in [0, 1). */
 nn_tensor *nn_softmax_cross_entropy_smoothed(nn_graph *g, nn_tensor *logits, const int *labels,
                                              float smoothing);
+
+/* Binary cross-entropy on logits: mean over elements of
+ * -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))], computed stably as
+ * max(x, 0) - x t + log(1 + exp(-|x|)). Targets t in [0, 1], same shape as
+ * logits; gradient flows to the logits (and to targets if they require one). */
+nn_tensor *nn_bce_with_logits(nn_graph *g, nn_tensor *logits, nn_tensor *targets);
 
 /* Mean of (pred - target)^2 over all elements; a scalar. Gradient flows to
  * both pred and target when they require it. */

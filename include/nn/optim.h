@@ -44,7 +44,8 @@ nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts);
 /* AdamW: Adam with decoupled weight decay p -= lr*wd*p before the update. */
 nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts);
 
-/* Apply one update from the parameters' current gradients. */
+/* Apply one update from the parameters' current gradients. Frozen
+ * parameters (nn_tensor_requires_grad(t, 0)) are skipped. */
 void nn_optim_step(nn_optim *o);
 
 /* Zero the gradients of every parameter of the optimizer. */
@@ -69,6 +70,9 @@ nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out);
 const char *nn_optim_name(const nn_optim *o);
 
 void nn_optim_free(nn_optim *o);
+
+/* Freeze (1) or thaw (0) every tensor of params; see nn_tensor_requires_grad. */
+void nn_params_freeze(const nn_params *params, int frozen);
 
 /* Learning-rate schedules: the rate for step (0-based) of total_steps. */
 /* Linear warm-up over warmup_steps, then cosine decay from base_lr to min_lr. */

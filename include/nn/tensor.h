@@ -60,7 +60,9 @@ nn_status nn_tensor_copy(nn_tensor *dst, const nn_tensor *src, nn_error *err);
 
 /* Give a persistent tensor a gradient buffer (zeroed) so that ops record
  * gradients for it; parameters are made this way. Returns NN_ERR_MEMORY on
- * allocation failure. Passing 0 frees the gradient. */
+ * allocation failure. Passing 0 freezes the tensor: ops stop computing its
+ * gradient and optimizers leave it unchanged (the buffer is kept, so
+ * passing 1 again thaws it). */
 nn_status nn_tensor_requires_grad(nn_tensor *t, int on);
 
 /* Change the shape of a persistent tensor in place. The new size may be

@@ -167,3 +167,31 @@ void nn_k_dropout_mask(size_t n, float p, nn_rng *rng, float *mask)
     float keep = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++) mask[i] = nn_rng_uniform(rng) < p ? 0.0f : keep;
 }
+
+void nn_k_leaky_relu(size_t n, float slope, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+}
+
+void nn_k_leaky_relu_bwd_acc(size_t n, float slope, const float *x, const float *dy, float *dx)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : slope * dy[i];
+}
+
+double nn_k_bce_logits(size_t n, const float *x, const float *t)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)(fmaxf(x[i], 0.0f) - x[i] * t[i] + log1pf(expf(-fabsf(x[i]))));
+    return s;
+}
+
+void nn_k_bce_logits_bwd_acc(size_t n, float scale, const float *x, const float *t, float *dx,
+                             float *dt)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], sig = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+        if (dx) dx[i] += scale * (sig - t[i]);
+        if (dt) dt[i] -= scale * v;
+    }
+}

@@ -46,6 +46,13 @@ void nn_k_relu(size_t n, const float *x, float *y);
 void nn_k_relu_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
 void nn_k_sigmoid(size_t n, const float *x, float *y);
 void nn_k_sigmoid_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
+void nn_k_leaky_relu(size_t n, float slope, const float *x, float *y);
+void nn_k_leaky_relu_bwd_acc(size_t n, float slope, const float *x, const float *dy, float *dx);
+/* Binary cross-entropy on logits: returns the sum over elements; backward
+ * dx += scale * (sigmoid(x) - t), dt += scale * (-x). */
+double nn_k_bce_logits(size_t n, const float *x, const float *t);
+void nn_k_bce_logits_bwd_acc(size_t n, float scale, const float *x, const float *t, float *dx,
+                             float *dt);
 void nn_k_tanh(size_t n, const float *x, float *y);
 void nn_k_tanh_bwd_acc(size_t n, const float *y, const float *dy, float *dx);
 

@@ -34,3 +34,26 @@ nn_layer *nn_activation_new(nn_activation kind)
     a->kind = kind;
     return &a->base;
 }
+
+typedef struct leaky {
+    nn_layer base;
+    float slope;
+} leaky;
+
+static nn_tensor *leaky_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+{
+    return nn_leaky_relu(g, x, ((leaky *)l)->slope);
+}
+
+static const nn_layer_vtable leaky_vt = {"leaky_relu", leaky_forward, NULL, NULL, activation_destroy};
+
+nn_layer *nn_leaky_relu_new(float slope)
+{
+    if (!(slope >= 0.0f && slope < 1.0f)) return NULL;
+    leaky *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->base.vt = &leaky_vt;
+    a->base.training = 1;
+    a->slope = slope;
+    return &a->base;
+}

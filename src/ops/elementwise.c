@@ -117,3 +117,28 @@ nn_tensor *nn_tanh(nn_graph *g, nn_tensor *x)
 {
     return activation(g, "nn_tanh", x, nn_k_tanh, tanh_backward);
 }
+
+static void leaky_relu_backward(nn_graph *g, const nn_node *n)
+{
+    float *dx = nn__grad(g, n->in[0]);
+    if (dx) nn_k_leaky_relu_bwd_acc(n->out->size, n->farg[0], n->in[0]->data, n->out->grad, dx);
+}
+
+nn_tensor *nn_leaky_relu(nn_graph *g, nn_tensor *x, float slope)
+{
+    if (!nn__inputs_ok(g, "nn_leaky_relu", &x, 1)) return NULL;
+    if (!(slope >= 0.0f && slope < 1.0f))
+        return nn__fail(g, "nn_leaky_relu", "slope %g is outside [0, 1)", (double)slope);
+    nn_tensor *y = nn__new_output(g, x->ndim, x->shape);
+    if (!y) return NULL;
+    nn_k_leaky_relu(x->size, slope, x->data, y->data);
+    nn_node *n = nn__record(g, leaky_relu_backward, y, &x, 1);
+    if (n) n->farg[0] = slope;
+    return y;
+}
+
+nn_tensor *nn_detach(nn_graph *g, nn_tensor *x)
+{
+    if (!nn__inputs_ok(g, "nn_detach", &x, 1)) return NULL;
+    return nn__new_alias(g, x, x->ndim, x->shape); /* never recorded: no gradient path */
+}

@@ -120,3 +120,26 @@ nn_tensor *nn_mse(nn_graph *g, nn_tensor *pred, nn_tensor *target)
     nn__record(g, mse_backward, loss, in, 2);
     return loss;
 }
+
+static void bce_backward(nn_graph *g, const nn_node *n)
+{
+    nn_tensor *x = n->in[0], *t = n->in[1];
+    float *dx = nn__grad(g, x), *dt = nn__grad(g, t);
+    nn_k_bce_logits_bwd_acc(x->size, n->out->grad[0] / (float)x->size, x->data, t->data, dx, dt);
+}
+
+nn_tensor *nn_bce_with_logits(nn_graph *g, nn_tensor *logits, nn_tensor *targets)
+{
+    nn_tensor *in[2] = {logits, targets};
+    if (!nn__inputs_ok(g, "nn_bce_with_logits", in, 2)) return NULL;
+    if (!nn_tensor_same_shape(logits, targets)) {
+        nn__shape_buf a, b;
+        return nn__fail(g, "nn_bce_with_logits", "shapes must be equal: logits %s vs targets %s",
+                        nn__shape(logits, &a), nn__shape(targets, &b));
+    }
+    nn_tensor *loss = nn__new_output(g, 1, (int[]){1});
+    if (!loss) return NULL;
+    loss->data[0] = (float)(nn_k_bce_logits(logits->size, logits->data, targets->data) / logits->size);
+    nn__record(g, bce_backward, loss, in, 2);
+    return loss;
+}

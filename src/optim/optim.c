@@ -90,6 +90,7 @@ void nn_optim_step(nn_optim *o)
         const nn_sgd_opts *s = &o->sgd;
         for (int i = 0; i < o->count; i++) {
             nn_tensor *p = o->params[i];
+            if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
             nn_k_sgd(p->size, p->data, p->grad, o->state1[i] ? o->state1[i]->data : NULL, s->lr, s->momentum,
                      s->weight_decay, s->nesterov, o->steps == 1);
         }
@@ -100,6 +101,7 @@ void nn_optim_step(nn_optim *o)
     float c2 = 1.0f - powf(a->beta2, (float)o->steps);
     for (int i = 0; i < o->count; i++) {
         nn_tensor *p = o->params[i];
+        if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
         nn_k_adam(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
                   a->beta2, a->eps, a->weight_decay, c1, c2, o->kind == OPT_ADAMW);
     }
@@ -201,4 +203,9 @@ float nn_lr_stable_decay(float base_lr, float min_lr, long step, long total_step
 float nn_lr_step(float base_lr, float gamma, long step, long every)
 {
     return every > 0 ? base_lr * powf(gamma, (float)(step / every)) : base_lr;
+}
+
+void nn_params_freeze(const nn_params *params, int frozen)
+{
+    for (int i = 0; i < params->count; i++) nn_tensor_requires_grad(params->tensors[i], !frozen);
 }

@@ -93,9 +93,7 @@ nn_status nn_tensor_requires_grad(nn_tensor *t, int on)
         if (on) t->flags |= NN_REQUIRES_GRAD;
         return NN_OK;
     }
-    if (!on) {
-        free(t->grad);
-        t->grad = NULL;
+    if (!on) { /* frozen: keep the buffer so the tensor can be thawed */
         t->flags &= ~(unsigned)NN_REQUIRES_GRAD;
         return NN_OK;
     }
