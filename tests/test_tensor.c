@@ -137,6 +137,26 @@ static void test_initializers_have_expected_scale(void)
     nn_tensor_free(w);
 }
 
+static void test_orthogonal_init(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 4);
+    nn_tensor *w = nn_tensor_new2(24, 6);
+    CHECK(nn_init_orthogonal(w, 1.0f, &r) == NN_OK);
+    for (int b = 0; b < 4; b++) /* each 6x6 block: Q Q^T = I */
+        for (int i = 0; i < 6; i++)
+            for (int k = 0; k < 6; k++) {
+                double dot = 0;
+                for (int j = 0; j < 6; j++)
+                    dot += (double)w->data[(b * 6 + i) * 6 + j] * w->data[(b * 6 + k) * 6 + j];
+                CHECK_NEAR(dot, i == k ? 1.0 : 0.0, 1e-5);
+            }
+    nn_tensor *bad = nn_tensor_new2(5, 3);
+    CHECK(nn_init_orthogonal(bad, 1.0f, &r) == NN_ERR_SHAPE);
+    nn_tensor_free(w);
+    nn_tensor_free(bad);
+}
+
 static void test_print_shows_shape_and_values(void)
 {
     nn_tensor *t = nn_tensor_new1(3);
@@ -161,4 +181,5 @@ const test_case tensor_tests[] = {
     {"rng_shuffle_is_permutation", test_shuffle_is_permutation},
     {"init_he_xavier_scale", test_initializers_have_expected_scale},
     {"tensor_print", test_print_shows_shape_and_values},
+    {"init_orthogonal", test_orthogonal_init},
     {NULL, NULL}};

@@ -111,6 +111,13 @@ void nn_init_he(nn_tensor *t, int fan_in, nn_rng *r);
 /* Xavier (Glorot) uniform init: U(-a, a), a = sqrt(6 / (fan_in + fan_out)). */
 void nn_init_xavier(nn_tensor *t, int fan_in, int fan_out, nn_rng *r);
 
+/* Orthogonal init of a (rows, cols) matrix, in square blocks of cols rows
+ * (rows must be a multiple of cols): each block is a random orthogonal
+ * matrix times gain (Gram-Schmidt on normal samples). Suits recurrent
+ * weights, one block per gate. Returns NN_ERR_SHAPE if the shape does not
+ * fit. */
+nn_status nn_init_orthogonal(nn_tensor *t, float gain, nn_rng *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,3 +87,31 @@ void nn_init_xavier(nn_tensor *t, int fan_in, int fan_out, nn_rng *r)
     float a = sqrtf(6.0f / (float)(fans > 0 ? fans : 1));
     nn_tensor_uniform(t, r, -a, a);
 }
+
+nn_status nn_init_orthogonal(nn_tensor *t, float gain, nn_rng *r)
+{
+    if (t->ndim != 2 || t->shape[0] % t->shape[1]) return NN_ERR_SHAPE;
+    int n = t->shape[1];
+    for (int b = 0; b < t->shape[0] / n; b++) {
+        float *m = t->data + (size_t)b * n * n;
+        for (int i = 0; i < n; i++) {
+            float *row = m + (size_t)i * n;
+            double norm;
+            do { /* a normal row, minus its projections on the rows before */
+                for (int j = 0; j < n; j++) row[j] = nn_rng_normal(r);
+                for (int k = 0; k < i; k++) {
+                    const float *q = m + (size_t)k * n;
+                    double dot = 0;
+                    for (int j = 0; j < n; j++) dot += (double)row[j] * q[j];
+                    for (int j = 0; j < n; j++) row[j] -= (float)dot * q[j];
+                }
+                norm = 0;
+                for (int j = 0; j < n; j++) norm += (double)row[j] * row[j];
+            } while (norm < 1e-6);
+            float inv = (float)(1.0 / sqrt(norm));
+            for (int j = 0; j < n; j++) row[j] *= inv;
+        }
+        for (size_t i = 0; i < (size_t)n * n; i++) m[i] *= gain;
+    }
+    return NN_OK;
+}
