@@ -21,7 +21,7 @@
 typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
     int epochs, batch, threads, limit, quiet, augment;
-    float lr, label_smoothing;
+    float lr, label_smoothing, weight_decay;
     int lr_given;
     uint64_t seed;
 } options;
@@ -39,6 +39,7 @@ static void usage(FILE *out)
             "  --optim adam|sgd  Adam, or SGD with momentum 0.9 (default adam)\n"
             "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
             "  --schedule S      cosine (decay to 0 over the run, default) or constant\n"
+            "  --weight-decay X  decoupled weight decay (AdamW) with adam, L2 with sgd (default 0)\n"
             "  --augment N       shift training images randomly by up to N pixels (default 0)\n"
             "  --label-smoothing X  smooth the targets by X in [0, 1) (default 0)\n"
             "  --seed N          seed for initialisation, shuffling and dropout (default 1)\n"
@@ -70,7 +71,8 @@ static int parse_args(int argc, char **argv, options *o)
         static const char *const with_value[] = {"--data", "--model", "--epochs", "--batch",
                                                   "--optim", "--lr", "--schedule", "--seed",
                                                   "--threads", "--limit", "--save", "--resume",
-                                                  "--plot", "--augment", "--label-smoothing", NULL};
+                                                  "--plot", "--augment", "--label-smoothing",
+                                                  "--weight-decay", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -93,6 +95,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
         else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
         else if (!strcmp(a, "--label-smoothing")) ok = cli_float(a, v, 0.0, 0.99, &o->label_smoothing);
+        else if (!strcmp(a, "--weight-decay")) ok = cli_float(a, v, 0.0, 10.0, &o->weight_decay);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 0.0, 1e9, &o->lr), o->lr_given = 1;
         if (!ok) return 0;
@@ -193,9 +196,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: cannot build model '%s'\n", o.model);
         return 1;
     }
+    nn_adam_opts adam = nn_adam_defaults(o.lr);
+    adam.weight_decay = o.weight_decay;
     nn_optim *opt = !strcmp(o.optim, "sgd")
-                        ? nn_optim_sgd_new(&params, (nn_sgd_opts){.lr = o.lr, .momentum = 0.9f})
-                        : nn_optim_adam_new(&params, nn_adam_defaults(o.lr));
+                        ? nn_optim_sgd_new(&params, (nn_sgd_opts){.lr = o.lr, .momentum = 0.9f,
+                                                                  .weight_decay = o.weight_decay})
+                    : o.weight_decay > 0 ? nn_optim_adamw_new(&params, adam)
+                                         : nn_optim_adam_new(&params, adam);
     nn_graph *g = nn_graph_new();
     nn_batcher batches;
     nn_error err;
@@ -220,9 +227,9 @@ int main(int argc, char **argv)
     long total_steps = (long)per_epoch * o.epochs;
     printf("mnist_train: model %s, %zu parameters; %d train / %d test images from %s\n", o.model,
            nn_params_numel(&params), train.count, test.count, dir);
-    printf("optimizer %s lr %g (%s schedule), batch %d, %d epochs, augment %d, label smoothing "
-           "%g, seed %llu, %d threads\n",
-           o.optim, (double)o.lr, o.schedule, o.batch, o.epochs, o.augment,
+    printf("optimizer %s lr %g (%s schedule), weight decay %g, batch %d, %d epochs, augment %d, "
+           "label smoothing %g, seed %llu, %d threads\n",
+           o.optim, (double)o.lr, o.schedule, (double)o.weight_decay, o.batch, o.epochs, o.augment,
            (double)o.label_smoothing, (unsigned long long)o.seed, nn_get_threads());
     fflush(stdout);
 
