@@ -61,6 +61,13 @@ static double mean_sigmoid(const nn_tensor *logits)
     return s / (double)logits->size;
 }
 
+static int diverged(int epoch, int step)
+{
+    fprintf(stderr, "\nerror: a loss became NaN or infinite at epoch %d, step %d; stopping "
+                    "(try a lower --lr)\n", epoch, step);
+    return 3;
+}
+
 int main(int argc, char **argv)
 {
     const char *data_flag = NULL, *out_dir = "gan_out";
@@ -156,8 +163,10 @@ int main(int argc, char **argv)
             nn_tensor *fake = nn_layer_forward(dis, g, nn_detach(g, nn_layer_forward(gen, g, z)));
             nn_tensor *loss_d = nn_add(g, nn_bce_with_logits(g, real, ones),
                                        nn_bce_with_logits(g, fake, zeros));
-            nn_backward(g, loss_d, NULL);
+            if (nn_backward(g, loss_d, NULL) != NN_OK) return diverged(epoch, steps + 1);
             nn_optim_step(dopt);
+            /* read what we report now: the next nn_graph_reset reuses this memory */
+            sum_d += loss_d->data[0];
             sum_real += mean_sigmoid(real);
             sum_fake += mean_sigmoid(fake);
             /* generator: make D say 1, through a frozen D */
@@ -167,10 +176,10 @@ int main(int argc, char **argv)
             nn_params_freeze(&dp, 1);
             nn_tensor *loss_g =
                 nn_bce_with_logits(g, nn_layer_forward(dis, g, nn_layer_forward(gen, g, z)), ones);
-            nn_backward(g, loss_g, NULL);
+            nn_status st = nn_backward(g, loss_g, NULL);
             nn_params_freeze(&dp, 0);
+            if (st != NN_OK) return diverged(epoch, steps + 1);
             nn_optim_step(gopt);
-            sum_d += loss_d->data[0];
             sum_g += loss_g->data[0];
             steps++;
             progress_update(&bar, steps, sum_d / steps, sum_real / steps, (long)steps * n);
