@@ -125,7 +125,12 @@ int main(int argc, char **argv)
             nn_graph_reset(g);
             nn_optim_zero_grad(opt);
             nn_tensor *loss = nn_mse(g, nn_layer_forward(m, g, b.x), b.x);
-            nn_backward(g, loss, NULL);
+            if (nn_backward(g, loss, NULL) != NN_OK) { /* NaN or infinite loss */
+                progress_end(&bar);
+                fprintf(stderr, "error: loss became %g at epoch %d, batch %d; stopping (lower --lr)\n",
+                        (double)loss->data[0], epoch, done + 1);
+                return 3;
+            }
             nn_optim_step(opt);
             sum += (double)loss->data[0] * n;
             seen += n;

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
             if (!isfinite(loss->data[0])) {
                 fprintf(stderr, "\nerror: loss became %g at epoch %d batch %d; lower --lr\n",
                         (double)loss->data[0], epoch, done + 1);
-                status = 1;
+                status = 3;
                 break;
             }
             nn_backward(g, loss, NULL);
