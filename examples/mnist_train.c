@@ -38,7 +38,8 @@ static void usage(FILE *out)
             "  --batch N         mini-batch size (default 64)\n"
             "  --optim adam|sgd  Adam, or SGD with momentum 0.9 (default adam)\n"
             "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
-            "  --schedule S      cosine (decay to 0 over the run, default) or constant\n"
+            "  --schedule S      cosine (decay to 0 over the run, default), decay (constant,\n"
+            "                    then cosine to 0 over the last 25%% of the steps) or constant\n"
             "  --weight-decay X  decoupled weight decay (AdamW) with adam, L2 with sgd (default 0)\n"
             "  --augment N       shift training images randomly by up to N pixels (default 0)\n"
             "  --label-smoothing X  smooth the targets by X in [0, 1) (default 0)\n"
@@ -108,8 +109,8 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "error: --optim must be adam or sgd, got '%s'\n", o->optim);
         return 0;
     }
-    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant")) {
-        fprintf(stderr, "error: --schedule must be cosine or constant, got '%s'\n", o->schedule);
+    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant") && strcmp(o->schedule, "decay")) {
+        fprintf(stderr, "error: --schedule must be cosine, decay or constant, got '%s'\n", o->schedule);
         return 0;
     }
     if (!o->lr_given) o->lr = strcmp(o->optim, "sgd") ? 1e-3f : 0.05f;
@@ -249,6 +250,8 @@ int main(int argc, char **argv)
         while ((n = nn_batcher_next(&batches)) > 0) {
             if (!strcmp(o.schedule, "cosine"))
                 nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, step, total_steps, 0));
+            else if (!strcmp(o.schedule, "decay"))
+                nn_optim_set_lr(opt, nn_lr_stable_decay(o.lr, 0.0f, step, total_steps, total_steps / 4));
             nn_graph_reset(g);
             nn_optim_zero_grad(opt);
             nn_tensor *logits = nn_layer_forward(model, g, batches.x);

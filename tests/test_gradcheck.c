@@ -353,6 +353,10 @@ static nn_tensor *b_conv_nobias(nn_graph *g, nn_tensor **in, const void *c)
 {
     return nn_conv2d(g, in[0], in[1], NULL, ((const window_ctx *)c)->win);
 }
+static nn_tensor *b_conv_relu(nn_graph *g, nn_tensor **in, const void *c)
+{
+    return nn_conv2d_relu(g, in[0], in[1], in[2], ((const window_ctx *)c)->win);
+}
 static nn_tensor *b_maxpool(nn_graph *g, nn_tensor **in, const void *c)
 {
     const window_ctx *w = c;
@@ -390,6 +394,84 @@ static void test_grad_conv2d(void)
         free_all(in, 3);
         CHECK_MSG(ok, "conv2d case %zu", k);
     }
+}
+
+static void test_grad_conv2d_relu(void)
+{
+    static const nn_window2d wins[] = {{1, 1, 0, 0, 0, 0}, {2, 2, 1, 1, 0, 1}};
+    for (size_t k = 0; k < 2; k++) {
+        /* finite differences are wrong across the ReLU's kink: take the first
+         * seed whose pre-activations all keep clear of 0 */
+        nn_tensor *in[3] = {NULL, NULL, NULL};
+        window_ctx ctx = {0, 0, wins[k]};
+        for (uint64_t seed = 30; seed < 1000; seed++) {
+            nn_rng r;
+            nn_rng_seed(&r, seed);
+            free_all(in, 3);
+            in[0] = input(&r, 4, (int[]){1, 2, 4, 5}, 0);
+            in[1] = input(&r, 4, (int[]){2, 2, 3, 3}, 0);
+            in[2] = input(&r, 1, (int[]){2}, 0);
+            nn_graph *g = nn_graph_new();
+            nn_tensor *z = nn_conv2d(g, in[0], in[1], in[2], wins[k]);
+            float closest = INFINITY;
+            for (size_t i = 0; i < z->size; i++) closest = fminf(closest, fabsf(z->data[i]));
+            nn_graph_free(g);
+            if (closest > 0.05f) break;
+        }
+        int ok = gradcheck("conv2d_relu", b_conv_relu, in, 3, &ctx);
+        free_all(in, 3);
+        CHECK_MSG(ok, "conv2d_relu case %zu", k);
+    }
+}
+
+/* The fused op must give exactly what relu(conv2d) gives, forward and back;
+ * so must a sequential model, which fuses conv2d + ReLU layers by itself. */
+static void test_conv2d_relu_equals_two_ops(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 33);
+    nn_tensor *x = input(&r, 4, (int[]){3, 2, 7, 7}, 0), *w = input(&r, 4, (int[]){4, 2, 3, 3}, 0),
+              *b = input(&r, 1, (int[]){4}, 0);
+    nn_tensor *p[3] = {x, w, b};
+    float *grads[2][3], *outs[2];
+    for (int fused = 0; fused < 2; fused++) {
+        nn_graph *g = nn_graph_new();
+        for (int i = 0; i < 3; i++) nn_tensor_zero_grad(p[i]);
+        nn_tensor *y = fused ? nn_conv2d_relu(g, x, w, b, nn_window(1, 1))
+                             : nn_relu(g, nn_conv2d(g, x, w, b, nn_window(1, 1)));
+        nn_tensor *loss = nn_sum(g, nn_mul(g, y, y));
+        CHECK(nn_backward(g, loss, NULL) == NN_OK);
+        outs[fused] = malloc(y->size * sizeof(float));
+        memcpy(outs[fused], y->data, y->size * sizeof(float));
+        for (int i = 0; i < 3; i++) {
+            grads[fused][i] = malloc(p[i]->size * sizeof(float));
+            memcpy(grads[fused][i], p[i]->grad, p[i]->size * sizeof(float));
+        }
+        if (fused) CHECK(memcmp(outs[0], outs[1], y->size * sizeof(float)) == 0);
+        nn_graph_free(g);
+    }
+    for (int i = 0; i < 3; i++) {
+        CHECK_MSG(memcmp(grads[0][i], grads[1][i], p[i]->size * sizeof(float)) == 0,
+                  "gradient of input %d differs between fused and separate ops", i);
+        free(grads[0][i]);
+        free(grads[1][i]);
+    }
+    free(outs[0]);
+    free(outs[1]);
+
+    /* sequential: conv2d layer + ReLU layer vs the same ops by hand */
+    nn_rng_seed(&r, 34);
+    nn_layer *m = nn_sequential_new();
+    nn_sequential_add(m, nn_conv2d_new(2, 4, 3, 1, NN_PAD_SAME, &r));
+    nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+    nn_graph *g = nn_graph_new();
+    nn_tensor *ys = nn_layer_forward(m, g, x);
+    nn_layer *conv = nn_sequential_get(m, 0);
+    nn_tensor *yh = nn_relu(g, nn_conv2d(g, x, nn_conv2d_weight(conv), nn_conv2d_bias(conv), nn_window(1, 1)));
+    CHECK(ys && yh && ys->size == yh->size && memcmp(ys->data, yh->data, ys->size * sizeof(float)) == 0);
+    nn_graph_free(g);
+    nn_layer_free(m);
+    free_all(p, 3);
 }
 
 static void test_conv2d_matches_direct_sum(void)
@@ -558,6 +640,8 @@ const test_case gradcheck_tests[] = {
     {"grad_lstm_through_time", test_grad_lstm_through_time},
     {"grad_rnn_through_time", test_grad_rnn_through_time},
     {"grad_conv2d", test_grad_conv2d},
+    {"grad_conv2d_relu", test_grad_conv2d_relu},
+    {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
     {"grad_maxpool2d", test_grad_maxpool2d},
     {"maxpool_ties_and_values", test_maxpool_ties_and_values},

@@ -96,6 +96,14 @@ nn_window2d nn_window(int stride, int pad);
  * OH = (H + pad_top + pad_bottom - KH) / stride_h + 1 (likewise OW). */
 nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, nn_window2d win);
 
+/* relu(nn_conv2d(...)) in one op: the ReLU runs in the pass that adds the
+ * bias, and its mask is applied where the convolution's backward reorders dy,
+ * so neither direction makes an extra pass or keeps an extra tensor. Same
+ * values and gradients as the two ops. nn_sequential uses it by itself for a
+ * conv2d layer followed by a ReLU layer. */
+nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
+                          nn_window2d win);
+
 /* Max / average pooling with a kh x kw window over each channel of x
  * (N, C, H, W). Max pooling: padding must be at most half the window, the
  * first maximum in row-major window order wins ties. Average pooling divides

@@ -80,7 +80,8 @@ void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
             }
 }
 
-void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, float *dst)
+void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,
+                        float *dst)
 {
 #pragma omp parallel for schedule(static) if ((size_t)N * C * inner > PAR_MIN_WORK)
     for (int n = 0; n < N; n++)
@@ -88,17 +89,26 @@ void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const floa
             const float *s = src + ((size_t)c * N + n) * inner;
             float *d = dst + ((size_t)n * C + c) * inner;
             float b = bias ? bias[c] : 0.0f;
-            for (size_t i = 0; i < inner; i++) d[i] = s[i] + b;
+            if (relu)
+                for (size_t i = 0; i < inner; i++) d[i] = s[i] + b > 0.0f ? s[i] + b : 0.0f;
+            else
+                for (size_t i = 0; i < inner; i++) d[i] = s[i] + b;
         }
 }
 
-void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, float *dst)
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst)
 {
 #pragma omp parallel for schedule(static) if ((size_t)N * C * inner > PAR_MIN_WORK)
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++)
-            memcpy(dst + ((size_t)c * N + n) * inner, src + ((size_t)n * C + c) * inner,
-                   inner * sizeof(float));
+        for (int c = 0; c < C; c++) {
+            size_t from = ((size_t)n * C + c) * inner;
+            float *d = dst + ((size_t)c * N + n) * inner;
+            if (!mask) {
+                memcpy(d, src + from, inner * sizeof(float));
+                continue;
+            }
+            for (size_t i = 0; i < inner; i++) d[i] = mask[from + i] > 0.0f ? src[from + i] : 0.0f;
+        }
 }
 
 /* The common 2x2 stride-2 unpadded case, without bounds checks and without

@@ -82,10 +82,13 @@ typedef struct nn_conv_shape {
  * and its adjoint accumulating into dx. */
 void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
 void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx);
-/* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), and the plain
- * transpose the other way. */
-void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, float *dst);
-void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, float *dst);
+/* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), clamped at 0 when
+ * relu is set; and the transpose the other way, where an element is zeroed if
+ * mask (same layout as src, may be NULL) is not positive there: the backward
+ * of a fused ReLU, with mask its output. */
+void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,
+                        float *dst);
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst);
 
 /* Pooling over s (c = channels, output oh x ow). maxpool stores, per output,
  * the index of the chosen input within its plane. */

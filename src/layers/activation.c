@@ -3,6 +3,7 @@
 
 #include "nn/ops.h"
 #include "nn/layers.h"
+#include "layer_internal.h"
 
 typedef struct activation {
     nn_layer base;
@@ -23,6 +24,11 @@ static void activation_destroy(nn_layer *l) { free(l); }
 
 static const nn_layer_vtable activation_vt = {"activation", activation_forward, NULL, NULL,
                                               activation_destroy};
+
+int nn__is_relu_layer(const nn_layer *l)
+{
+    return l && l->vt == &activation_vt && ((const activation *)l)->kind == NN_ACT_RELU;
+}
 
 nn_layer *nn_activation_new(nn_activation kind)
 {

@@ -36,7 +36,7 @@ static nn_window2d window_for(const nn_tensor *x, int kh, int kw, int stride, in
     return w;
 }
 
-static nn_tensor *conv_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+nn_tensor *nn__conv_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu)
 {
     conv *c = (conv *)l;
     if (!nn__inputs_ok(g, "conv2d", &x, 1)) return NULL;
@@ -46,7 +46,13 @@ static nn_tensor *conv_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
                         c->weight->shape[1], nn__shape(x, &sx), nn__shape(c->weight, &sw));
     }
     int k = c->weight->shape[2];
-    return nn_conv2d(g, x, c->weight, c->bias, window_for(x, k, k, c->stride, c->padding));
+    nn_window2d win = window_for(x, k, k, c->stride, c->padding);
+    return relu ? nn_conv2d_relu(g, x, c->weight, c->bias, win) : nn_conv2d(g, x, c->weight, c->bias, win);
+}
+
+static nn_tensor *conv_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+{
+    return nn__conv_layer_forward(l, g, x, 0);
 }
 
 static nn_status conv_params(nn_layer *l, const char *prefix, nn_params *out)
@@ -88,6 +94,7 @@ nn_layer *nn_conv2d_new(int in_channels, int out_channels, int kernel, int strid
     return &c->base;
 }
 
+int nn__is_conv_layer(const nn_layer *l) { return l && l->vt == &conv_vt; }
 nn_tensor *nn_conv2d_weight(nn_layer *l) { return l && l->vt == &conv_vt ? ((conv *)l)->weight : NULL; }
 nn_tensor *nn_conv2d_bias(nn_layer *l) { return l && l->vt == &conv_vt ? ((conv *)l)->bias : NULL; }
 

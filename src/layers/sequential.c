@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "nn/layers.h"
+#include "layer_internal.h"
 
 typedef struct sequential {
     nn_layer base;
@@ -13,7 +14,14 @@ typedef struct sequential {
 static nn_tensor *seq_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
     sequential *s = (sequential *)l;
-    for (int i = 0; i < s->count && x; i++) x = nn_layer_forward(s->layers[i], g, x);
+    for (int i = 0; i < s->count && x; i++) {
+        if (i + 1 < s->count && nn__is_conv_layer(s->layers[i]) && nn__is_relu_layer(s->layers[i + 1])) {
+            x = nn__conv_layer_forward(s->layers[i], g, x, 1);
+            i++; /* the ReLU ran inside the convolution */
+            continue;
+        }
+        x = nn_layer_forward(s->layers[i], g, x);
+    }
     return x;
 }
 

@@ -57,9 +57,11 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     float *dx = nn__grad(g, x), *dw = nn__grad(g, w), *db = nn__grad(g, b);
     float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
     if (!dyt) return;
-    nn_k_nc_to_cn(s->n, oc, ohw, dy, dyt);
+    /* iarg[0]: a ReLU was fused into the output, so its mask (the output
+     * being positive) applies to dy first */
+    nn_k_nc_to_cn(s->n, oc, ohw, dy, n->iarg[0] ? n->out->data : NULL, dyt);
     if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
-    if (db) nn_k_bias_grad_acc(s->n, oc, ohw, dy, db);
+    if (db) nn_k_bias_grad_acc(1, oc, cols, dyt, db); /* row sums of dyt, in dy's order */
     if (dx) {
         float *dcol = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
         if (!dcol) return;
@@ -68,21 +70,22 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     }
 }
 
-nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, nn_window2d win)
+static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *weight,
+                         nn_tensor *bias, nn_window2d win, int relu)
 {
     nn_tensor *in[3] = {x, weight, bias};
-    if (!nn__inputs_ok(g, "nn_conv2d", in, 2)) return NULL;
+    if (!nn__inputs_ok(g, op, in, 2)) return NULL;
     nn__shape_buf sx, sw, sb;
     if (weight->ndim != 4 || x->ndim != 4 || weight->shape[1] != x->shape[1])
-        return nn__fail(g, "nn_conv2d",
+        return nn__fail(g, op,
                         "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
                         nn__shape(x, &sx), nn__shape(weight, &sw));
     int oc = weight->shape[0];
     if (bias && bias->size != (size_t)oc)
-        return nn__fail(g, "nn_conv2d", "bias must have %d elements: weight %s vs bias %s", oc,
+        return nn__fail(g, op, "bias must have %d elements: weight %s vs bias %s", oc,
                         nn__shape(weight, &sw), nn__shape(bias, &sb));
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
-    if (!s || !window_shape(g, "nn_conv2d", x, weight->shape[2], weight->shape[3], win, s))
+    if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s))
         return NULL;
     int ckk = s->c * s->kh * s->kw;
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
@@ -92,13 +95,25 @@ nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bi
     if (!col || !tmp || !y) return NULL;
     nn_k_im2col(x->data, s, col);
     nn_sgemm(0, 0, oc, (int)cols, ckk, 1.0f, weight->data, ckk, col, (int)cols, 0.0f, tmp, (int)cols);
-    nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, y->data);
+    nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, relu, y->data);
     nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
     if (n) {
         n->ptr = s;
         n->aux = col;
+        n->iarg[0] = relu;
     }
     return y;
+}
+
+nn_tensor *nn_conv2d(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, nn_window2d win)
+{
+    return conv2d(g, "nn_conv2d", x, weight, bias, win, 0);
+}
+
+nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
+                          nn_window2d win)
+{
+    return conv2d(g, "nn_conv2d_relu", x, weight, bias, win, 1);
 }
 
 static void maxpool_backward(nn_graph *g, const nn_node *n)
