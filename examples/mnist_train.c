@@ -22,7 +22,7 @@ typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
     int epochs, batch, threads, limit, quiet, augment;
     float lr, label_smoothing, weight_decay;
-    int lr_given;
+    int lr_given, weight_decay_given;
     uint64_t seed;
 } options;
 
@@ -38,11 +38,12 @@ static void usage(FILE *out)
             "  --batch N         mini-batch size (default 64)\n"
             "  --optim adam|sgd  Adam, or SGD with momentum 0.9 (default adam)\n"
             "  --lr X            peak learning rate (default 0.001 for adam, 0.05 for sgd)\n"
-            "  --schedule S      cosine (decay to 0 over the run, default), decay (constant,\n"
-            "                    then cosine to 0 over the last 25%% of the steps) or constant\n"
-            "  --weight-decay X  decoupled weight decay (AdamW) with adam, L2 with sgd (default 0)\n"
-            "  --augment N       shift training images randomly by up to N pixels (default 0)\n"
-            "  --label-smoothing X  smooth the targets by X in [0, 1) (default 0)\n"
+            "  --schedule S      decay (constant, then cosine to 0 over the last 25%% of the\n"
+            "                    steps; default), cosine (over the whole run) or constant\n"
+            "  --weight-decay X  decoupled weight decay (AdamW) with adam, L2 with sgd\n"
+            "                    (default 0.1 for adam, 0 for sgd)\n"
+            "  --augment N       shift training images randomly by up to N pixels (default 1)\n"
+            "  --label-smoothing X  smooth the targets by X in [0, 1) (default 0.1)\n"
             "  --seed N          seed for initialisation, shuffling and dropout (default 1)\n"
             "  --threads N       threads for the kernels (default: all cores)\n"
             "  --limit N         train on the first N training images only\n"
@@ -96,7 +97,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
         else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
         else if (!strcmp(a, "--label-smoothing")) ok = cli_float(a, v, 0.0, 0.99, &o->label_smoothing);
-        else if (!strcmp(a, "--weight-decay")) ok = cli_float(a, v, 0.0, 10.0, &o->weight_decay);
+        else if (!strcmp(a, "--weight-decay")) ok = cli_float(a, v, 0.0, 10.0, &o->weight_decay), o->weight_decay_given = 1;
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 0.0, 1e9, &o->lr), o->lr_given = 1;
         if (!ok) return 0;
@@ -114,6 +115,7 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     if (!o->lr_given) o->lr = strcmp(o->optim, "sgd") ? 1e-3f : 0.05f;
+    if (!o->weight_decay_given) o->weight_decay = strcmp(o->optim, "sgd") ? 0.1f : 0.0f;
     return 1;
 }
 
@@ -179,8 +181,11 @@ static int resume_checkpoint(const options *o, const nn_params *all, nn_optim *o
 
 int main(int argc, char **argv)
 {
-    options o = {.model = "cnn", .optim = "adam", .schedule = "cosine", .epochs = 10, .batch = 64,
-                 .seed = 1};
+    /* Defaults measured on MNIST and Fashion-MNIST (README): on top of the
+     * seed recipe (Adam 1e-3, batch 64), a stable-then-decay schedule, AdamW
+     * weight decay 0.1, label smoothing 0.1 and random 1-pixel shifts. */
+    options o = {.model = "cnn", .optim = "adam", .schedule = "decay", .epochs = 10, .batch = 64,
+                 .augment = 1, .label_smoothing = 0.1f, .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
     if (o.threads) nn_set_threads(o.threads);
 
