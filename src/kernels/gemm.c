@@ -29,6 +29,7 @@
 #define KC 256
 
 typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
+_Static_assert(sizeof(vf[MR][2]) == sizeof(float[MR][NR]), "a row of accumulators is one NR-wide row of C");
 
 /* The packed A block is kept per calling thread and only grows, so repeated
  * GEMMs of the same shapes (a training step) do not allocate. Each worker
