@@ -2,7 +2,9 @@
  *
  * Default: the seed CNN (Conv 32 3x3 ReLU, MaxPool 2, Conv 64 3x3 ReLU,
  * MaxPool 2, Flatten, Dense 128 ReLU, Dropout 0.5, Dense 10), softmax
- * cross-entropy, Adam lr 1e-3 with cosine decay, batch 64, 10 epochs.
+ * cross-entropy with label smoothing 0.1, AdamW (lr 1e-3, weight decay 0.1)
+ * held constant for 75% of the steps then decayed to 0 by a cosine, random
+ * 1-pixel shifts, batch 64, 10 epochs.
  * After each epoch one line on stdout:
  *   epoch E/N | loss L | train_acc A% | test_acc T% | S s | R img/s
  */
