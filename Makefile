@@ -10,7 +10,7 @@ SANITIZE ?= 0
 BUILD    ?= build
 PREFIX   ?= /usr/local
 
-CFLAGS   = -std=c11 -Wall -Wextra -Wpedantic -ffp-contract=fast -fno-math-errno -D_POSIX_C_SOURCE=200809L -Iinclude
+CFLAGS   = -std=c11 -Wall -Wextra -Wpedantic -ffp-contract=fast -fno-math-errno -fno-trapping-math -D_POSIX_C_SOURCE=200809L -Iinclude
 LDLIBS   = -lm
 ifeq ($(SANITIZE),1)
   CFLAGS  += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -115,18 +115,22 @@ void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *ma
  * branches (data-dependent branches mispredict about half the time here): a
  * tournament of strict comparisons, which keeps the first maximum in
  * row-major order like the general loop. */
-static void maxpool_2x2(const float *in, const nn_conv_shape *s, float *y, int *argmax)
+static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float *restrict y,
+                        int *restrict argmax)
 {
-    for (int oh = 0; oh < s->oh; oh++) {
-        const float *r0 = in + (size_t)(2 * oh) * s->w, *r1 = r0 + s->w;
-        float *yr = y + (size_t)oh * s->ow;
-        int *ar = argmax + (size_t)oh * s->ow;
-        for (int ow = 0; ow < s->ow; ow++) {
-            int j = 2 * ow, base = 2 * oh * s->w + j;
+    /* shape in locals: stores through argmax (int) could otherwise alias s */
+    const int w = s->w, oh_n = s->oh, ow_n = s->ow;
+    for (int oh = 0; oh < oh_n; oh++) {
+        const float *r0 = in + (size_t)(2 * oh) * w, *r1 = r0 + w;
+        float *yr = y + (size_t)oh * ow_n;
+        int *ar = argmax + (size_t)oh * ow_n;
+        const int row0 = 2 * oh * w;
+        for (int ow = 0; ow < ow_n; ow++) {
+            int j = 2 * ow;
             float a = r0[j], b = r0[j + 1], c = r1[j], d = r1[j + 1];
             int top_right = b > a, bottom_right = d > c;
             float m0 = top_right ? b : a, m1 = bottom_right ? d : c;
-            int i0 = base + top_right, i1 = base + s->w + bottom_right;
+            int i0 = row0 + j + top_right, i1 = row0 + w + j + bottom_right;
             int bottom = m1 > m0;
             yr[ow] = bottom ? m1 : m0;
             ar[ow] = bottom ? i1 : i0;
