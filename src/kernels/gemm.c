@@ -231,6 +231,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         return;
     }
     int threaded = flops >= 4e6;
+    (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded)
     {
         int nthreads = 1, me = 0;
