@@ -113,11 +113,7 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "error: --cell must be lstm or rnn, got '%s'\n", o->cell);
         return 0;
     }
-    if (strcmp(o->schedule, "decay") && strcmp(o->schedule, "cosine") &&
-        strcmp(o->schedule, "constant")) {
-        fprintf(stderr, "error: --schedule must be decay, cosine or constant, got '%s'\n", o->schedule);
-        return 0;
-    }
+    if (!cli_schedule_ok(o->schedule)) return 0;
     if (o->sample && !o->resume) {
         fprintf(stderr, "error: --sample N needs --resume FILE (the model to sample from)\n");
         return 0;
@@ -478,10 +474,7 @@ int main(int argc, char **argv)
         fill_batch(&c, 0, stream, pos, T, B, x, targets);
         pos += (size_t)T;
         long total = step0 + o.steps;
-        if (!strcmp(o.schedule, "cosine"))
-            nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, s, total, 0));
-        else if (!strcmp(o.schedule, "decay"))
-            nn_optim_set_lr(opt, nn_lr_stable_decay(o.lr, 0.0f, s, total, total / 4));
+        nn_optim_set_lr(opt, cli_schedule_lr(o.schedule, o.lr, s, total));
         nn_graph_reset(g);
         nn_optim_zero_grad(opt);
         nn_tensor *loss = nn_softmax_cross_entropy(g, model_forward(&m, g, x, h, cs), targets);

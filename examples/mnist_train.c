@@ -112,10 +112,7 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "error: --optim must be adam or sgd, got '%s'\n", o->optim);
         return 0;
     }
-    if (strcmp(o->schedule, "cosine") && strcmp(o->schedule, "constant") && strcmp(o->schedule, "decay")) {
-        fprintf(stderr, "error: --schedule must be cosine, decay or constant, got '%s'\n", o->schedule);
-        return 0;
-    }
+    if (!cli_schedule_ok(o->schedule)) return 0;
     if (!o->lr_given) o->lr = strcmp(o->optim, "sgd") ? 1e-3f : 0.05f;
     if (!o->weight_decay_given) o->weight_decay = strcmp(o->optim, "sgd") ? 0.1f : 0.0f;
     return 1;
@@ -255,10 +252,7 @@ int main(int argc, char **argv)
         nn_batcher_start_epoch(&batches);
         nn_layer_set_training(model, 1);
         while ((n = nn_batcher_next(&batches)) > 0) {
-            if (!strcmp(o.schedule, "cosine"))
-                nn_optim_set_lr(opt, nn_lr_cosine(o.lr, 0.0f, step, total_steps, 0));
-            else if (!strcmp(o.schedule, "decay"))
-                nn_optim_set_lr(opt, nn_lr_stable_decay(o.lr, 0.0f, step, total_steps, total_steps / 4));
+            nn_optim_set_lr(opt, cli_schedule_lr(o.schedule, o.lr, step, total_steps));
             nn_graph_reset(g);
             nn_optim_zero_grad(opt);
             nn_tensor *logits = nn_layer_forward(model, g, batches.x);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,4 +153,18 @@ double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_l
     nn_layer_set_training(model, was_training);
     nn_batcher_free(&b);
     return (double)correct / d->count;
+}
+
+int cli_schedule_ok(const char *name)
+{
+    if (!strcmp(name, "decay") || !strcmp(name, "cosine") || !strcmp(name, "constant")) return 1;
+    fprintf(stderr, "error: --schedule must be decay, cosine or constant, got '%s'\n", name);
+    return 0;
+}
+
+float cli_schedule_lr(const char *name, float lr, long step, long total_steps)
+{
+    if (!strcmp(name, "cosine")) return nn_lr_cosine(lr, 0.0f, step, total_steps, 0);
+    if (!strcmp(name, "decay")) return nn_lr_stable_decay(lr, 0.0f, step, total_steps, total_steps / 4);
+    return lr;
 }

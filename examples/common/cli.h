@@ -48,4 +48,11 @@ int argmax(const float *v, int n);
  * batch by batch, with inputs standardised like the training batches. */
 double evaluate_accuracy(nn_layer *model, nn_graph *g, const nn_dataset *d, nn_layout layout);
 
+/* Learning-rate schedules of the trainers' --schedule: "decay" (constant,
+ * then a cosine to 0 over the last 25% of the steps), "cosine" (to 0 over
+ * the whole run) or "constant". cli_schedule_ok prints an error for any
+ * other name and returns 0; cli_schedule_lr gives the rate for a step. */
+int cli_schedule_ok(const char *name);
+float cli_schedule_lr(const char *name, float lr, long step, long total_steps);
+
 #endif

@@ -89,10 +89,10 @@ void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const floa
             const float *s = src + ((size_t)c * N + n) * inner;
             float *d = dst + ((size_t)n * C + c) * inner;
             float b = bias ? bias[c] : 0.0f;
-            if (relu)
-                for (size_t i = 0; i < inner; i++) d[i] = s[i] + b > 0.0f ? s[i] + b : 0.0f;
-            else
-                for (size_t i = 0; i < inner; i++) d[i] = s[i] + b;
+            for (size_t i = 0; i < inner; i++) {
+                float v = s[i] + b;
+                d[i] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
         }
 }
 
