@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/kernels/fastmath.h"
 #include "../src/kernels/kernels.h"
 #include "nn.h"
 #include "test.h"
@@ -78,24 +79,45 @@ static void test_gemm_beta_zero_ignores_nan(void)
     float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
     nn_sgemm(0, 0, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
     CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4);
+    /* the packed path stores the first K block instead of adding to C */
+    enum { M = 40, N = 50, K = 600 };
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N),
+          *c = malloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++) a[i] = 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = 0.5f;
+    for (int i = 0; i < M * N; i++) c[i] = NAN;
+    nn_sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    int ok = 1;
+    for (int i = 0; i < M * N; i++) ok &= c[i] == 300.0f;
+    CHECK_MSG(ok, "beta = 0 on the packed path: c[0] = %g, want 300", c[0]);
+    free(a);
+    free(b);
+    free(c);
 }
 
 /* Every GEMM path must give bit-identical results with 1 and 2 threads. */
 static void test_gemm_same_bits_for_any_thread_count(void)
 {
+    /* conv shapes (split along N), a dense layer and a recurrent weight
+     * gradient (split along M, with op(A) packed whole / per K block), the
+     * long-K dot path, a tiny product */
     static const int shapes[][5] = {{64, 7744, 288, 0, 0}, {64, 288, 7744, 0, 1},
-                                    {288, 7744, 64, 1, 0}, {32, 9, 43264, 0, 1}, {5, 7, 3, 0, 0}};
+                                    {288, 7744, 64, 1, 0}, {64, 128, 1600, 0, 1},
+                                    {512, 128, 2450, 1, 0}, {50, 512, 128, 0, 0},
+                                    {32, 9, 43264, 0, 1},  {5, 7, 3, 0, 0}};
     nn_rng r;
     nn_rng_seed(&r, 3);
     int saved = nn_get_threads();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
         float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * N);
-        float *C1 = calloc((size_t)M * N, sizeof(float)), *C2 = calloc((size_t)M * N, sizeof(float));
+        float *C1 = random_matrix(&r, (size_t)M * N), *C2 = malloc((size_t)M * N * sizeof(float));
+        memcpy(C2, C1, (size_t)M * N * sizeof(float));
+        float beta = s % 2 ? 1.0f : 0.0f; /* accumulate into C, or overwrite it */
         nn_set_threads(1);
-        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C1, N);
+        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, beta, C1, N);
         nn_set_threads(2);
-        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C2, N);
+        nn_sgemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, beta, C2, N);
         int same = memcmp(C1, C2, (size_t)M * N * sizeof(float)) == 0;
         free(A);
         free(B);
@@ -106,7 +128,27 @@ static void test_gemm_same_bits_for_any_thread_count(void)
     }
 }
 
+/* The vectorizable exp/sigmoid/tanh of the recurrent kernels against libm. */
+static void test_fast_math_matches_libm(void)
+{
+    double worst_exp = 0, worst_sig = 0, worst_tanh = 0;
+    for (float x = -80.0f; x < 80.0f; x += 0.00731f) {
+        double e = exp((double)x), s = 1.0 / (1.0 + exp(-(double)x)), t = tanh((double)x);
+        double de = fabs(nn_fast_expf(x) - e) / e, ds = fabs(nn_fast_sigmoidf(x) - s) / s;
+        double dt = fabs(nn_fast_tanhf(x) - t) / (fabs(t) > 1e-30 ? fabs(t) : 1.0);
+        worst_exp = de > worst_exp ? de : worst_exp;
+        worst_sig = ds > worst_sig ? ds : worst_sig;
+        worst_tanh = dt > worst_tanh ? dt : worst_tanh;
+    }
+    CHECK_MSG(worst_exp < 3e-7 && worst_sig < 3e-7 && worst_tanh < 3e-7,
+              "relative errors exp %g sigmoid %g tanh %g", worst_exp, worst_sig, worst_tanh);
+    CHECK(nn_fast_tanhf(1e-20f) == 1e-20f && nn_fast_tanhf(-30.0f) == -1.0f);
+    CHECK(nn_fast_sigmoidf(-200.0f) < 1e-37f && nn_fast_sigmoidf(200.0f) == 1.0f);
+    CHECK(isnan(nn_fast_expf(NAN)) && isnan(nn_fast_tanhf(NAN)) && isnan(nn_fast_sigmoidf(NAN)));
+}
+
 const test_case gemm_tests[] = {
+    {"fast_math_matches_libm", test_fast_math_matches_libm},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},{"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
                                 {"gemm_alpha_beta", test_gemm_alpha_beta},
                                 {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},

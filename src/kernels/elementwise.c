@@ -96,6 +96,14 @@ void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned ch
 
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out)
 {
+    if (inner == 1) { /* dense layout (N, C): vectorize along C */
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C;
+            float *yr = out + (size_t)n * C;
+            for (int c = 0; c < C; c++) yr[c] = xr[c] + bias[c];
+        }
+        return;
+    }
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t off = ((size_t)n * C + c) * inner;
@@ -194,4 +202,15 @@ void nn_k_bce_logits_bwd_acc(size_t n, float scale, const float *x, const float 
         if (dx) dx[i] += scale * (sig - t[i]);
         if (dt) dt[i] -= scale * v;
     }
+}
+
+void nn_k_transpose(int rows, int cols, const float *src, float *dst)
+{
+    enum { TILE = 32 }; /* tiles of both matrices stay in L1 */
+    for (int i0 = 0; i0 < rows; i0 += TILE)
+        for (int j0 = 0; j0 < cols; j0 += TILE) {
+            int i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j1; j++) dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
+        }
 }

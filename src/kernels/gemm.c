@@ -1,10 +1,12 @@
-/* SGEMM in the GotoBLAS/BLIS shape: for each KC-deep slice of K, pack op(A)
- * into MR-tall row panels (alpha folded in, edges zero-padded) shared by all
- * threads; each thread then packs the NR-wide panels of op(B) it needs, one
- * at a time into a small buffer that stays in cache, and sweeps a
- * register-tiled MR x NR micro-kernel over its tiles. Each C tile belongs to
- * exactly one thread and accumulates K in a fixed order, so results are
- * identical for any thread count.
+/* SGEMM in the GotoBLAS/BLIS shape. The tiles of C are split between the
+ * threads along M or N (whichever spares duplicating the larger operand and
+ * balances best), and each thread packs privately what its rectangle needs:
+ * its rows of op(A) in MR-tall panels (alpha folded in, edges zero-padded)
+ * and, one KC-deep slice at a time, NR-wide panels of op(B) into a small
+ * buffer that stays in L1; a register-tiled MR x NR micro-kernel sweeps the
+ * tiles. No barriers, no data packed by one core and read by the other.
+ * Each C tile belongs to one thread and accumulates its K blocks in order,
+ * so results are identical for any thread count.
  *
  * The micro-kernel uses GCC/clang vector extensions sized to the target's
  * registers: 16 floats with AVX-512, 8 with AVX, else 4 (SSE, NEON). */
@@ -25,15 +27,16 @@
 #define VEC 4
 #endif
 #define MR 8
-#define NR (2 * VEC)
+#define NV 3 /* vectors per row of the C tile: 8 x 3 accumulators */
+#define NR (NV * VEC)
 #define KC 256
+#define RESIDENT_A_BYTES (512 << 10) /* a thread's op(A) rows packed whole: half an L2 */
 
 typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
-_Static_assert(sizeof(vf[MR][2]) == sizeof(float[MR][NR]), "a row of accumulators is one NR-wide row of C");
+_Static_assert(sizeof(vf[MR][NV]) == sizeof(float[MR][NR]), "a row of accumulators is one NR-wide row of C");
 
-/* The packed A block is kept per calling thread and only grows, so repeated
- * GEMMs of the same shapes (a training step) do not allocate. Each worker
- * packs the B micro-panel it is about to use into its own small buffer. */
+/* Each thread's packed A only grows, so repeated GEMMs of the same shapes
+ * (a training step) do not allocate. The B slice buffer is fixed. */
 static _Thread_local float *pack_a;
 static _Thread_local size_t pack_a_cap;
 static _Thread_local float pack_b_local[KC * NR] __attribute__((aligned(64)));
@@ -57,19 +60,30 @@ static inline vf vload(const float *p)
 
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-/* c[0..mr) x [0..nr) += a-panel (kc x MR) times b-panel (kc x NR). */
+/* c[0..mr) x [0..nr) += a-panel (kc x MR) times b-panel (kc x NR), or =
+ * when overwrite is set (C's old contents are not read). The accumulators
+ * start at zero and are added to C once, so C's value does not depend on
+ * how K is split between calls beyond the KC blocking. */
 static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
-                         float *restrict c, int ldc, int mr, int nr)
+                         float *restrict c, int ldc, int mr, int nr, int overwrite)
 {
-    vf acc[MR][2];
-    memset(acc, 0, sizeof acc);
-    for (int k = 0; k < kc; k++) {
-        vf b0 = vload(b), b1 = vload(b + VEC);
+    /* Fetch the C tile while the k loop runs: C is often far bigger than
+     * the caches (a convolution's output), and its loads would stall. */
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
+    vf acc[MR][NV];
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            acc[r][0] += a[r] * b0;
-            acc[r][1] += a[r] * b1;
-        }
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};
+    for (int k = 0; k < kc; k++) {
+        vf bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = vload(b + v * VEC);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] += a[r] * bv[v];
         a += MR;
         b += NR;
     }
@@ -77,30 +91,59 @@ static void micro_kernel(int kc, const float *restrict a, const float *restrict 
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             float *cr = c + (size_t)r * ldc;
-            vstore(cr, vload(cr) + acc[r][0]);
-            vstore(cr + VEC, vload(cr + VEC) + acc[r][1]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                vstore(cr + v * VEC, overwrite ? acc[r][v] : vload(cr + v * VEC) + acc[r][v]);
         }
         return;
     }
     float tile[MR][NR];
     memcpy(tile, acc, sizeof tile);
     for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) c[(size_t)r * ldc + j] += tile[r][j];
+        for (int j = 0; j < nr; j++)
+            c[(size_t)r * ldc + j] = overwrite ? tile[r][j] : c[(size_t)r * ldc + j] + tile[r][j];
 }
 
-/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of op(A), scaled by alpha, as
- * kc groups of MR values (zero-padded rows past mr). */
-static void pack_a_panel(int ta, const float *A, int lda, int i0, int mr, int p0, int kc,
-                         float alpha, float *dst)
+/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of A (stored M x K), scaled by
+ * alpha, as kc groups of MR values (zero-padded rows past mr). */
+static void pack_a_panel(const float *A, int lda, int i0, int mr, int p0, int kc, float alpha,
+                         float *dst)
 {
     if (mr < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
     for (int r = 0; r < mr; r++) {
-        if (!ta) { /* row i0+r is contiguous along k */
-            const float *src = A + (size_t)(i0 + r) * lda + p0;
-            for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * src[k];
-        } else {
-            for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * A[(size_t)(p0 + k) * lda + i0 + r];
+        const float *src = A + (size_t)(i0 + r) * lda + p0;
+        for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * src[k];
+    }
+}
+
+/* The same packing for M tiles [t0, t1) when A is stored K x M (ta): one
+ * pass down the rows of the stored A, in memory order, where walking one
+ * tile's 8 columns down 256 rows would touch a new page per value. */
+static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0, int kc,
+                          float alpha, float *pa)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *src = A + (size_t)(p0 + k) * lda;
+        for (int t = t0; t < t1; t++) {
+            float *d = pa + (size_t)(t - t0) * MR * kc + (size_t)k * MR;
+            int mr = M - t * MR < MR ? M - t * MR : MR;
+            for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
+            for (int r = mr; r < MR; r++) d[r] = 0.0f;
         }
+    }
+}
+
+/* Pack M tiles [t0, t1) of op(A) for the K block [p0, p0+kc). */
+static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1, int p0, int kc,
+                         float alpha, float *pa)
+{
+    if (ta) {
+        pack_a_rows_t(A, lda, M, t0, t1, p0, kc, alpha, pa);
+        return;
+    }
+    for (int t = t0; t < t1; t++) {
+        int mr = M - t * MR < MR ? M - t * MR : MR;
+        pack_a_panel(A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)(t - t0) * MR * kc);
     }
 }
 
@@ -208,28 +251,105 @@ static int gemm_dot_nt(int M, int N, int K, float alpha, const float *A, int lda
     return 1;
 }
 
+/* Share of the work the busiest thread gets when `tiles` tiles of width
+ * `width` covering `dim` are dealt out to p threads, relative to an even
+ * split (1 = perfectly balanced). */
+static double balance(int dim, int width, int p)
+{
+    int tiles = (dim + width - 1) / width, most = (tiles + p - 1) / p * width;
+    if (most > dim) most = dim;
+    return (double)dim / p / most;
+}
+
+/* Split C between threads by rows when op(A) is the larger operand (so it
+ * is not packed by every thread) unless that balances clearly worse. */
+static int split_along_m(int M, int N, int K, int p)
+{
+    (void)K; /* both operands are K deep */
+    if (p <= 1) return 0;
+    double bm = balance(M, MR, p), bn = balance(N, NR, p);
+    int prefer_m = M > N;
+    if (prefer_m ? bm < 0.8 && bn > bm : bn < 0.8 && bm > bn) prefer_m = !prefer_m;
+    return prefer_m;
+}
+
+/* One thread's share: C tiles [it0, it1) x [jt0, jt1). */
+static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc, int it0, int it1,
+                      int jt0, int jt1)
+{
+    /* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
+    int kblocks = (K + KC - 1) / KC, kc_max = (K + kblocks - 1) / kblocks;
+    int rows = (it1 - it0) * MR;
+    size_t a_block = (size_t)rows * kc_max;
+    /* Rows of A that fit in cache are packed for every K block at once, and
+     * each column of tiles then runs through all K blocks while its C tiles
+     * stay in L1. Larger ones are packed a K block at a time and swept by
+     * every column of tiles while they stay in L2. */
+    int resident = a_block * kblocks * sizeof(float) <= RESIDENT_A_BYTES;
+    float *pa = grow(&pack_a, &pack_a_cap, resident ? a_block * kblocks : a_block);
+    int i0 = it0 * MR, j0 = jt0 * NR;
+    int m = M - i0 < rows ? M - i0 : rows, n = N - j0 < (jt1 - jt0) * NR ? N - j0 : (jt1 - jt0) * NR;
+    /* beta = 0: the first K block stores instead of adding (C is not read,
+     * so NaNs in it do not propagate); other betas scale C first. */
+    int overwrite = beta == 0.0f;
+    if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
+    if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
+        gemm_small(ta, tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda,
+                   tb ? B + (size_t)j0 * ldb : B + j0, ldb, C + (size_t)i0 * ldc + j0, ldc);
+        return;
+    }
+    float *pb = pack_b_local;
+    if (resident) {
+        for (int kb = 0; kb < kblocks; kb++) {
+            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+            pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
+        }
+        for (int jt = jt0; jt < jt1; jt++) {
+            int nr = N - jt * NR < NR ? N - jt * NR : NR;
+            for (int kb = 0; kb < kblocks; kb++) {
+                int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+                pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
+                for (int it = it0; it < it1; it++) {
+                    int mr = M - it * MR < MR ? M - it * MR : MR;
+                    micro_kernel(kc, pa + kb * a_block + (size_t)(it - it0) * MR * kc, pb,
+                                 C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr,
+                                 overwrite && kb == 0);
+                }
+            }
+        }
+        return;
+    }
+    for (int kb = 0; kb < kblocks; kb++) {
+        int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+        pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
+        for (int jt = jt0; jt < jt1; jt++) {
+            int nr = N - jt * NR < NR ? N - jt * NR : NR;
+            pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
+            for (int it = it0; it < it1; it++) {
+                int mr = M - it * MR < MR ? M - it * MR : MR;
+                micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, pb,
+                             C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr,
+                             overwrite && kb == 0);
+            }
+        }
+    }
+}
+
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
-    scale_c(M, N, beta, C, ldc);
-    if (K <= 0 || alpha == 0.0f) return;
     double flops = 2.0 * M * N * K;
-    if (!ta && tb && (size_t)M * N <= 4096 && K >= 4 * DOT_KCHUNK &&
-        gemm_dot_nt(M, N, K, alpha, A, lda, B, ldb, C, ldc))
-        return;
-    if (flops < 65536.0) {
-        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+    int dot_shape = !ta && tb && (size_t)M * N <= 4096 && K >= 4 * DOT_KCHUNK;
+    if (K <= 0 || alpha == 0.0f || flops < 65536.0 || dot_shape) {
+        scale_c(M, N, beta, C, ldc);
+        if (K <= 0 || alpha == 0.0f) return;
+        if (dot_shape && gemm_dot_nt(M, N, K, alpha, A, lda, B, ldb, C, ldc)) return;
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* also the no-memory path */
         return;
     }
     int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
-    /* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
-    int kblocks = (K + KC - 1) / KC, kc_max = (K + kblocks - 1) / kblocks;
-    float *pa = grow(&pack_a, &pack_a_cap, (size_t)m_tiles * MR * kc_max);
-    if (!pa) {
-        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* no memory: slow path */
-        return;
-    }
     int threaded = flops >= 4e6;
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded)
@@ -239,36 +359,14 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         nthreads = omp_get_num_threads();
         me = omp_get_thread_num();
 #endif
-        /* Work items: an N tile and a group of M tiles. Narrow products are
-         * split along M too so that every thread has work. */
-        int groups = n_tiles >= 8 * nthreads ? 1 : (8 * nthreads + n_tiles - 1) / n_tiles;
-        if (groups > m_tiles) groups = m_tiles;
-        int items = n_tiles * groups;
-        int first = (int)((long)items * me / nthreads), last = (int)((long)items * (me + 1) / nthreads);
-        float *pb = pack_b_local;
-        for (int kb = 0; kb < kblocks; kb++) {
-            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
-#pragma omp for schedule(static)
-            for (int t = 0; t < m_tiles; t++) {
-                int mr = M - t * MR < MR ? M - t * MR : MR;
-                pack_a_panel(ta, A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)t * MR * kc);
-            }
-            int packed_jt = -1;
-            for (int w = first; w < last; w++) {
-                int jt = w / groups, grp = w % groups;
-                int nr = N - jt * NR < NR ? N - jt * NR : NR;
-                if (jt != packed_jt) { /* B micro-panel, packed where it is used */
-                    pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
-                    packed_jt = jt;
-                }
-                int it0 = (int)((long)m_tiles * grp / groups), it1 = (int)((long)m_tiles * (grp + 1) / groups);
-                for (int it = it0; it < it1; it++) {
-                    int mr = M - it * MR < MR ? M - it * MR : MR;
-                    micro_kernel(kc, pa + (size_t)it * MR * kc, pb,
-                                 C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr);
-                }
-            }
-#pragma omp barrier
+        int split_m = split_along_m(M, N, K, nthreads);
+        int tiles = split_m ? m_tiles : n_tiles;
+        int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
+        if (lo < hi) {
+            if (split_m)
+                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, lo, hi, 0, n_tiles);
+            else
+                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, m_tiles, lo, hi);
         }
     }
 }
