@@ -60,48 +60,66 @@ static inline vf vload(const float *p)
 
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-/* c[0..mr) x [0..nr) += a-panel (kc x MR) times b-panel (kc x NR), or =
- * when overwrite is set (C's old contents are not read). The accumulators
- * start at zero and are added to C once, so C's value does not depend on
- * how K is split between calls beyond the KC blocking. */
-static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
-                         float *restrict c, int ldc, int mr, int nr, int overwrite)
+/* c[0..mr) x [0..nr) += a-panel (kc x MR) times the first nv vectors of
+ * each row of a b-panel (kc x NR), or = when overwrite is set (C's old
+ * contents are not read). The accumulators start at zero and are added to
+ * C once, so C's value does not depend on how K is split between calls
+ * beyond the KC blocking. Inlined with nv constant, so acc stays in
+ * registers. */
+static inline __attribute__((always_inline)) void
+micro_tile(int nv, int kc, const float *restrict a, const float *restrict b, float *restrict c,
+           int ldc, int mr, int nr, int overwrite)
 {
     /* Fetch the C tile while the k loop runs: C is often far bigger than
      * the caches (a convolution's output), and its loads would stall. */
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
+    if (!overwrite)
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
     vf acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};
+        for (int v = 0; v < nv; v++) acc[r][v] = (vf){0};
     for (int k = 0; k < kc; k++) {
         vf bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = vload(b + v * VEC);
+        for (int v = 0; v < nv; v++) bv[v] = vload(b + v * VEC);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[r][v] += a[r] * bv[v];
+            for (int v = 0; v < nv; v++) acc[r][v] += a[r] * bv[v];
         a += MR;
         b += NR;
     }
-    if (mr == MR && nr == NR) {
+    if (mr == MR && nr == nv * VEC) {
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             float *cr = c + (size_t)r * ldc;
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 vstore(cr + v * VEC, overwrite ? acc[r][v] : vload(cr + v * VEC) + acc[r][v]);
         }
         return;
     }
     float tile[MR][NR];
-    memcpy(tile, acc, sizeof tile);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < nv; v++) vstore(&tile[r][v * VEC], acc[r][v]);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++)
             c[(size_t)r * ldc + j] = overwrite ? tile[r][j] : c[(size_t)r * ldc + j] + tile[r][j];
+}
+
+/* Edge tiles narrower than NR use fewer vectors instead of multiplying
+ * zero padding (a 128-wide layer is 48 + 48 + 32). */
+static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
+                         float *restrict c, int ldc, int mr, int nr, int overwrite)
+{
+    if (nr > 2 * VEC)
+        micro_tile(NV, kc, a, b, c, ldc, mr, nr, overwrite);
+    else if (nr > VEC)
+        micro_tile(2, kc, a, b, c, ldc, mr, nr, overwrite);
+    else
+        micro_tile(1, kc, a, b, c, ldc, mr, nr, overwrite);
 }
 
 /* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of A (stored M x K), scaled by
@@ -147,6 +165,40 @@ static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1,
     }
 }
 
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define HAVE_SHUFFLEVECTOR 1
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+
+/* dst[b][a] = src[a][b] for an 8 x 8 block (row strides lds, ldd): three
+ * rounds of two-input shuffles, as with unpack / shuffle / permute2f128 on
+ * AVX, where a scalar loop costs a cycle per element. */
+static inline void transpose8(const float *src, int lds, float *dst, int ldd)
+{
+    v8f r[8], t[8], u[8];
+    for (int a = 0; a < 8; a++) memcpy(&r[a], src + (size_t)a * lds, sizeof r[a]);
+    for (int a = 0; a < 8; a += 2) {
+        t[a] = __builtin_shufflevector(r[a], r[a + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[a + 1] = __builtin_shufflevector(r[a], r[a + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int a = 0; a < 8; a += 4)
+        for (int h = 0; h < 2; h++) {
+            u[a + h] = __builtin_shufflevector(t[a + h], t[a + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[a + h + 2] = __builtin_shufflevector(t[a + h], t[a + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    /* u[0..3] hold columns 0, 2, 1, 3 of rows 0-3 (and 4-7 of the same in
+     * their upper halves); rows 4-7 likewise in u[4..7]. */
+    static const int col_of[4] = {0, 2, 1, 3};
+    for (int q = 0; q < 4; q++) {
+        v8f lo = __builtin_shufflevector(u[q], u[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        v8f hi = __builtin_shufflevector(u[q], u[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+        memcpy(dst + (size_t)col_of[q] * ldd, &lo, sizeof lo);
+        memcpy(dst + (size_t)(col_of[q] + 4) * ldd, &hi, sizeof hi);
+    }
+}
+#else
+#define HAVE_SHUFFLEVECTOR 0
+#endif
+
 /* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B) as kc groups of NR
  * values (zero-padded columns past nr). */
 static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0, int nr,
@@ -166,9 +218,18 @@ static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0
         return;
     }
     if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
+    int k_done = 0;
+#if HAVE_SHUFFLEVECTOR
+    if (nr == NR) { /* 8 x 8 blocks transposed in registers */
+        for (; k_done + 8 <= kc; k_done += 8)
+            for (int j = 0; j < NR; j += 8)
+                transpose8(B + (size_t)(j0 + j) * ldb + p0 + k_done, ldb,
+                           dst + (size_t)k_done * NR + j, NR);
+    }
+#endif
     for (int j = 0; j < nr; j++) { /* column j0+j of op(B) is contiguous along k */
         const float *src = B + (size_t)(j0 + j) * ldb + p0;
-        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
+        for (int k = k_done; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
     }
 }
 
