@@ -12,6 +12,22 @@
  * output rows, so results do not depend on the thread count. */
 #define PAR_MIN_WORK 100000 /* elements below which threads cost more than they save */
 
+/* Copy of a short row (a conv's 11- or 26-wide output rows): fixed-size
+ * chunks the compiler turns into vector moves, the last one overlapping,
+ * where a memcpy call costs more than the copy. */
+static inline void copy_row(float *restrict dst, const float *restrict src, int n)
+{
+    if (n >= 8) {
+        for (int i = 0; i + 8 <= n; i += 8) memcpy(dst + i, src + i, 8 * sizeof(float));
+        memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+    } else if (n >= 4) {
+        memcpy(dst, src, 4 * sizeof(float));
+        memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
+    } else {
+        for (int i = 0; i < n; i++) dst[i] = src[i];
+    }
+}
+
 /* Output columns [*lo, *hi) whose input column ow*sw - pl + kj lies inside the
  * row; outside that range the window reads padding. */
 static void valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi)
@@ -46,7 +62,7 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
                         valid_cols(s, kj, &lo, &hi);
                         for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                         if (s->sw == 1 && hi > lo)
-                            memcpy(dst + lo, row + lo + off, (size_t)(hi - lo) * sizeof(float));
+                            copy_row(dst + lo, row + lo + off, hi - lo);
                         else
                             for (int ow = lo; ow < hi; ow++) dst[ow] = row[ow * s->sw + off];
                         for (int ow = hi; ow < s->ow; ow++) dst[ow] = 0.0f;

@@ -411,7 +411,12 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         return;
     }
     int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
+    /* Called from inside a parallel loop (a convolution's images), the
+     * caller's threads already share the work. */
     int threaded = flops >= 4e6;
+#ifdef _OPENMP
+    threaded = threaded && !omp_in_parallel();
+#endif
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded)
     {
