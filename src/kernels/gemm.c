@@ -220,7 +220,7 @@ static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0
     if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
     int k_done = 0;
 #if HAVE_SHUFFLEVECTOR
-    if (nr == NR) { /* 8 x 8 blocks transposed in registers */
+    if (nr == NR && NR % 8 == 0) { /* 8 x 8 blocks transposed in registers */
         for (; k_done + 8 <= kc; k_done += 8)
             for (int j = 0; j < NR; j += 8)
                 transpose8(B + (size_t)(j0 + j) * ldb + p0 + k_done, ldb,
