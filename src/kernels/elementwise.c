@@ -203,14 +203,3 @@ void nn_k_bce_logits_bwd_acc(size_t n, float scale, const float *x, const float 
         if (dt) dt[i] -= scale * v;
     }
 }
-
-void nn_k_transpose(int rows, int cols, const float *src, float *dst)
-{
-    enum { TILE = 32 }; /* tiles of both matrices stay in L1 */
-    for (int i0 = 0; i0 < rows; i0 += TILE)
-        for (int j0 = 0; j0 < cols; j0 += TILE) {
-            int i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
-            for (int i = i0; i < i1; i++)
-                for (int j = j0; j < j1; j++) dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
-        }
-}

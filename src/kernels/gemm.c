@@ -324,14 +324,28 @@ static double balance(int dim, int width, int p)
 
 /* Split C between threads by rows when op(A) is the larger operand (so it
  * is not packed by every thread) unless that balances clearly worse. */
-static int split_along_m(int M, int N, int K, int p)
+static int split_along_m(int M, int N, int p)
 {
-    (void)K; /* both operands are K deep */
-    if (p <= 1) return 0;
+    if (p <= 1) return 0; /* both operands are K deep: compare M and N */
     double bm = balance(M, MR, p), bn = balance(N, NR, p);
     int prefer_m = M > N;
     if (prefer_m ? bm < 0.8 && bn > bm : bn < 0.8 && bm > bn) prefer_m = !prefer_m;
     return prefer_m;
+}
+
+/* The K block [p0, p0+kc) for C tiles [it0, it1) x column jt: pack that
+ * slice of op(B) and run the micro-kernel down the column. pa holds the
+ * block's packed A tiles from it0 on. */
+static void sweep_column(int tb, int M, int N, const float *B, int ldb, float *C, int ldc, int p0,
+                         int kc, int jt, int it0, int it1, const float *pa, int overwrite)
+{
+    int nr = N - jt * NR < NR ? N - jt * NR : NR;
+    pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pack_b_local);
+    for (int it = it0; it < it1; it++) {
+        int mr = M - it * MR < MR ? M - it * MR : MR;
+        micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, pack_b_local,
+                     C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr, overwrite);
+    }
 }
 
 /* One thread's share: C tiles [it0, it1) x [jt0, jt1). */
@@ -360,40 +374,24 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
                    tb ? B + (size_t)j0 * ldb : B + j0, ldb, C + (size_t)i0 * ldc + j0, ldc);
         return;
     }
-    float *pb = pack_b_local;
-    if (resident) {
+    if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
             int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
             pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
         }
-        for (int jt = jt0; jt < jt1; jt++) {
-            int nr = N - jt * NR < NR ? N - jt * NR : NR;
+        for (int jt = jt0; jt < jt1; jt++)
             for (int kb = 0; kb < kblocks; kb++) {
                 int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
-                pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
-                for (int it = it0; it < it1; it++) {
-                    int mr = M - it * MR < MR ? M - it * MR : MR;
-                    micro_kernel(kc, pa + kb * a_block + (size_t)(it - it0) * MR * kc, pb,
-                                 C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr,
-                                 overwrite && kb == 0);
-                }
-            }
-        }
-        return;
-    }
-    for (int kb = 0; kb < kblocks; kb++) {
-        int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
-        pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
-        for (int jt = jt0; jt < jt1; jt++) {
-            int nr = N - jt * NR < NR ? N - jt * NR : NR;
-            pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pb);
-            for (int it = it0; it < it1; it++) {
-                int mr = M - it * MR < MR ? M - it * MR : MR;
-                micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, pb,
-                             C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr,
+                sweep_column(tb, M, N, B, ldb, C, ldc, p0, kc, jt, it0, it1, pa + kb * a_block,
                              overwrite && kb == 0);
             }
-        }
+        return;
+    }
+    for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
+        int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+        pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
+        for (int jt = jt0; jt < jt1; jt++)
+            sweep_column(tb, M, N, B, ldb, C, ldc, p0, kc, jt, it0, it1, pa, overwrite && kb == 0);
     }
 }
 
@@ -411,8 +409,8 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         return;
     }
     int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
-    /* Called from inside a parallel loop (a convolution's images), the
-     * caller's threads already share the work. */
+    /* Called from inside a parallel region, the caller's threads already
+     * share the work. */
     int threaded = flops >= 4e6;
 #ifdef _OPENMP
     threaded = threaded && !omp_in_parallel();
@@ -425,7 +423,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         nthreads = omp_get_num_threads();
         me = omp_get_thread_num();
 #endif
-        int split_m = split_along_m(M, N, K, nthreads);
+        int split_m = split_along_m(M, N, nthreads);
         int tiles = split_m ? m_tiles : n_tiles;
         int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
         if (lo < hi) {

@@ -28,9 +28,6 @@ void nn_k_add_scalar(size_t n, float c, float *y);                       /* y +=
 double nn_k_sq_diff_sum(size_t n, const float *a, const float *b);
 void nn_k_diff_scaled_acc(size_t n, float s, const float *a, const float *b, float *y);
 
-/* dst (cols x rows) = transpose of src (rows x cols). */
-void nn_k_transpose(int rows, int cols, const float *src, float *dst);
-
 /* out[i] = scale * in[i] + shift for bytes in. */
 void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shift, float *out);
 

@@ -118,16 +118,11 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
     nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
     nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
-    /* The per-step GEMMs read weight_hh transposed: packing rows of it is a
-     * copy, packing columns a gather repeated every step. */
-    float *w_hh_t = nn__arena_alloc(g, (size_t)H * GH * sizeof(float));
-    if (!w_hh_t) return NULL;
-    nn_k_transpose(GH, H, w_hh->data, w_hh_t);
     const float *h_init = r->h_init, *c_init = r->c_init;
     for (int t = 0; t < T; t++) {
         const float *hprev = t ? hs->data + (size_t)(t - 1) * bh : h_init;
         float *z = gates + (size_t)t * bgh, *ht = hs->data + (size_t)t * bh;
-        if (hprev) nn_sgemm(0, 0, B, GH, H, 1.0f, hprev, H, w_hh_t, GH, 1.0f, z, GH);
+        if (hprev) nn_sgemm(0, 1, B, GH, H, 1.0f, hprev, H, w_hh->data, H, 1.0f, z, GH);
         if (cell == NN_CELL_LSTM)
             nn_k_lstm_cell(B, H, z, t ? r->cs + (size_t)(t - 1) * bh : c_init, r->cs + (size_t)t * bh, ht);
         else
