@@ -371,7 +371,8 @@ static nn_tensor *b_avgpool(nn_graph *g, nn_tensor **in, const void *c)
 static void test_grad_conv2d(void)
 {
     /* valid, explicit symmetric, asymmetric ("same" for an even kernel),
-     * strided, non-square kernels */
+     * strided, non-square kernels; the first five have few taps per output
+     * (c*kh*kw <= 32: the direct path), the last two many (im2col + GEMM) */
     static const struct {
         int n, c, h, w, oc, kh, kw;
         nn_window2d win;
@@ -381,6 +382,8 @@ static void test_grad_conv2d(void)
         {1, 2, 6, 6, 2, 2, 2, {1, 1, 0, 1, 0, 1}},
         {2, 3, 7, 6, 2, 3, 2, {2, 2, 1, 1, 0, 1}},
         {1, 2, 5, 7, 4, 1, 3, {1, 2, 0, 0, 2, 2}},
+        {2, 4, 5, 5, 3, 3, 3, {1, 1, 1, 1, 1, 1}},
+        {1, 5, 6, 5, 2, 3, 3, {2, 2, 1, 0, 0, 1}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nn_rng r;
@@ -399,20 +402,22 @@ static void test_grad_conv2d(void)
 static void test_grad_conv2d_relu(void)
 {
     static const nn_window2d wins[] = {{1, 1, 0, 0, 0, 0}, {2, 2, 1, 1, 0, 1}};
-    for (size_t k = 0; k < 2; k++) {
+    static const int channels[] = {2, 4}; /* 18 taps: direct path; 36: im2col */
+    for (size_t k = 0; k < 4; k++) {
+        int c = channels[k / 2];
         /* finite differences are wrong across the ReLU's kink: take the first
          * seed whose pre-activations all keep clear of 0 */
         nn_tensor *in[3] = {NULL, NULL, NULL};
-        window_ctx ctx = {0, 0, wins[k]};
+        window_ctx ctx = {0, 0, wins[k % 2]};
         for (uint64_t seed = 30; seed < 1000; seed++) {
             nn_rng r;
             nn_rng_seed(&r, seed);
             free_all(in, 3);
-            in[0] = input(&r, 4, (int[]){1, 2, 4, 5}, 0);
-            in[1] = input(&r, 4, (int[]){2, 2, 3, 3}, 0);
+            in[0] = input(&r, 4, (int[]){1, c, 4, 5}, 0);
+            in[1] = input(&r, 4, (int[]){2, c, 3, 3}, 0);
             in[2] = input(&r, 1, (int[]){2}, 0);
             nn_graph *g = nn_graph_new();
-            nn_tensor *z = nn_conv2d(g, in[0], in[1], in[2], wins[k]);
+            nn_tensor *z = nn_conv2d(g, in[0], in[1], in[2], wins[k % 2]);
             float closest = INFINITY;
             for (size_t i = 0; i < z->size; i++) closest = fminf(closest, fabsf(z->data[i]));
             nn_graph_free(g);
@@ -493,6 +498,53 @@ static void test_conv2d_matches_direct_sum(void)
     nn_tensor_free(w);
     nn_tensor_free(b);
     nn_graph_free(g);
+}
+
+/* A 1-channel convolution (9 taps: the direct path) against the same one
+ * padded to 4 channels with zero input (36 taps: im2col + GEMM). The extra
+ * taps add exact zeros after the real ones, so the forward must match bit
+ * for bit; gradients sum in another order and match closely. */
+static void test_conv2d_direct_matches_im2col(void)
+{
+    const int N = 3, H = 9, W = 8, OC = 5, C4 = 4;
+    nn_rng r;
+    nn_rng_seed(&r, 77);
+    nn_tensor *x1 = input(&r, 4, (int[]){N, 1, H, W}, 0), *w1 = input(&r, 4, (int[]){OC, 1, 3, 3}, 0),
+              *b1 = input(&r, 1, (int[]){OC}, 0);
+    nn_tensor *x4 = input(&r, 4, (int[]){N, C4, H, W}, 0), *w4 = input(&r, 4, (int[]){OC, C4, 3, 3}, 0),
+              *b4 = input(&r, 1, (int[]){OC}, 0);
+    nn_tensor_zero(x4);
+    for (int n = 0; n < N; n++)
+        memcpy(x4->data + (size_t)n * C4 * H * W, x1->data + (size_t)n * H * W, sizeof(float) * H * W);
+    for (int o = 0; o < OC; o++) memcpy(w4->data + (size_t)o * C4 * 9, w1->data + (size_t)o * 9, sizeof(float) * 9);
+    memcpy(b4->data, b1->data, sizeof(float) * OC);
+    static const nn_window2d wins[] = {{1, 1, 0, 0, 0, 0}, {1, 1, 1, 1, 1, 1}, {2, 2, 1, 0, 1, 0}};
+    for (int k = 0; k < 3; k++)
+        for (int relu = 0; relu < 2; relu++) {
+            nn_tensor *p[6] = {x1, w1, b1, x4, w4, b4};
+            for (int i = 0; i < 6; i++) nn_tensor_zero_grad(p[i]);
+            nn_graph *g = nn_graph_new();
+            nn_tensor *y1 = relu ? nn_conv2d_relu(g, x1, w1, b1, wins[k]) : nn_conv2d(g, x1, w1, b1, wins[k]);
+            nn_tensor *y4 = relu ? nn_conv2d_relu(g, x4, w4, b4, wins[k]) : nn_conv2d(g, x4, w4, b4, wins[k]);
+            CHECK(y1 && y4 && y1->size == y4->size);
+            CHECK_MSG(memcmp(y1->data, y4->data, y1->size * sizeof(float)) == 0,
+                      "window %d relu %d: direct and im2col outputs differ", k, relu);
+            nn_tensor *loss = nn_add(g, nn_sum(g, nn_mul(g, y1, y1)), nn_sum(g, nn_mul(g, y4, y4)));
+            CHECK(nn_backward(g, loss, NULL) == NN_OK);
+            double worst = 0;
+            for (int n = 0; n < N; n++)
+                for (int i = 0; i < H * W; i++)
+                    worst = fmax(worst, fabs(x1->grad[n * H * W + i] - x4->grad[(size_t)n * C4 * H * W + i]));
+            for (int o = 0; o < OC; o++) {
+                for (int i = 0; i < 9; i++)
+                    worst = fmax(worst, fabs(w1->grad[o * 9 + i] - w4->grad[o * C4 * 9 + i]));
+                worst = fmax(worst, fabs(b1->grad[o] - b4->grad[o]));
+            }
+            CHECK_MSG(worst < 1e-4, "window %d relu %d: gradients differ by %g", k, relu, worst);
+            nn_graph_free(g);
+        }
+    nn_tensor *p[6] = {x1, w1, b1, x4, w4, b4};
+    free_all(p, 6);
 }
 
 /* Inputs for max pooling: distinct values at least 0.05 apart, so that an
@@ -643,6 +695,7 @@ const test_case gradcheck_tests[] = {
     {"grad_conv2d_relu", test_grad_conv2d_relu},
     {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
+    {"conv2d_direct_matches_im2col", test_conv2d_direct_matches_im2col},
     {"grad_maxpool2d", test_grad_maxpool2d},
     {"maxpool_ties_and_values", test_maxpool_ties_and_values},
     {"grad_avgpool2d", test_grad_avgpool2d},

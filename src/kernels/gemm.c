@@ -8,8 +8,8 @@
  * Each C tile belongs to one thread and accumulates its K blocks in order,
  * so results are identical for any thread count.
  *
- * The micro-kernel uses GCC/clang vector extensions sized to the target's
- * registers: 16 floats with AVX-512, 8 with AVX, else 4 (SSE, NEON). */
+ * The micro-kernel uses the vector type of simd.h (16 floats with AVX-512,
+ * 8 with AVX, else 4). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,21 +18,14 @@
 #endif
 
 #include "kernels.h"
+#include "simd.h"
 
-#if defined(__AVX512F__)
-#define VEC 16
-#elif defined(__AVX__)
-#define VEC 8
-#else
-#define VEC 4
-#endif
 #define MR 8
 #define NV 3 /* vectors per row of the C tile: 8 x 3 accumulators */
 #define NR (NV * VEC)
 #define KC 256
 #define RESIDENT_A_BYTES (512 << 10) /* a thread's op(A) rows packed whole: half an L2 */
 
-typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
 _Static_assert(sizeof(vf[MR][NV]) == sizeof(float[MR][NR]), "a row of accumulators is one NR-wide row of C");
 
 /* Each thread's packed A only grows, so repeated GEMMs of the same shapes
@@ -50,15 +43,6 @@ static float *grow(float **buf, size_t *cap, size_t n)
     }
     return *buf;
 }
-
-static inline vf vload(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 /* c[0..mr) x [0..nr) += a-panel (kc x MR) times the first nv vectors of
  * each row of a b-panel (kc x NR), or = when overwrite is set (C's old

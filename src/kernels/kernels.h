@@ -82,6 +82,16 @@ typedef struct nn_conv_shape {
  * and its adjoint accumulating into dx. */
 void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
 void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx);
+/* Direct convolution, used instead of im2col + GEMM when c*kh*kw is at most
+ * NN_CONV_DIRECT_MAX_TAPS: y (N, oc, oh, ow) = w (oc, c, kh, kw) * x + bias
+ * (may be NULL), clamped at 0 when relu is set. Backward from dy, with the
+ * fused ReLU's mask taken from y (NULL: no ReLU): dx, dw, db (each may be
+ * NULL) accumulate. */
+#define NN_CONV_DIRECT_MAX_TAPS 32
+void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const float *w,
+                      const float *bias, int relu, float *y);
+void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const float *w,
+                          const float *y, const float *dy, float *dx, float *dw, float *db);
 /* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), clamped at 0 when
  * relu is set; and the transpose the other way, where an element is zeroed if
  * mask (same layout as src, may be NULL) is not positive there: the backward

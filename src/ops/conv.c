@@ -1,4 +1,5 @@
-/* conv2d (im2col + one GEMM over the batch) and 2-D pooling. */
+/* conv2d (im2col + one GEMM over the batch, or a direct loop when each
+ * output has few taps) and 2-D pooling. */
 #include "nn/ops.h"
 
 #include "../autograd/graph_internal.h"
@@ -55,6 +56,11 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
     const float *dy = n->out->grad;
     float *dx = nn__grad(g, x), *dw = nn__grad(g, w), *db = nn__grad(g, b);
+    if (!n->aux) { /* direct path */
+        nn_k_conv_direct_bwd(x->data, s, oc, w->data, n->iarg[0] ? n->out->data : NULL, dy, dx,
+                             dw, db);
+        return;
+    }
     float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
     if (!dyt) return;
     /* iarg[0]: a ReLU was fused into the output, so its mask (the output
@@ -89,13 +95,20 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
         return NULL;
     int ckk = s->c * s->kh * s->kw;
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
-    float *col = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
-    float *tmp = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
-    if (!col || !tmp || !y) return NULL;
-    nn_k_im2col(x->data, s, col);
-    nn_sgemm(0, 0, oc, (int)cols, ckk, 1.0f, weight->data, ckk, col, (int)cols, 0.0f, tmp, (int)cols);
-    nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, relu, y->data);
+    if (!y) return NULL;
+    float *col = NULL; /* stays NULL on the direct path */
+    if (ckk <= NN_CONV_DIRECT_MAX_TAPS) {
+        nn_k_conv_direct(x->data, s, oc, weight->data, bias ? bias->data : NULL, relu, y->data);
+    } else {
+        col = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
+        float *tmp = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
+        if (!col || !tmp) return NULL;
+        nn_k_im2col(x->data, s, col);
+        nn_sgemm(0, 0, oc, (int)cols, ckk, 1.0f, weight->data, ckk, col, (int)cols, 0.0f, tmp,
+                 (int)cols);
+        nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, relu, y->data);
+    }
     nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
     if (n) {
         n->ptr = s;
