@@ -117,6 +117,30 @@ oom:
     return NULL;
 }
 
+nn__arena_mark nn__arena_mark_now(nn_graph *g)
+{
+    nn__arena_mark m = {g->cur, g->cur ? g->cur->used : 0, g->arena_used};
+    return m;
+}
+
+void nn__arena_rewind(nn_graph *g, nn__arena_mark m)
+{
+    arena_block *mark = m.block;
+    if (!mark) { /* the arena was empty: everything goes */
+        for (arena_block *b = g->first; b; b = b->next) b->used = 0;
+        g->cur = g->first;
+        g->arena_used = 0;
+        return;
+    }
+    /* blocks past the current one are always empty, so only those from
+     * the mark up to the current one were used since */
+    for (arena_block *b = mark->next; b && b != (g->cur ? g->cur->next : NULL); b = b->next)
+        b->used = 0;
+    mark->used = m.used;
+    g->cur = mark;
+    g->arena_used = m.total;
+}
+
 static nn_tensor *arena_tensor(nn_graph *g, int ndim, const int *shape, float *data)
 {
     size_t size;

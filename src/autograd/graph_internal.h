@@ -26,6 +26,16 @@ struct nn_node {
  * NULL on out of memory (reported through the graph's error). */
 void *nn__arena_alloc(nn_graph *g, size_t bytes);
 
+/* A point in the arena to return to: everything allocated after the mark
+ * is released by nn__arena_rewind (only safe when nothing recorded on the
+ * tape since refers to it: forward passes without gradients). */
+typedef struct nn__arena_mark {
+    void *block;
+    size_t used, total;
+} nn__arena_mark;
+nn__arena_mark nn__arena_mark_now(nn_graph *g);
+void nn__arena_rewind(nn_graph *g, nn__arena_mark m);
+
 /* A new arena tensor of the given shape: zeroed (nn__new_zeroed) or with
  * undefined contents (nn__new_output, for ops that write every element). */
 nn_tensor *nn__new_output(nn_graph *g, int ndim, const int *shape);

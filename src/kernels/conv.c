@@ -130,12 +130,47 @@ void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *ma
 /* The common 2x2 stride-2 unpadded case, without bounds checks and without
  * branches (data-dependent branches mispredict about half the time here): a
  * tournament of strict comparisons, which keeps the first maximum in
- * row-major order like the general loop. */
+ * row-major order like the general loop.
+ *
+ * With an even width, the pairs of a block of whole input rows are
+ * consecutive in memory, so the horizontal round runs as one long loop the
+ * compiler vectorizes (rows of a small image are too short for that); the
+ * vertical round then compares pairs of those rows. */
+#define POOL_BLOCK 1024 /* horizontal maxima held at a time */
 static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float *restrict y,
                         int *restrict argmax)
 {
     /* shape in locals: stores through argmax (int) could otherwise alias s */
     const int w = s->w, oh_n = s->oh, ow_n = s->ow;
+    if (w % 2 == 0 && 2 * ow_n == w && 2 * w <= POOL_BLOCK) {
+        float hm[POOL_BLOCK];
+        int hi[POOL_BLOCK];
+        const int rows_per = POOL_BLOCK / w / 2 * 2; /* even: whole output rows */
+        for (int r0 = 0; r0 < 2 * oh_n; r0 += rows_per) {
+            int rows = 2 * oh_n - r0 < rows_per ? 2 * oh_n - r0 : rows_per;
+            const float *p = in + (size_t)r0 * w;
+            int pairs = rows * w / 2;
+            for (int i = 0; i < pairs; i++) {
+                float a = p[2 * i], b = p[2 * i + 1];
+                int right = b > a;
+                hm[i] = right ? b : a;
+                hi[i] = r0 * w + 2 * i + right;
+            }
+            for (int r = 0; r < rows; r += 2) {
+                int oh = (r0 + r) / 2;
+                const float *m0 = hm + (size_t)r * ow_n, *m1 = m0 + ow_n;
+                const int *i0 = hi + (size_t)r * ow_n, *i1 = i0 + ow_n;
+                float *yr = y + (size_t)oh * ow_n;
+                int *ar = argmax + (size_t)oh * ow_n;
+                for (int j = 0; j < ow_n; j++) {
+                    int bottom = m1[j] > m0[j];
+                    yr[j] = bottom ? m1[j] : m0[j];
+                    ar[j] = bottom ? i1[j] : i0[j];
+                }
+            }
+        }
+        return;
+    }
     for (int oh = 0; oh < oh_n; oh++) {
         const float *r0 = in + (size_t)(2 * oh) * w, *r1 = r0 + w;
         float *yr = y + (size_t)oh * ow_n;

@@ -5,6 +5,10 @@
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
 
+/* im2col buffer size (floats) for forward-only convolutions: 1 MB, half of
+ * a core's L2. */
+#define INFERENCE_COL_FLOATS (256u * 1024u)
+
 nn_window2d nn_window(int stride, int pad)
 {
     nn_window2d w = {stride, stride, pad, pad, pad, pad};
@@ -100,6 +104,26 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
     float *col = NULL; /* stays NULL on the direct path */
     if (ckk <= NN_CONV_DIRECT_MAX_TAPS) {
         nn_k_conv_direct(x->data, s, oc, weight->data, bias ? bias->data : NULL, relu, y->data);
+    } else if (!nn__wants_grad(g, in, bias ? 3 : 2)) {
+        /* no backward: a few images at a time, so that the im2col buffer
+         * and the GEMM's output stay in cache */
+        int chunk = (int)(INFERENCE_COL_FLOATS / ((size_t)ckk * ohw));
+        if (chunk < 1) chunk = 1;
+        if (chunk > s->n) chunk = s->n;
+        size_t ccols = (size_t)chunk * ohw;
+        float *ccol = nn__arena_alloc(g, (size_t)ckk * ccols * sizeof(float));
+        float *tmp = nn__arena_alloc(g, (size_t)oc * ccols * sizeof(float));
+        if (!ccol || !tmp) return NULL;
+        for (int n0 = 0; n0 < s->n; n0 += chunk) {
+            nn_conv_shape part = *s;
+            part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
+            size_t pcols = (size_t)part.n * ohw;
+            nn_k_im2col(x->data + (size_t)n0 * s->c * s->h * s->w, &part, ccol);
+            nn_sgemm(0, 0, oc, (int)pcols, ckk, 1.0f, weight->data, ckk, ccol, (int)pcols, 0.0f,
+                     tmp, (int)pcols);
+            nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, bias ? bias->data : NULL, relu,
+                               y->data + (size_t)n0 * oc * ohw);
+        }
     } else {
         col = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
         float *tmp = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
