@@ -79,18 +79,19 @@ void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *src = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
+                int lo, hi, off = kj - s->pl;
+                valid_cols(s, kj, &lo, &hi); /* the same for every row */
                 for (int n = 0; n < s->n; n++) {
                     float *plane = dx + ((size_t)n * s->c + c) * s->h * s->w;
                     for (int oh = 0; oh < s->oh; oh++, src += s->ow) {
                         int ih = oh * s->sh - s->pt + ki;
                         if (ih < 0 || ih >= s->h) continue;
-                        float *row = plane + (size_t)ih * s->w;
-                        int lo, hi, off = kj - s->pl;
-                        valid_cols(s, kj, &lo, &hi);
+                        float *restrict row = plane + (size_t)ih * s->w + off;
+                        const float *restrict from = src;
                         if (s->sw == 1)
-                            for (int ow = lo; ow < hi; ow++) row[ow + off] += src[ow];
+                            for (int ow = lo; ow < hi; ow++) row[ow] += from[ow];
                         else
-                            for (int ow = lo; ow < hi; ow++) row[ow * s->sw + off] += src[ow];
+                            for (int ow = lo; ow < hi; ow++) row[ow * s->sw] += from[ow];
                     }
                 }
             }

@@ -97,6 +97,24 @@ static void scatter_taps(float dtab[][CHUNK], const nn_conv_shape *s, strip st, 
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 
+/* Strip q of an image covers output row q / per_row, columns from
+ * q % per_row * CHUNK. */
+static strip strip_at(const nn_conv_shape *s, int n, int q)
+{
+    int per_row = (s->ow + CHUNK - 1) / CHUNK, o0 = q % per_row * CHUNK;
+    strip st = {n, q / per_row, o0, min_int(s->ow - o0, CHUNK)};
+    return st;
+}
+
+/* The taps of strips [q0, q1) of image n: strip q's table at
+ * tab + (q - q0) * taps * CHUNK. */
+static void gather_strips(const float *x, const nn_conv_shape *s, int n, int q0, int q1, float *tab)
+{
+    const int taps = s->c * s->kh * s->kw;
+    for (int q = q0; q < q1; q++)
+        gather_taps(x, s, strip_at(s, n, q), (float(*)[CHUNK])(tab + (size_t)(q - q0) * taps * CHUNK));
+}
+
 typedef int vi __attribute__((vector_size(sizeof(vf))));
 
 /* v + b, zeroed where not positive (NaN included) when relu is set. */
@@ -139,11 +157,7 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
         float tab[TAB_FLOATS] __attribute__((aligned(64)));
         for (int q0 = 0; q0 < strips; q0 += block) {
             int q1 = min_int(q0 + block, strips);
-            for (int q = q0; q < q1; q++) {
-                int oh = q / per_row, o0 = q % per_row * CHUNK;
-                strip st = {n, oh, o0, min_int(s->ow - o0, CHUNK)};
-                gather_taps(x, s, st, (float(*)[CHUNK])(tab + (size_t)(q - q0) * taps * CHUNK));
-            }
+            gather_strips(x, s, n, q0, q1, tab);
             for (int o = 0; o < oc; o += OB) {
                 /* past the last channel, repeat it and drop the result */
                 const float *wr[OB];
@@ -174,25 +188,50 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
     }
 }
 
-/* g[j] = dy over the strip, zeroed where the fused ReLU's output y (may be
- * NULL) is not positive and past the strip's width. */
-static void masked_strip(const float *dy, const float *y, const nn_conv_shape *s, int oc, int o,
-                         strip st, float *g)
+/* dy over the strip as two vectors, zeroed where the fused ReLU's output y
+ * (may be NULL) is not positive and past the strip's width. Built in
+ * registers: scalar stores read back as a vector would stall on store
+ * forwarding. */
+static inline void masked_strip(const float *dy, const float *y, const nn_conv_shape *s, int oc,
+                                int o, strip st, vf *g0, vf *g1)
 {
+    static const int lane[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+    _Static_assert(CHUNK <= 32, "lane indices cover a strip");
     size_t r = (((size_t)st.n * oc + o) * s->oh + st.oh) * s->ow + st.o0;
-    for (int j = 0; j < CHUNK; j++) g[j] = 0.0f;
-    for (int j = 0; j < st.width; j++) g[j] = !y || y[r + j] > 0.0f ? dy[r + j] : 0.0f;
+    size_t total = (size_t)s->n * oc * s->oh * s->ow;
+    if (r + CHUNK <= total) { /* whole vectors stay inside dy and y */
+        vi l0, l1;
+        memcpy(&l0, lane, sizeof l0);
+        memcpy(&l1, lane + VEC, sizeof l1);
+        vi keep0 = l0 < st.width, keep1 = l1 < st.width;
+        if (y) {
+            keep0 &= vload(y + r) > 0.0f;
+            keep1 &= vload(y + r + VEC) > 0.0f;
+        }
+        *g0 = (vf)((vi)vload(dy + r) & keep0);
+        *g1 = (vf)((vi)vload(dy + r + VEC) & keep1);
+        return;
+    }
+    float g[CHUNK];
+    for (int j = 0; j < CHUNK; j++)
+        g[j] = j < st.width && (!y || y[r + j] > 0.0f) ? dy[r + j] : 0.0f;
+    *g0 = vload(g);
+    *g1 = vload(g + VEC);
 }
 
-/* dW and db: the weight rows are split into blocks, one per thread if the
- * partial sums fit in DW_PART_VECS vectors (the taps gathered for a strip
- * are shared by a block's rows). Each row is summed by one thread over
- * images and rows in order into per-column partial sums, then across the
- * columns: how rows are grouped into blocks does not change any sum. */
+/* dW and db: the weight rows are split into blocks, one per thread if their
+ * partial sums fit in DW_PART_VECS vectors. For each block of strips of an
+ * image, the taps are gathered once; then for each weight row, TB taps at a
+ * time accumulate over the block's strips in registers and are added to the
+ * row's per-column partial sums, summed across the columns at the end.
+ * Each row is summed by one thread in a fixed order, so how rows are
+ * grouped into blocks does not change any sum. */
 static void direct_dw(const float *x, const nn_conv_shape *s, int oc, const float *y,
                       const float *dy, float *dw, float *db)
 {
-    const int taps = s->c * s->kh * s->kw;
+    const int taps = s->c * s->kh * s->kw, per_row = (s->ow + CHUNK - 1) / CHUNK;
+    const int strips = s->oh * per_row, block = TAB_FLOATS / (taps * CHUNK);
     const size_t ohw = (size_t)s->oh * s->ow;
     const int par = (size_t)s->n * oc * ohw * taps > PAR_MIN_WORK;
     int threads = 1;
@@ -204,27 +243,49 @@ static void direct_dw(const float *x, const nn_conv_shape *s, int oc, const floa
 #pragma omp parallel for schedule(static) if (par)
     for (int bk = 0; bk < blocks; bk++) {
         const int o_lo = bk * rows, o_n = min_int(oc - o_lo, rows);
-        float tab[NN_CONV_DIRECT_MAX_TAPS][CHUNK] __attribute__((aligned(64)));
-        float g[CHUNK] __attribute__((aligned(64)));
+        float tab[TAB_FLOATS] __attribute__((aligned(64)));
+        float g[TAB_FLOATS] __attribute__((aligned(64))); /* block * CHUNK <= TAB_FLOATS */
         vf part[DW_PART_VECS]; /* row i, tap t, half h at (i * (taps + 1) + t) * 2 + h;
                                   tap index taps holds the bias sums */
         memset(part, 0, (size_t)o_n * (taps + 1) * 2 * sizeof(vf));
         for (int n = 0; n < s->n; n++)
-            for (int oh = 0; oh < s->oh; oh++)
-                for (int o0 = 0; o0 < s->ow; o0 += CHUNK) {
-                    strip st = {n, oh, o0, min_int(s->ow - o0, CHUNK)};
-                    gather_taps(x, s, st, tab);
-                    for (int i = 0; i < o_n; i++) {
-                        masked_strip(dy, y, s, oc, o_lo + i, st, g);
-                        vf g0 = vload(g), g1 = vload(g + VEC), *pi = part + (size_t)i * (taps + 1) * 2;
-                        for (int t = 0; t < taps; t++) {
-                            pi[2 * t] += g0 * vload(tab[t]);
-                            pi[2 * t + 1] += g1 * vload(tab[t] + VEC);
+            for (int q0 = 0; q0 < strips; q0 += block) {
+                int q1 = min_int(q0 + block, strips), nq = q1 - q0;
+                gather_strips(x, s, n, q0, q1, tab);
+                for (int i = 0; i < o_n; i++) {
+                    vf *pi = part + (size_t)i * (taps + 1) * 2;
+                    vf b0 = {0}, b1 = {0};
+                    for (int q = 0; q < nq; q++) {
+                        vf g0, g1;
+                        masked_strip(dy, y, s, oc, o_lo + i, strip_at(s, n, q0 + q), &g0, &g1);
+                        vstore(g + q * CHUNK, g0);
+                        vstore(g + q * CHUNK + VEC, g1);
+                        b0 += g0;
+                        b1 += g1;
+                    }
+                    pi[2 * taps] += b0;
+                    pi[2 * taps + 1] += b1;
+                    for (int t = 0; t < taps; t += TB) {
+                        /* taps past the last repeat it; their sums are dropped */
+                        int tq[TB];
+                        for (int u = 0; u < TB; u++) tq[u] = min_int(t + u, taps - 1);
+                        vf acc[TB][2];
+                        for (int u = 0; u < TB; u++) acc[u][0] = acc[u][1] = (vf){0};
+                        for (int q = 0; q < nq; q++) {
+                            const float *tb = tab + (size_t)q * taps * CHUNK;
+                            vf g0 = vload(g + q * CHUNK), g1 = vload(g + q * CHUNK + VEC);
+                            for (int u = 0; u < TB; u++) {
+                                acc[u][0] += g0 * vload(tb + tq[u] * CHUNK);
+                                acc[u][1] += g1 * vload(tb + tq[u] * CHUNK + VEC);
+                            }
                         }
-                        pi[2 * taps] += g0;
-                        pi[2 * taps + 1] += g1;
+                        for (int u = 0; u < TB && t + u < taps; u++) {
+                            pi[2 * (t + u)] += acc[u][0];
+                            pi[2 * (t + u) + 1] += acc[u][1];
+                        }
                     }
                 }
+            }
         for (int i = 0; i < o_n; i++)
             for (int t = 0; t <= taps; t++) {
                 float v[CHUNK], sum = 0.0f;
@@ -256,7 +317,12 @@ static void direct_dx(const nn_conv_shape *s, int oc, const float *w, const floa
                 memset(dtab, 0, sizeof dtab);
                 for (int ob = 0; ob < oc; ob += G_BLOCK) {
                     int gn = min_int(oc - ob, G_BLOCK);
-                    for (int i = 0; i < gn; i++) masked_strip(dy, y, s, oc, ob + i, st, g[i]);
+                    for (int i = 0; i < gn; i++) {
+                        vf g0, g1;
+                        masked_strip(dy, y, s, oc, ob + i, st, &g0, &g1);
+                        vstore(g[i], g0);
+                        vstore(g[i] + VEC, g1);
+                    }
                     for (int t = 0; t < taps; t += TB) {
                         /* taps past the last read the last one's weights;
                          * their sums land in dtab's spare rows, unused */

@@ -106,49 +106,6 @@ static void micro_kernel(int kc, const float *restrict a, const float *restrict 
         micro_tile(1, kc, a, b, c, ldc, mr, nr, overwrite);
 }
 
-/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of A (stored M x K), scaled by
- * alpha, as kc groups of MR values (zero-padded rows past mr). */
-static void pack_a_panel(const float *A, int lda, int i0, int mr, int p0, int kc, float alpha,
-                         float *dst)
-{
-    if (mr < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
-    for (int r = 0; r < mr; r++) {
-        const float *src = A + (size_t)(i0 + r) * lda + p0;
-        for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = alpha * src[k];
-    }
-}
-
-/* The same packing for M tiles [t0, t1) when A is stored K x M (ta): one
- * pass down the rows of the stored A, in memory order, where walking one
- * tile's 8 columns down 256 rows would touch a new page per value. */
-static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0, int kc,
-                          float alpha, float *pa)
-{
-    for (int k = 0; k < kc; k++) {
-        const float *src = A + (size_t)(p0 + k) * lda;
-        for (int t = t0; t < t1; t++) {
-            float *d = pa + (size_t)(t - t0) * MR * kc + (size_t)k * MR;
-            int mr = M - t * MR < MR ? M - t * MR : MR;
-            for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
-            for (int r = mr; r < MR; r++) d[r] = 0.0f;
-        }
-    }
-}
-
-/* Pack M tiles [t0, t1) of op(A) for the K block [p0, p0+kc). */
-static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1, int p0, int kc,
-                         float alpha, float *pa)
-{
-    if (ta) {
-        pack_a_rows_t(A, lda, M, t0, t1, p0, kc, alpha, pa);
-        return;
-    }
-    for (int t = t0; t < t1; t++) {
-        int mr = M - t * MR < MR ? M - t * MR : MR;
-        pack_a_panel(A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)(t - t0) * MR * kc);
-    }
-}
-
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
 #define HAVE_SHUFFLEVECTOR 1
 typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
@@ -182,6 +139,57 @@ static inline void transpose8(const float *src, int lds, float *dst, int ldd)
 #else
 #define HAVE_SHUFFLEVECTOR 0
 #endif
+
+/* Pack rows [i0, i0+mr) x cols [p0, p0+kc) of A (stored M x K), scaled by
+ * alpha, as kc groups of MR values (zero-padded rows past mr). A full
+ * panel goes through 8 x 8 in-register transposes, where a scalar loop
+ * would store one value at a time down the panel. */
+static void pack_a_panel(const float *A, int lda, int i0, int mr, int p0, int kc, float alpha,
+                         float *dst)
+{
+    if (mr < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
+    int k_done = 0;
+#if HAVE_SHUFFLEVECTOR
+    if (mr == MR && MR == 8 && alpha == 1.0f)
+        for (; k_done + 8 <= kc; k_done += 8)
+            transpose8(A + (size_t)i0 * lda + p0 + k_done, lda, dst + (size_t)k_done * MR, MR);
+#endif
+    for (int r = 0; r < mr; r++) {
+        const float *src = A + (size_t)(i0 + r) * lda + p0;
+        for (int k = k_done; k < kc; k++) dst[(size_t)k * MR + r] = alpha * src[k];
+    }
+}
+
+/* The same packing for M tiles [t0, t1) when A is stored K x M (ta): one
+ * pass down the rows of the stored A, in memory order, where walking one
+ * tile's 8 columns down 256 rows would touch a new page per value. */
+static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0, int kc,
+                          float alpha, float *pa)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *src = A + (size_t)(p0 + k) * lda;
+        for (int t = t0; t < t1; t++) {
+            float *d = pa + (size_t)(t - t0) * MR * kc + (size_t)k * MR;
+            int mr = M - t * MR < MR ? M - t * MR : MR;
+            for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
+            for (int r = mr; r < MR; r++) d[r] = 0.0f;
+        }
+    }
+}
+
+/* Pack M tiles [t0, t1) of op(A) for the K block [p0, p0+kc). */
+static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1, int p0, int kc,
+                         float alpha, float *pa)
+{
+    if (ta) {
+        pack_a_rows_t(A, lda, M, t0, t1, p0, kc, alpha, pa);
+        return;
+    }
+    for (int t = t0; t < t1; t++) {
+        int mr = M - t * MR < MR ? M - t * MR : MR;
+        pack_a_panel(A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)(t - t0) * MR * kc);
+    }
+}
 
 /* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B) as kc groups of NR
  * values (zero-padded columns past nr). */
