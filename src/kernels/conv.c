@@ -49,6 +49,8 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 float *dst = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
+                int lo, hi, off = kj - s->pl;
+                valid_cols(s, kj, &lo, &hi); /* the same for every row */
                 for (int n = 0; n < s->n; n++) {
                     const float *plane = x + ((size_t)n * s->c + c) * s->h * s->w;
                     for (int oh = 0; oh < s->oh; oh++, dst += s->ow) {
@@ -58,8 +60,6 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
                             continue;
                         }
                         const float *row = plane + (size_t)ih * s->w;
-                        int lo, hi, off = kj - s->pl;
-                        valid_cols(s, kj, &lo, &hi);
                         for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                         if (s->sw == 1 && hi > lo)
                             copy_row(dst + lo, row + lo + off, hi - lo);
