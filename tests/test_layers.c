@@ -1,5 +1,6 @@
 /* Layers: shapes, padding modes, modes, names, misuse messages, and a small
  * CNN's training being reproducible and allocation-free after warm-up. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn.h"
@@ -251,6 +252,70 @@ static void test_lstm_layout_and_init(void)
     nn_layer_free(rn);
 }
 
+/* The recurrences split the batch between threads: outputs and every
+ * gradient must be the same bits on 1 and 2 threads (sizes large enough for
+ * the split to happen: T*B*4H*H >= 4e6, B >= 16, an odd row count). */
+typedef struct floats {
+    float *v;
+    size_t n;
+} floats;
+
+static floats lstm_run(int threads)
+{
+    int saved = nn_get_threads();
+    nn_set_threads(threads);
+    nn_rng r;
+    nn_rng_seed(&r, 11);
+    nn_layer *l = nn_lstm_new(16, 64, 2, &r);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(l, &p);
+    nn_tensor *x = nn_tensor_new3(12, 27, 16), *h = nn_tensor_new3(2, 27, 64),
+              *c = nn_tensor_new3(2, 27, 64);
+    nn_tensor_uniform(x, &r, -1, 1);
+    nn_tensor_uniform(h, &r, -0.5f, 0.5f);
+    nn_tensor_uniform(c, &r, -0.5f, 0.5f);
+    nn_tensor_requires_grad(x, 1);
+    nn_tensor_requires_grad(h, 1);
+    nn_tensor_requires_grad(c, 1);
+    nn_graph *g = nn_graph_new();
+    nn_tensor *y = nn_recurrent_forward(l, g, x, h, c, NULL, NULL);
+    size_t n = 0;
+    float *o = NULL;
+    if (!y || nn_backward(g, nn_sum(g, nn_mul(g, y, y)), NULL) != NN_OK) goto done;
+    n = y->size + x->size + h->size + c->size;
+    for (int i = 0; i < p.count; i++) n += p.tensors[i]->size;
+    o = malloc(n * sizeof(float));
+    float *at = o;
+    memcpy(at, y->data, y->size * sizeof(float)), at += y->size;
+    memcpy(at, x->grad, x->size * sizeof(float)), at += x->size;
+    memcpy(at, h->grad, h->size * sizeof(float)), at += h->size;
+    memcpy(at, c->grad, c->size * sizeof(float)), at += c->size;
+    for (int i = 0; i < p.count; i++) {
+        memcpy(at, p.tensors[i]->grad, p.tensors[i]->size * sizeof(float));
+        at += p.tensors[i]->size;
+    }
+done:
+    nn_graph_free(g);
+    nn_tensor_free(x);
+    nn_tensor_free(h);
+    nn_tensor_free(c);
+    nn_params_free(&p);
+    nn_layer_free(l);
+    nn_set_threads(saved);
+    return (floats){o, n};
+}
+
+static void test_lstm_same_bits_any_thread_count(void)
+{
+    floats one = lstm_run(1), two = lstm_run(2);
+    CHECK(one.v && two.v && one.n == two.n);
+    CHECK_MSG(memcmp(one.v, two.v, one.n * sizeof(float)) == 0,
+              "LSTM outputs or gradients differ between 1 and 2 threads");
+    free(one.v);
+    free(two.v);
+}
+
 /* Running a sequence in two halves with the state carried across must give
  * the same outputs as running it whole, even with h0/c0 and h_n/c_n being
  * the same tensors. */
@@ -298,6 +363,7 @@ static void test_lstm_state_carry(void)
 const test_case layer_tests[] = {
     {"layer_sliced_inference_matches_full", test_sliced_inference_matches_full_batch},
     {"layer_lstm_layout_and_init", test_lstm_layout_and_init},
+    {"layer_lstm_same_bits_any_threads", test_lstm_same_bits_any_thread_count},
     {"layer_lstm_state_carry", test_lstm_state_carry},
     {"layer_conv_padding_modes", test_conv_layer_padding_modes},
     {"layer_pool_dropout_flatten", test_pool_dropout_flatten_layers},

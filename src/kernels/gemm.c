@@ -326,27 +326,67 @@ static int split_along_m(int M, int N, int p)
 }
 
 /* The K block [p0, p0+kc) for C tiles [it0, it1) x column jt: pack that
- * slice of op(B) and run the micro-kernel down the column. pa holds the
- * block's packed A tiles from it0 on. */
-static void sweep_column(int tb, int M, int N, const float *B, int ldb, float *C, int ldc, int p0,
-                         int kc, int jt, int it0, int it1, const float *pa, int overwrite)
+ * slice of op(B) (unless panel holds it packed already) and run the
+ * micro-kernel down the column. pa holds the block's packed A tiles from
+ * it0 on. */
+static void sweep_column(int tb, int M, int N, const float *B, int ldb, const float *panel,
+                         float *C, int ldc, int p0, int kc, int jt, int it0, int it1,
+                         const float *pa, int overwrite)
 {
     int nr = N - jt * NR < NR ? N - jt * NR : NR;
-    pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pack_b_local);
+    if (!panel) {
+        pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pack_b_local);
+        panel = pack_b_local;
+    }
     for (int it = it0; it < it1; it++) {
         int mr = M - it * MR < MR ? M - it * MR : MR;
-        micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, pack_b_local,
+        micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, panel,
                      C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr, overwrite);
     }
 }
 
+/* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
+static void k_blocking(int K, int *kblocks, int *kc_max)
+{
+    *kblocks = (K + KC - 1) / KC;
+    *kc_max = (K + *kblocks - 1) / *kblocks;
+}
+
+/* Where the panel of K block kb, column tile jt sits in a fully packed B. */
+static const float *packed_panel(const float *bp, int N, int kc_max, int kb, int jt)
+{
+    if (!bp) return NULL;
+    int n_tiles = (N + NR - 1) / NR;
+    return bp + ((size_t)kb * n_tiles + jt) * kc_max * NR;
+}
+
+size_t nn_k_packed_b_floats(int K, int N)
+{
+    int kblocks, kc_max;
+    k_blocking(K, &kblocks, &kc_max);
+    return (size_t)kblocks * ((N + NR - 1) / NR) * kc_max * NR;
+}
+
+void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst)
+{
+    int kblocks, kc_max;
+    k_blocking(K, &kblocks, &kc_max);
+    for (int kb = 0; kb < kblocks; kb++)
+        for (int jt = 0; jt * NR < N; jt++) {
+            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+            int nr = N - jt * NR < NR ? N - jt * NR : NR;
+            pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr,
+                         (float *)packed_panel(dst, N, kc_max, kb, jt));
+        }
+}
+
 /* One thread's share: C tiles [it0, it1) x [jt0, jt1). */
 static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                      const float *B, int ldb, float beta, float *C, int ldc, int it0, int it1,
-                      int jt0, int jt1)
+                      const float *B, int ldb, const float *bp, float beta, float *C, int ldc,
+                      int it0, int it1, int jt0, int jt1)
 {
-    /* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
-    int kblocks = (K + KC - 1) / KC, kc_max = (K + kblocks - 1) / kblocks;
+    int kblocks, kc_max;
+    k_blocking(K, &kblocks, &kc_max);
     int rows = (it1 - it0) * MR;
     size_t a_block = (size_t)rows * kc_max;
     /* Rows of A that fit in cache are packed for every K block at once, and
@@ -374,8 +414,8 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
         for (int jt = jt0; jt < jt1; jt++)
             for (int kb = 0; kb < kblocks; kb++) {
                 int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
-                sweep_column(tb, M, N, B, ldb, C, ldc, p0, kc, jt, it0, it1, pa + kb * a_block,
-                             overwrite && kb == 0);
+                sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc,
+                             jt, it0, it1, pa + kb * a_block, overwrite && kb == 0);
             }
         return;
     }
@@ -383,7 +423,8 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
         int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
         pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
         for (int jt = jt0; jt < jt1; jt++)
-            sweep_column(tb, M, N, B, ldb, C, ldc, p0, kc, jt, it0, it1, pa, overwrite && kb == 0);
+            sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
+                         it0, it1, pa, overwrite && kb == 0);
     }
 }
 
@@ -420,9 +461,23 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
         if (lo < hi) {
             if (split_m)
-                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, lo, hi, 0, n_tiles);
+                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, lo, hi, 0,
+                          n_tiles);
             else
-                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, m_tiles, lo, hi);
+                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, 0, m_tiles, lo,
+                          hi);
         }
     }
+}
+
+void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, const float *bp, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_rect(0, tb, M, N, K, alpha, A, lda, B, ldb, bp, beta, C, ldc, 0, (M + MR - 1) / MR, 0,
+              (N + NR - 1) / NR);
 }

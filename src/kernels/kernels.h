@@ -13,6 +13,26 @@
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* For many products with the same op(B) (a recurrent weight, once per
+ * step): nn_k_pack_b packs it whole into nn_k_packed_b_floats(K, N) floats,
+ * and nn_sgemm_packed_b is nn_sgemm with ta = 0 on one thread that reads
+ * the panels from bp instead of packing B again (B itself is read only if
+ * memory for packing A runs out). Results are those of the packed GEMM
+ * path; nn_sgemm gives the same bits for shapes it does not treat as
+ * tiny. */
+size_t nn_k_packed_b_floats(int K, int N);
+void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst);
+void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, const float *bp, float beta, float *C, int ldc);
+
+/* Run fn over rows [0, rows) split between the threads in contiguous ranges
+ * that start at multiples of align (one call per thread, on the whole range
+ * when parallel is 0 or there is one thread). For work whose rows are
+ * independent, such as a recurrence over a batch: each row's result is the
+ * same whatever the split. */
+void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx, int r0, int r1),
+                        void *ctx);
+
 /* Elementwise arithmetic over n floats. */
 void nn_k_add(size_t n, const float *a, const float *b, float *out);
 void nn_k_sub(size_t n, const float *a, const float *b, float *out);

@@ -21,3 +21,20 @@ int nn_get_threads(void)
     return 1;
 #endif
 }
+
+void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx, int r0, int r1),
+                        void *ctx)
+{
+    int blocks = (rows + align - 1) / align;
+#pragma omp parallel if (parallel && blocks > 1)
+    {
+        int nt = 1, me = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        int r0 = (int)((long)blocks * me / nt) * align, r1 = (int)((long)blocks * (me + 1) / nt) * align;
+        if (r1 > rows) r1 = rows;
+        if (r0 < r1) fn(ctx, r0, r1);
+    }
+}

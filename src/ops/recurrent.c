@@ -30,6 +30,74 @@ static float *snapshot(nn_graph *g, const nn_tensor *t, size_t offset, size_t n,
     return p;
 }
 
+/* The time loops run each batch row's recurrence on its own (rows never
+ * mix), so the threads split the batch and run all T steps without
+ * synchronizing; every row's result is the same whatever the split. Rows
+ * are split at multiples of the GEMM's 8-row tile. */
+#define ROW_ALIGN 8
+
+typedef struct bptt_ctx {
+    const rnn_info *r;
+    const float *w_hh, *w_packed; /* W_hh as the GEMM's B, packed once */
+    float *gates, *hs;                  /* written by the forward */
+    const float *gates_c, *hs_c, *dhs; /* read by the backward */
+    float *dz, *dh_next, *dc, *dh;
+} bptt_ctx;
+
+static int worth_threads(const rnn_info *r)
+{
+    return (double)r->T * r->B * r->G * r->H * r->H >= 4e6 && r->B >= 2 * ROW_ALIGN;
+}
+
+/* Forward steps 0..T-1 for batch rows [b0, b1): z += h_{t-1} W_hh^T, then
+ * the cell. */
+static void forward_rows(void *p, int b0, int b1)
+{
+    const bptt_ctx *x = p;
+    const rnn_info *r = x->r;
+    int B = r->B, H = r->H, GH = r->G * r->H, nb = b1 - b0;
+    size_t bh = (size_t)B * H, bgh = (size_t)B * GH;
+    for (int t = 0; t < r->T; t++) {
+        const float *hprev = t ? x->hs + (size_t)(t - 1) * bh : r->h_init;
+        float *z = x->gates + (size_t)t * bgh + (size_t)b0 * GH;
+        float *ht = x->hs + (size_t)t * bh + (size_t)b0 * H;
+        if (hprev)
+            nn_sgemm_packed_b(1, nb, GH, H, 1.0f, hprev + (size_t)b0 * H, H, x->w_hh, H,
+                              x->w_packed, 1.0f, z, GH);
+        if (r->cell == NN_CELL_LSTM) {
+            const float *c_prev = t ? r->cs + (size_t)(t - 1) * bh : r->c_init;
+            nn_k_lstm_cell(nb, H, z, c_prev ? c_prev + (size_t)b0 * H : NULL,
+                           r->cs + (size_t)t * bh + (size_t)b0 * H, ht);
+        } else {
+            nn_k_tanh((size_t)nb * H, z, ht);
+        }
+    }
+}
+
+/* Backward steps T-1..0 for batch rows [b0, b1): the cell's gradient into
+ * dz, then the gradient reaching h_{t-1} through W_hh. */
+static void bptt_rows(void *p, int b0, int b1)
+{
+    const bptt_ctx *x = p;
+    const rnn_info *r = x->r;
+    int B = r->B, H = r->H, GH = r->G * r->H, nb = b1 - b0;
+    size_t bh = (size_t)B * H, bgh = (size_t)B * GH, rh = (size_t)b0 * H;
+    float *dh = x->dh + rh, *dh_next = x->dh_next + rh, *dc = x->dc + rh;
+    for (int t = r->T - 1; t >= 0; t--) {
+        nn_k_add((size_t)nb * H, x->dhs + (size_t)t * bh + rh, dh_next, dh);
+        float *dzt = x->dz + (size_t)t * bgh + (size_t)b0 * GH;
+        if (r->cell == NN_CELL_LSTM) {
+            const float *c_prev = t ? r->cs + (size_t)(t - 1) * bh : r->c_init;
+            nn_k_lstm_cell_bwd(nb, H, x->gates_c + (size_t)t * bgh + (size_t)b0 * GH,
+                               c_prev ? c_prev + rh : NULL, r->cs + (size_t)t * bh + rh, dh, dc,
+                               dzt);
+        } else {
+            nn_k_rnn_cell_bwd((size_t)nb * H, x->hs_c + (size_t)t * bh + rh, dh, dzt);
+        }
+        nn_sgemm_packed_b(0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, x->w_packed, 0.0f, dh_next, H);
+    }
+}
+
 static void recurrent_backward(nn_graph *g, const nn_node *n)
 {
     const rnn_info *r = n->ptr;
@@ -45,25 +113,18 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
     if (!dz || !dh_next || !dc || !dh) return;
     memset(dh_next, 0, bh * sizeof(float));
     memset(dc, 0, bh * sizeof(float));
-    const float *h_init = r->h_init, *c_init = r->c_init;
-    for (int t = T - 1; t >= 0; t--) {
-        nn_k_add(bh, dhs + (size_t)t * bh, dh_next, dh);
-        float *dzt = dz + (size_t)t * bgh;
-        if (r->cell == NN_CELL_LSTM)
-            nn_k_lstm_cell_bwd(B, H, gates + (size_t)t * bgh,
-                               t ? r->cs + (size_t)(t - 1) * bh : c_init, r->cs + (size_t)t * bh,
-                               dh, dc, dzt);
-        else
-            nn_k_rnn_cell_bwd(bh, hs + (size_t)t * bh, dh, dzt);
-        /* gradient reaching h_{t-1} through the recurrent weights */
-        nn_sgemm(0, 0, B, H, GH, 1.0f, dzt, GH, w_hh->data, H, 0.0f, dh_next, H);
-    }
+    float *wp = nn__arena_alloc(g, nn_k_packed_b_floats(GH, H) * sizeof(float));
+    if (!wp) return;
+    nn_k_pack_b(0, GH, H, w_hh->data, H, wp);
+    bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates_c = gates, .hs_c = hs,
+                    .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh};
+    nn_k_parallel_rows(B, ROW_ALIGN, worth_threads(r), bptt_rows, &ctx);
     float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
     float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh), *g_x = nn__grad(g, x);
     if (g_whh) {
         if (T > 1) /* steps 1..T-1 see h_0..h_{T-2}: one GEMM */
             nn_sgemm(1, 0, GH, H, (T - 1) * B, 1.0f, dz + bgh, GH, hs, H, 1.0f, g_whh, H);
-        if (h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, h_init, H, 1.0f, g_whh, H);
+        if (r->h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, r->h_init, H, 1.0f, g_whh, H);
     }
     if (g_wih) nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
     if (g_bih) nn_k_bias_grad_acc(T * B, GH, 1, dz, g_bih);
@@ -118,16 +179,11 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
     nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
     nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
-    const float *h_init = r->h_init, *c_init = r->c_init;
-    for (int t = 0; t < T; t++) {
-        const float *hprev = t ? hs->data + (size_t)(t - 1) * bh : h_init;
-        float *z = gates + (size_t)t * bgh, *ht = hs->data + (size_t)t * bh;
-        if (hprev) nn_sgemm(0, 1, B, GH, H, 1.0f, hprev, H, w_hh->data, H, 1.0f, z, GH);
-        if (cell == NN_CELL_LSTM)
-            nn_k_lstm_cell(B, H, z, t ? r->cs + (size_t)(t - 1) * bh : c_init, r->cs + (size_t)t * bh, ht);
-        else
-            nn_k_tanh(bh, z, ht);
-    }
+    float *wp = nn__arena_alloc(g, nn_k_packed_b_floats(H, GH) * sizeof(float));
+    if (!wp) return NULL;
+    nn_k_pack_b(1, H, GH, w_hh->data, H, wp);
+    bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs->data};
+    nn_k_parallel_rows(B, ROW_ALIGN, worth_threads(r), forward_rows, &ctx);
     if (h_n) memcpy(h_n->data + state_offset, hs->data + (size_t)(T - 1) * bh, bh * sizeof(float));
     if (c_n && cell == NN_CELL_LSTM)
         memcpy(c_n->data + state_offset, r->cs + (size_t)(T - 1) * bh, bh * sizeof(float));
