@@ -464,7 +464,7 @@ int main(int argc, char **argv)
     double window_loss = 0, t_window = cli_now();
     int window = 0, status = 0;
     progress bar;
-    progress_start(&bar, "train", o.eval_every, o.quiet);
+    progress_start(&bar, "train", o.eval_every, "chars", o.quiet);
     for (long s = step0; s < step0 + o.steps; s++) {
         if (pos + (size_t)T + 1 > stream) { /* wrapped: start the streams again */
             pos = 0;
@@ -490,7 +490,7 @@ int main(int argc, char **argv)
         nn_optim_step(opt);
         window_loss += loss->data[0];
         window++;
-        progress_update(&bar, window, window_loss / window, 0, (long)window * T * B);
+        progress_update(&bar, window, window_loss / window, -1, (long)window * T * B);
         if (window == o.eval_every || s + 1 == step0 + o.steps) {
             double secs = cli_now() - t_window;
             progress_end(&bar);
@@ -503,7 +503,7 @@ int main(int argc, char **argv)
             window_loss = 0;
             window = 0;
             t_window = cli_now();
-            progress_start(&bar, "train", o.eval_every, o.quiet);
+            progress_start(&bar, "train", o.eval_every, "chars", o.quiet);
         }
     }
     progress_end(&bar);

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
         char label[32];
         snprintf(label, sizeof label, "epoch %d/%d", epoch, epochs);
         progress bar;
-        progress_start(&bar, label, nn_batcher_num_batches(&b), quiet);
+        progress_start(&bar, label, nn_batcher_num_batches(&b), "img", quiet);
         nn_batcher_start_epoch(&b);
         while ((n = nn_batcher_next(&b)) > 0) {
             nn_graph_reset(g);
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
             nn_optim_step(opt);
             sum += (double)loss->data[0] * n;
             seen += n;
-            progress_update(&bar, ++done, sum / seen, 0, seen);
+            progress_update(&bar, ++done, sum / seen, -1, seen);
         }
         progress_end(&bar);
         printf("epoch %d/%d | train_mse %.5f | test_mse %.5f | %.1f s\n", epoch, epochs, sum / seen,

@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         char label[32];
         snprintf(label, sizeof label, "epoch %d/%d", epoch, epochs);
         progress bar;
-        progress_start(&bar, label, nn_batcher_num_batches(&b), quiet);
+        progress_start(&bar, label, nn_batcher_num_batches(&b), "img", quiet);
         nn_batcher_start_epoch(&b);
         while ((n = nn_batcher_next(&b)) > 0) {
             int shape[2] = {n, ZDIM}, shape1[2] = {n, 1};
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
             nn_optim_step(gopt);
             sum_g += loss_g->data[0];
             steps++;
-            progress_update(&bar, steps, sum_d / steps, sum_real / steps, (long)steps * n);
+            progress_update(&bar, steps, sum_d / steps, -1, (long)steps * n);
         }
         progress_end(&bar);
         /* samples from fixed noise, so the grids show progress */

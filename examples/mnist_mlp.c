@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         char label[32];
         snprintf(label, sizeof label, "epoch %d/%d", epoch, epochs);
         progress bar;
-        progress_start(&bar, label, nn_batcher_num_batches(&batches), quiet);
+        progress_start(&bar, label, nn_batcher_num_batches(&batches), "img", quiet);
         nn_batcher_start_epoch(&batches);
         while ((n = nn_batcher_next(&batches)) > 0) {
             nn_graph_reset(g);

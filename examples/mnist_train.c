@@ -248,7 +248,7 @@ int main(int argc, char **argv)
         char label[32];
         snprintf(label, sizeof label, "epoch %d/%d", epoch, o.epochs);
         progress bar;
-        progress_start(&bar, label, per_epoch, o.quiet);
+        progress_start(&bar, label, per_epoch, "img", o.quiet);
         nn_batcher_start_epoch(&batches);
         nn_layer_set_training(model, 1);
         while ((n = nn_batcher_next(&batches)) > 0) {

@@ -86,9 +86,11 @@ double cli_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void progress_start(progress *p, const char *label, int total_batches, int quiet)
+void progress_start(progress *p, const char *label, int total_batches, const char *unit,
+                    int quiet)
 {
     p->label = label;
+    p->unit = unit;
     p->total = total_batches;
     p->tty = isatty(fileno(stderr));
     p->quiet = quiet;
@@ -103,6 +105,8 @@ void progress_update(progress *p, int done, double loss, double acc, long sample
     double now = cli_now(), elapsed = now - p->start;
     double rate = elapsed > 0 ? samples / elapsed : 0;
     double eta = done > 0 ? elapsed * (p->total - done) / done : 0;
+    char acc_text[32] = "";
+    if (acc >= 0) snprintf(acc_text, sizeof acc_text, " | acc %.2f%%", 100 * acc);
     if (p->tty) {
         if (now - p->last_draw < 0.1 && done < p->total) return;
         p->last_draw = now;
@@ -110,12 +114,12 @@ void progress_update(progress *p, int done, double loss, double acc, long sample
         char bar[32];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\r%s [%s] %d/%d | loss %.4f | acc %.2f%% | %.0f img/s | ETA %.0f s  ",
-                p->label, bar, done, p->total, loss, 100 * acc, rate, eta);
+        fprintf(stderr, "\r%s [%s] %d/%d | loss %.4f%s | %.0f %s/s | ETA %.0f s  ", p->label, bar,
+                done, p->total, loss, acc_text, rate, p->unit, eta);
     } else if (done * 4 >= p->next_plain * p->total) {
         while (done * 4 >= p->next_plain * p->total) p->next_plain++;
-        fprintf(stderr, "%s %d/%d batches | loss %.4f | acc %.2f%% | %.0f img/s | ETA %.0f s\n",
-                p->label, done, p->total, loss, 100 * acc, rate, eta);
+        fprintf(stderr, "%s %d/%d batches | loss %.4f%s | %.0f %s/s | ETA %.0f s\n", p->label, done,
+                p->total, loss, acc_text, rate, p->unit, eta);
     }
 }
 

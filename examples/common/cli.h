@@ -27,9 +27,10 @@ int cli_load_mnist(const char *dir, nn_dataset *train, nn_dataset *test);
 double cli_now(void);
 
 /* A progress bar on stderr: redrawn in place on a terminal, else a plain
- * line every quarter of the epoch. */
+ * line every quarter of the epoch. unit names what samples counts ("img",
+ * "chars"); an accuracy below 0 is not shown. */
 typedef struct progress {
-    const char *label;
+    const char *label, *unit;
     int total;
     int tty;
     int quiet;
@@ -37,7 +38,8 @@ typedef struct progress {
     int next_plain; /* next quarter to print when not a tty */
 } progress;
 
-void progress_start(progress *p, const char *label, int total_batches, int quiet);
+void progress_start(progress *p, const char *label, int total_batches, const char *unit,
+                    int quiet);
 void progress_update(progress *p, int done, double loss, double acc, long samples);
 void progress_end(progress *p);
 
