@@ -547,6 +547,59 @@ static void test_conv2d_direct_matches_im2col(void)
     free_all(p, 6);
 }
 
+/* Outputs and gradients of a convolution (x, w, b requiring gradients,
+ * loss sum(y^2)) on the given thread count, in one buffer. */
+static float *conv_run(int threads, int c, int hw, int relu, size_t *n_out)
+{
+    int saved = nn_get_threads();
+    nn_set_threads(threads);
+    nn_rng r;
+    nn_rng_seed(&r, 21);
+    nn_tensor *x = input(&r, 4, (int[]){20, c, hw, hw}, 0), *w = input(&r, 4, (int[]){24, c, 3, 3}, 0),
+              *b = input(&r, 1, (int[]){24}, 0);
+    nn_graph *g = nn_graph_new();
+    nn_tensor *y = relu ? nn_conv2d_relu(g, x, w, b, nn_window(1, 0)) : nn_conv2d(g, x, w, b, nn_window(1, 0));
+    float *out = NULL;
+    *n_out = 0;
+    if (y && nn_backward(g, nn_sum(g, nn_mul(g, y, y)), NULL) == NN_OK) {
+        size_t n = y->size + x->size + w->size + b->size;
+        out = malloc(n * sizeof(float));
+        float *at = out;
+        nn_tensor *parts[4] = {y, x, w, b};
+        for (int i = 0; i < 4; i++) {
+            const float *src = i ? parts[i]->grad : parts[i]->data;
+            memcpy(at, src, parts[i]->size * sizeof(float));
+            at += parts[i]->size;
+        }
+        *n_out = n;
+    }
+    nn_graph_free(g);
+    nn_tensor *p[3] = {x, w, b};
+    free_all(p, 3);
+    nn_set_threads(saved);
+    return out;
+}
+
+/* Both convolution paths (direct: 1 channel; im2col, whose input gradient
+ * runs a few images at a time with threads owning channels, the last chunk
+ * partial) must give the same bits on 1 and 2 threads, every time. */
+static void test_conv2d_same_bits_any_thread_count(void)
+{
+    static const struct { int c, hw, relu; } cases[] = {{1, 28, 1}, {32, 13, 1}, {32, 13, 0}};
+    for (size_t k = 0; k < 3; k++) {
+        size_t n1, n2;
+        float *one = conv_run(1, cases[k].c, cases[k].hw, cases[k].relu, &n1);
+        for (int rep = 0; rep < 3; rep++) {
+            float *two = conv_run(2, cases[k].c, cases[k].hw, cases[k].relu, &n2);
+            CHECK(one && two && n1 == n2);
+            CHECK_MSG(memcmp(one, two, n1 * sizeof(float)) == 0,
+                      "case %zu: 1 and 2 threads differ (run %d)", k, rep);
+            free(two);
+        }
+        free(one);
+    }
+}
+
 /* Inputs for max pooling: distinct values at least 0.05 apart, so that an
  * EPS perturbation never changes which element is the maximum. */
 static nn_tensor *distinct_input(nn_rng *r, int ndim, const int *shape)
@@ -696,6 +749,7 @@ const test_case gradcheck_tests[] = {
     {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
     {"conv2d_direct_matches_im2col", test_conv2d_direct_matches_im2col},
+    {"conv2d_same_bits_any_thread_count", test_conv2d_same_bits_any_thread_count},
     {"grad_maxpool2d", test_grad_maxpool2d},
     {"maxpool_ties_and_values", test_maxpool_ties_and_values},
     {"grad_avgpool2d", test_grad_avgpool2d},

@@ -6,6 +6,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels.h"
 
 /* Loops below split work by channel or plane: each thread owns distinct
@@ -71,11 +75,12 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
             }
 }
 
-void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
+/* col2im for input channels [c0, c1) only (col still holds every channel's
+ * rows): the unit of work of one thread. */
+static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, int c1, float *dx)
 {
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
-#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
-    for (int c = 0; c < s->c; c++)
+    for (int c = c0; c < c1; c++)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *src = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
@@ -95,6 +100,42 @@ void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
                     }
                 }
             }
+}
+
+void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
+{
+    size_t cols = (size_t)s->n * s->oh * s->ow;
+#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
+    for (int c = 0; c < s->c; c++) col2im_channels(col, s, c, c + 1, dx);
+}
+
+void nn_k_conv_dx_acc(const float *w, int oc, const float *dyt, const nn_conv_shape *s,
+                      float *scratch, int chunk, float *dx)
+{
+    const int kk = s->kh * s->kw, ckk = s->c * kk;
+    const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+#pragma omp parallel if (cols * ckk * oc > PAR_MIN_WORK)
+    {
+        int nt = 1, me = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        int c0 = (int)((long)s->c * me / nt), c1 = (int)((long)s->c * (me + 1) / nt);
+        for (int n0 = 0; n0 < s->n && c0 < c1; n0 += chunk) {
+            nn_conv_shape part = *s;
+            part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
+            int pcols = (int)(part.n * ohw);
+            /* this thread's channels' rows of the chunk's col = W^T dy, in
+             * its own part of scratch whatever the chunk's width (the
+             * threads are not in step); col is where row 0 would be */
+            float *rows = scratch + (size_t)c0 * kk * chunk * ohw;
+            const float *col = rows - (size_t)c0 * kk * pcols;
+            nn_sgemm(1, 0, (c1 - c0) * kk, pcols, oc, 1.0f, w + (size_t)c0 * kk, ckk,
+                     dyt + (size_t)n0 * ohw, (int)cols, 0.0f, rows, pcols);
+            col2im_channels(col, &part, c0, c1, dx + (size_t)n0 * s->c * s->h * s->w);
+        }
+    }
 }
 
 void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,

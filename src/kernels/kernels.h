@@ -112,6 +112,13 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
                       const float *bias, int relu, float *y);
 void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const float *w,
                           const float *y, const float *dy, float *dx, float *dw, float *db);
+/* dx += col2im(W^T dyt), the input gradient of an im2col convolution with
+ * weights w (oc x c*kh*kw) and output gradient dyt ([oc][n*oh*ow]),
+ * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow
+ * floats) so that the columns stay in cache. Each thread owns whole input
+ * channels, start to end; the same bits as nn_sgemm + nn_k_col2im_acc. */
+void nn_k_conv_dx_acc(const float *w, int oc, const float *dyt, const nn_conv_shape *s,
+                      float *scratch, int chunk, float *dx);
 /* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), clamped at 0 when
  * relu is set; and the transpose the other way, where an element is zeroed if
  * mask (same layout as src, may be NULL) is not positive there: the backward

@@ -5,9 +5,16 @@
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
 
-/* im2col buffer size (floats) for forward-only convolutions: 1 MB, half of
- * a core's L2. */
-#define INFERENCE_COL_FLOATS (256u * 1024u)
+/* Images per chunk where a convolution's columns are produced and used a
+ * few images at a time (forward without gradients, input gradient): about
+ * 1 MB of columns, half of a core's L2. */
+static int cache_chunk(const nn_conv_shape *s, int ckk)
+{
+    size_t per_image = (size_t)ckk * s->oh * s->ow;
+    int chunk = (int)((256u * 1024u) / per_image);
+    if (chunk < 1) chunk = 1;
+    return chunk < s->n ? chunk : s->n;
+}
 
 nn_window2d nn_window(int stride, int pad)
 {
@@ -73,10 +80,10 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
     if (db) nn_k_bias_grad_acc(1, oc, cols, dyt, db); /* row sums of dyt, in dy's order */
     if (dx) {
-        float *dcol = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
+        int chunk = cache_chunk(s, ckk);
+        float *dcol = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
         if (!dcol) return;
-        nn_sgemm(1, 0, ckk, (int)cols, oc, 1.0f, w->data, ckk, dyt, (int)cols, 0.0f, dcol, (int)cols);
-        nn_k_col2im_acc(dcol, s, dx);
+        nn_k_conv_dx_acc(w->data, oc, dyt, s, dcol, chunk, dx);
     }
 }
 
@@ -107,9 +114,7 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
     } else if (!nn__wants_grad(g, in, bias ? 3 : 2)) {
         /* no backward: a few images at a time, so that the im2col buffer
          * and the GEMM's output stay in cache */
-        int chunk = (int)(INFERENCE_COL_FLOATS / ((size_t)ckk * ohw));
-        if (chunk < 1) chunk = 1;
-        if (chunk > s->n) chunk = s->n;
+        int chunk = cache_chunk(s, ckk);
         size_t ccols = (size_t)chunk * ohw;
         float *ccol = nn__arena_alloc(g, (size_t)ckk * ccols * sizeof(float));
         float *tmp = nn__arena_alloc(g, (size_t)oc * ccols * sizeof(float));
