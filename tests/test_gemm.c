@@ -52,7 +52,8 @@ static void test_gemm_all_transposes_and_edges(void)
 {
     static const int shapes[][3] = {{1, 1, 1},   {3, 5, 7},    {8, 32, 16},  {9, 33, 17},
                                     {64, 128, 300}, {37, 70, 513}, {100, 10, 64}, {10, 100, 1},
-                                    {16, 9, 9000} /* long K: the chunked dot path for A B^T */};
+                                    {16, 9, 9000} /* long K: the chunked dot path for A B^T */,
+                                    {20, 50, 6500} /* long K, small C: K split in chunks */};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
@@ -67,6 +68,7 @@ static void test_gemm_alpha_beta(void)
     CHECK(gemm_error(0, 0, 40, 50, 60, 0.5f, 1.0f) < 1e-5);
     CHECK(gemm_error(1, 1, 40, 50, 60, -2.0f, 0.25f) < 1e-5);
     CHECK(gemm_error(0, 1, 3, 4, 5, 1.0f, 1.0f) < 1e-5);
+    CHECK(gemm_error(1, 0, 20, 50, 6500, -0.5f, 0.75f) < 1e-5); /* K split in chunks */
 }
 
 static void test_gemm_wide_n_spans_panels(void)
@@ -98,13 +100,15 @@ static void test_gemm_beta_zero_ignores_nan(void)
 /* Every GEMM path must give bit-identical results with 1 and 2 threads. */
 static void test_gemm_same_bits_for_any_thread_count(void)
 {
-    /* conv shapes (split along N), a dense layer and a recurrent weight
-     * gradient (split along M, with op(A) packed whole / per K block), the
-     * long-K dot path, a tiny product */
+    /* conv shapes (split along N; the weight gradient's long K in chunks),
+     * a dense layer and a recurrent weight gradient (split along M, with
+     * op(A) packed whole / per K block), the long-K dot path, a tiny
+     * product, K in chunks with beta 0 */
     static const int shapes[][5] = {{64, 7744, 288, 0, 0}, {64, 288, 7744, 0, 1},
                                     {288, 7744, 64, 1, 0}, {64, 128, 1600, 0, 1},
                                     {512, 128, 2450, 1, 0}, {50, 512, 128, 0, 0},
-                                    {32, 9, 43264, 0, 1},  {5, 7, 3, 0, 0}};
+                                    {32, 9, 43264, 0, 1},  {5, 7, 3, 0, 0},
+                                    {40, 100, 7000, 1, 1}};
     nn_rng r;
     nn_rng_seed(&r, 3);
     int saved = nn_get_threads();

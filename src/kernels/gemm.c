@@ -428,6 +428,45 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
     }
 }
 
+/* A small C with a long K (a convolution's weight gradient: 64 x 288 with
+ * K = 7744): split between threads along M or N, every thread would pack
+ * the whole of one operand. Instead K is cut into chunks, each computed
+ * whole by one thread into its own partial C, and the partials are summed
+ * in chunk order. The chunks depend on K only, so results do not depend on
+ * the thread count. */
+#define KSPLIT_CHUNK 1024
+#define KSPLIT_MIN_CHUNKS 6
+#define KSPLIT_MAX_C 65536 /* elements of C */
+static _Thread_local float *ksplit_part;
+static _Thread_local size_t ksplit_part_cap;
+
+static int gemm_ksplit(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int chunks = (K + KSPLIT_CHUNK - 1) / KSPLIT_CHUNK;
+    size_t mn = (size_t)M * N;
+    float *part = grow(&ksplit_part, &ksplit_part_cap, (size_t)chunks * mn);
+    if (!part) return 0;
+    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        int k0 = (int)((long)K * ch / chunks), k1 = (int)((long)K * (ch + 1) / chunks);
+        gemm_rect(ta, tb, M, N, k1 - k0, alpha, ta ? A + (size_t)k0 * lda : A + k0, lda,
+                  tb ? B + k0 : B + (size_t)k0 * ldb, ldb, NULL, 0.0f, part + (size_t)ch * mn, N, 0,
+                  m_tiles, 0, n_tiles);
+    }
+#pragma omp parallel for schedule(static) if (mn * chunks > 65536)
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < N; j++) {
+            float v = beta == 0.0f ? 0.0f : beta * c[j];
+            for (int ch = 0; ch < chunks; ch++) v += part[(size_t)ch * mn + (size_t)i * N + j];
+            c[j] = v;
+        }
+    }
+    return 1;
+}
+
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -448,6 +487,10 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 #ifdef _OPENMP
     threaded = threaded && !omp_in_parallel();
 #endif
+    /* chosen by shape alone: the same path, and bits, on any thread count */
+    if (K >= KSPLIT_MIN_CHUNKS * KSPLIT_CHUNK && (size_t)M * N <= KSPLIT_MAX_C &&
+        gemm_ksplit(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded)
     {
