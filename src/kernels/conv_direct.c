@@ -115,8 +115,6 @@ static void gather_strips(const float *x, const nn_conv_shape *s, int n, int q0,
         gather_taps(x, s, strip_at(s, n, q), (float(*)[CHUNK])(tab + (size_t)(q - q0) * taps * CHUNK));
 }
 
-typedef int vi __attribute__((vector_size(sizeof(vf))));
-
 /* v + b, zeroed where not positive (NaN included) when relu is set. */
 static inline vf bias_relu(vf v, float b, int relu)
 {
@@ -195,16 +193,10 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
 static inline void masked_strip(const float *dy, const float *y, const nn_conv_shape *s, int oc,
                                 int o, strip st, vf *g0, vf *g1)
 {
-    static const int lane[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
-                                 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-    _Static_assert(CHUNK <= 32, "lane indices cover a strip");
     size_t r = (((size_t)st.n * oc + o) * s->oh + st.oh) * s->ow + st.o0;
     size_t total = (size_t)s->n * oc * s->oh * s->ow;
     if (r + CHUNK <= total) { /* whole vectors stay inside dy and y */
-        vi l0, l1;
-        memcpy(&l0, lane, sizeof l0);
-        memcpy(&l1, lane + VEC, sizeof l1);
-        vi keep0 = l0 < st.width, keep1 = l1 < st.width;
+        vi keep0 = lanes_below(st.width), keep1 = lanes_below(st.width - VEC);
         if (y) {
             keep0 &= vload(y + r) > 0.0f;
             keep1 &= vload(y + r + VEC) > 0.0f;

@@ -17,6 +17,7 @@
 #endif
 
 typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
+typedef int vi __attribute__((vector_size(VEC * sizeof(int)))); /* masks: -1 true, 0 false */
 
 /* Unaligned load and store (memcpy compiles to one vector move). */
 static inline vf vload(const float *p)
@@ -27,5 +28,18 @@ static inline vf vload(const float *p)
 }
 
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* Mask of the lanes below n. */
+static inline vi lanes_below(int n)
+{
+    static const int index[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    _Static_assert(VEC <= 16, "lane indices cover a vector");
+    vi i;
+    memcpy(&i, index, sizeof i);
+    return i < n;
+}
+
+/* a where mask is set, else b: bit for bit (a sign of zero or a NaN kept). */
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
 
 #endif
