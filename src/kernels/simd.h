@@ -39,7 +39,4 @@ static inline vi lanes_below(int n)
     return i < n;
 }
 
-/* a where mask is set, else b: bit for bit (a sign of zero or a NaN kept). */
-static inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
-
 #endif
