@@ -618,15 +618,63 @@ static void test_grad_maxpool2d(void)
 {
     static const window_ctx cases[] = {{2, 2, {2, 2, 0, 0, 0, 0}},
                                        {3, 3, {2, 2, 1, 1, 1, 1}},
-                                       {3, 2, {1, 2, 1, 0, 0, 1}}};
+                                       {3, 2, {1, 2, 1, 0, 0, 1}},
+                                       {2, 2, {2, 2, 0, 0, 0, 0}}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         nn_rng r;
         nn_rng_seed(&r, 20 + k);
-        nn_tensor *in[1] = {distinct_input(&r, 4, (int[]){2, 2, 5, 6})};
+        /* the last case: 2x2 windows tiling a 4x6 plane exactly, whose
+         * backward writes the input gradient whole */
+        int h = k == 3 ? 4 : 5;
+        nn_tensor *in[1] = {distinct_input(&r, 4, (int[]){2, 2, h, 6})};
         int ok = gradcheck("maxpool2d", b_maxpool, in, 1, &cases[k]);
         free_all(in, 1);
         CHECK_MSG(ok, "maxpool case %zu", k);
     }
+}
+
+/* An input that also feeds another op: the pooling or convolution backward
+ * must add to a gradient that already exists (x*x's backward ran first) or
+ * start it (it ran first, x*x adds after), never overwrite. */
+static nn_tensor *b_pool_then_square(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_tensor *p = nn_maxpool2d(g, in[0], 2, 2, nn_window(2, 0));
+    return nn_add(g, nn_sum(g, p), nn_sum(g, nn_mul(g, in[0], in[0])));
+}
+static nn_tensor *b_square_then_pool(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_tensor *sq = nn_sum(g, nn_mul(g, in[0], in[0]));
+    return nn_add(g, sq, nn_sum(g, nn_maxpool2d(g, in[0], 2, 2, nn_window(2, 0))));
+}
+static nn_tensor *b_conv_then_square(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_tensor *y = nn_conv2d(g, in[0], in[1], NULL, nn_window(1, 1));
+    return nn_add(g, nn_sum(g, nn_mul(g, y, y)), nn_sum(g, nn_mul(g, in[0], in[0])));
+}
+static nn_tensor *b_square_then_conv(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_tensor *sq = nn_sum(g, nn_mul(g, in[0], in[0]));
+    nn_tensor *y = nn_conv2d(g, in[0], in[1], NULL, nn_window(1, 1));
+    return nn_add(g, sq, nn_sum(g, nn_mul(g, y, y)));
+}
+
+static void test_grad_pool_and_conv_shared_input(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 60);
+    nn_tensor *x[1] = {distinct_input(&r, 4, (int[]){2, 2, 4, 6})};
+    CHECK(gradcheck("maxpool, then x*x", b_pool_then_square, x, 1, NULL));
+    CHECK(gradcheck("x*x, then maxpool", b_square_then_pool, x, 1, NULL));
+    free_all(x, 1);
+    /* 4 channels x 3x3 = 36 taps: the im2col path */
+    nn_tensor *in[2] = {input(&r, 4, (int[]){2, 4, 5, 5}, 0), input(&r, 4, (int[]){3, 4, 3, 3}, 0)};
+    CHECK(gradcheck("conv2d, then x*x", b_conv_then_square, in, 2, NULL));
+    CHECK(gradcheck("x*x, then conv2d", b_square_then_conv, in, 2, NULL));
+    free_all(in, 2);
 }
 
 static void test_maxpool_ties_and_values(void)
@@ -752,6 +800,7 @@ const test_case gradcheck_tests[] = {
     {"conv2d_same_bits_any_thread_count", test_conv2d_same_bits_any_thread_count},
     {"grad_maxpool2d", test_grad_maxpool2d},
     {"maxpool_ties_and_values", test_maxpool_ties_and_values},
+    {"grad_pool_conv_shared_input", test_grad_pool_and_conv_shared_input},
     {"grad_avgpool2d", test_grad_avgpool2d},
     {"grad_dropout", test_grad_dropout},
     {"dropout_statistics", test_dropout_statistics},

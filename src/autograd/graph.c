@@ -224,6 +224,17 @@ float *nn__grad(nn_graph *g, nn_tensor *t)
     return t->grad;
 }
 
+float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh)
+{
+    *fresh = 0;
+    if (!t || !(t->flags & NN_REQUIRES_GRAD)) return NULL;
+    if (!t->grad) {
+        t->grad = nn__arena_alloc(g, t->size * sizeof(float));
+        *fresh = t->grad != NULL;
+    }
+    return t->grad;
+}
+
 const char *nn__shape(const nn_tensor *t, nn__shape_buf *b)
 {
     return nn_tensor_shape_str(t, b->s, sizeof b->s);

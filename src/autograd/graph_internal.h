@@ -58,6 +58,11 @@ nn_node *nn__record(nn_graph *g, nn__backward_fn backward, nn_tensor *out, nn_te
  * on first use; NULL if t does not require a gradient. */
 float *nn__grad(nn_graph *g, nn_tensor *t);
 
+/* The same, for an op that can write the whole gradient itself: when the
+ * buffer is new, it is not zeroed and *fresh is set (the caller must then
+ * write every element instead of adding); else *fresh is 0. */
+float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh);
+
 /* Report API misuse in op: abort with the message, or record it (first one
  * wins) and return NULL, depending on the graph's mode. */
 nn_tensor *nn__fail(nn_graph *g, const char *op, const char *fmt, ...)

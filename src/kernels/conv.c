@@ -109,8 +109,8 @@ void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
     for (int c = 0; c < s->c; c++) col2im_channels(col, s, c, c + 1, dx);
 }
 
-void nn_k_conv_dx_acc(const float *w, int oc, const float *dyt, const nn_conv_shape *s,
-                      float *scratch, int chunk, float *dx)
+void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,
+                  int chunk, int overwrite, float *dx)
 {
     const int kk = s->kh * s->kw, ckk = s->c * kk;
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
@@ -122,6 +122,10 @@ void nn_k_conv_dx_acc(const float *w, int oc, const float *dyt, const nn_conv_sh
         me = omp_get_thread_num();
 #endif
         int c0 = (int)((long)s->c * me / nt), c1 = (int)((long)s->c * (me + 1) / nt);
+        size_t hw = (size_t)s->h * s->w;
+        if (overwrite)
+            for (int n = 0; n < s->n && c0 < c1; n++)
+                memset(dx + ((size_t)n * s->c + c0) * hw, 0, (size_t)(c1 - c0) * hw * sizeof(float));
         for (int n0 = 0; n0 < s->n && c0 < c1; n0 += chunk) {
             nn_conv_shape part = *s;
             part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
@@ -270,12 +274,38 @@ void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax)
     }
 }
 
-void nn_k_maxpool_bwd_acc(const float *dy, const int *argmax, const nn_conv_shape *s, float *dx)
+void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s, int overwrite,
+                      float *dx)
 {
     size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+    /* 2x2 windows tiling the plane exactly: each input is in one window, so
+     * dx is written in one pass, window by window */
+    int tiled = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 &&
+                s->pl == 0 && 2 * s->oh == s->h && 2 * s->ow == s->w;
 #pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
-    for (size_t p = 0; p < planes; p++)
-        for (size_t i = 0; i < ohw; i++) dx[p * hw + argmax[p * ohw + i]] += dy[p * ohw + i];
+    for (size_t p = 0; p < planes; p++) {
+        const float *g = dy + p * ohw;
+        const int *am = argmax + p * ohw;
+        float *d = dx + p * hw;
+        if (tiled && overwrite) {
+            const int w = s->w, ow_n = s->ow;
+            for (int oh = 0; oh < s->oh; oh++) {
+                float *r0 = d + (size_t)(2 * oh) * w, *r1 = r0 + w;
+                const int base = 2 * oh * w;
+                for (int ow = 0; ow < ow_n; ow++) {
+                    int at = am[oh * ow_n + ow] - base, j = 2 * ow; /* 0..2w-1 */
+                    float v = g[oh * ow_n + ow];
+                    r0[j] = at == j ? v : 0.0f;
+                    r0[j + 1] = at == j + 1 ? v : 0.0f;
+                    r1[j] = at == w + j ? v : 0.0f;
+                    r1[j + 1] = at == w + j + 1 ? v : 0.0f;
+                }
+            }
+            continue;
+        }
+        if (overwrite) memset(d, 0, hw * sizeof(float));
+        for (size_t i = 0; i < ohw; i++) d[am[i]] += g[i];
+    }
 }
 
 /* Average pooling divides by the full window (padding counts as zeros), as

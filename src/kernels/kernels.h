@@ -116,9 +116,11 @@ void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const 
  * weights w (oc x c*kh*kw) and output gradient dyt ([oc][n*oh*ow]),
  * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow
  * floats) so that the columns stay in cache. Each thread owns whole input
- * channels, start to end; the same bits as nn_sgemm + nn_k_col2im_acc. */
-void nn_k_conv_dx_acc(const float *w, int oc, const float *dyt, const nn_conv_shape *s,
-                      float *scratch, int chunk, float *dx);
+ * channels, start to end; the same bits as nn_sgemm + nn_k_col2im_acc.
+ * With overwrite set, dx's old contents are ignored (zeroed first, by the
+ * threads that own them). */
+void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,
+                  int chunk, int overwrite, float *dx);
 /* dst[n][c][i] = src[c][n][i] + bias[c] (bias may be NULL), clamped at 0 when
  * relu is set; and the transpose the other way, where an element is zeroed if
  * mask (same layout as src, may be NULL) is not positive there: the backward
@@ -130,7 +132,10 @@ void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *ma
 /* Pooling over s (c = channels, output oh x ow). maxpool stores, per output,
  * the index of the chosen input within its plane. */
 void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax);
-void nn_k_maxpool_bwd_acc(const float *dy, const int *argmax, const nn_conv_shape *s, float *dx);
+/* Backward from dy into dx: added, or with overwrite set written whole
+ * (dx's old contents are ignored). */
+void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s, int overwrite,
+                      float *dx);
 void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y);
 void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx);
 

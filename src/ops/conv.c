@@ -66,7 +66,9 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     int oc = w->shape[0], ckk = s->c * s->kh * s->kw;
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
     const float *dy = n->out->grad;
-    float *dx = nn__grad(g, x), *dw = nn__grad(g, w), *db = nn__grad(g, b);
+    int fresh = 0;
+    float *dx = n->aux ? nn__grad_fresh(g, x, &fresh) : nn__grad(g, x);
+    float *dw = nn__grad(g, w), *db = nn__grad(g, b);
     if (!n->aux) { /* direct path */
         nn_k_conv_direct_bwd(x->data, s, oc, w->data, n->iarg[0] ? n->out->data : NULL, dy, dx,
                              dw, db);
@@ -83,7 +85,7 @@ static void conv_backward(nn_graph *g, const nn_node *n)
         int chunk = cache_chunk(s, ckk);
         float *dcol = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
         if (!dcol) return;
-        nn_k_conv_dx_acc(w->data, oc, dyt, s, dcol, chunk, dx);
+        nn_k_conv_dx(w->data, oc, dyt, s, dcol, chunk, fresh, dx);
     }
 }
 
@@ -160,8 +162,9 @@ nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tenso
 
 static void maxpool_backward(nn_graph *g, const nn_node *n)
 {
-    float *dx = nn__grad(g, n->in[0]);
-    if (dx) nn_k_maxpool_bwd_acc(n->out->grad, (const int *)n->aux, n->ptr, dx);
+    int fresh;
+    float *dx = nn__grad_fresh(g, n->in[0], &fresh);
+    if (dx) nn_k_maxpool_bwd(n->out->grad, (const int *)n->aux, n->ptr, fresh, dx);
 }
 
 nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
