@@ -633,7 +633,7 @@ static void test_grad_maxpool2d(void)
     }
 }
 
-/* An input that also feeds another op: the pooling or convolution backward
+/* An input that also feeds another op: the pooling, convolution or matmul backward
  * must add to a gradient that already exists (x*x's backward ran first) or
  * start it (it ran first, x*x adds after), never overwrite. */
 static nn_tensor *b_pool_then_square(nn_graph *g, nn_tensor **in, const void *c)
@@ -662,7 +662,13 @@ static nn_tensor *b_square_then_conv(nn_graph *g, nn_tensor **in, const void *c)
     return nn_add(g, sq, nn_sum(g, nn_mul(g, y, y)));
 }
 
-static void test_grad_pool_and_conv_shared_input(void)
+static nn_tensor *b_matmul_self(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    return nn_add(g, nn_matmul(g, in[0], in[0]), nn_matmul_ex(g, in[1], in[0], 1, 0));
+}
+
+static void test_grad_pool_conv_matmul_shared_input(void)
 {
     nn_rng r;
     nn_rng_seed(&r, 60);
@@ -675,6 +681,11 @@ static void test_grad_pool_and_conv_shared_input(void)
     CHECK(gradcheck("conv2d, then x*x", b_conv_then_square, in, 2, NULL));
     CHECK(gradcheck("x*x, then conv2d", b_square_then_conv, in, 2, NULL));
     free_all(in, 2);
+    /* a matrix times itself, plus another product using it: both operands'
+     * gradients land in one buffer */
+    nn_tensor *m[2] = {input(&r, 2, (int[]){4, 4}, 0), input(&r, 2, (int[]){4, 4}, 0)};
+    CHECK(gradcheck("x x + y^T x", b_matmul_self, m, 2, NULL));
+    free_all(m, 2);
 }
 
 static void test_maxpool_ties_and_values(void)
@@ -800,7 +811,7 @@ const test_case gradcheck_tests[] = {
     {"conv2d_same_bits_any_thread_count", test_conv2d_same_bits_any_thread_count},
     {"grad_maxpool2d", test_grad_maxpool2d},
     {"maxpool_ties_and_values", test_maxpool_ties_and_values},
-    {"grad_pool_conv_shared_input", test_grad_pool_and_conv_shared_input},
+    {"grad_pool_conv_matmul_shared_input", test_grad_pool_conv_matmul_shared_input},
     {"grad_avgpool2d", test_grad_avgpool2d},
     {"grad_dropout", test_grad_dropout},
     {"dropout_statistics", test_dropout_statistics},

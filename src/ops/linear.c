@@ -12,18 +12,22 @@ static void matmul_backward(nn_graph *g, const nn_node *n)
     int M = n->out->shape[0], N = n->out->shape[1], K = ta ? a->shape[0] : a->shape[1];
     int lda = a->shape[1], ldb = b->shape[1];
     const float *dc = n->out->grad;
-    float *da = nn__grad(g, a), *db = nn__grad(g, b);
+    /* a gradient buffer made here is written (beta 0) rather than zeroed
+     * and added to */
+    int fresh_a, fresh_b;
+    float *da = nn__grad_fresh(g, a, &fresh_a), *db = nn__grad_fresh(g, b, &fresh_b);
+    float beta_a = fresh_a ? 0.0f : 1.0f, beta_b = fresh_b ? 0.0f : 1.0f;
     if (da) {
         if (!ta) /* dA = dC op(B)^T */
-            nn_sgemm(0, !tb, M, K, N, 1.0f, dc, N, b->data, ldb, 1.0f, da, lda);
+            nn_sgemm(0, !tb, M, K, N, 1.0f, dc, N, b->data, ldb, beta_a, da, lda);
         else /* dA (stored K x M) = op(B) dC^T */
-            nn_sgemm(tb, 1, K, M, N, 1.0f, b->data, ldb, dc, N, 1.0f, da, lda);
+            nn_sgemm(tb, 1, K, M, N, 1.0f, b->data, ldb, dc, N, beta_a, da, lda);
     }
     if (db) {
         if (!tb) /* dB = op(A)^T dC */
-            nn_sgemm(!ta, 0, K, N, M, 1.0f, a->data, lda, dc, N, 1.0f, db, ldb);
+            nn_sgemm(!ta, 0, K, N, M, 1.0f, a->data, lda, dc, N, beta_b, db, ldb);
         else /* dB (stored N x K) = dC^T op(A) */
-            nn_sgemm(1, ta, N, K, M, 1.0f, dc, N, a->data, lda, 1.0f, db, ldb);
+            nn_sgemm(1, ta, N, K, M, 1.0f, dc, N, a->data, lda, beta_b, db, ldb);
     }
 }
 
