@@ -158,19 +158,41 @@ void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const floa
         }
 }
 
-void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst)
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst,
+                   float *sums)
 {
 #pragma omp parallel for schedule(static) if ((size_t)N * C * inner > PAR_MIN_WORK)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t from = ((size_t)n * C + c) * inner;
             float *d = dst + ((size_t)c * N + n) * inner;
-            if (!mask) {
+            if (!mask)
                 memcpy(d, src + from, inner * sizeof(float));
-                continue;
+            else
+                for (size_t i = 0; i < inner; i++)
+                    d[i] = mask[from + i] > 0.0f ? src[from + i] : 0.0f;
+            if (sums) {
+                /* eight interleaved partial sums: vectorizable, in a fixed
+                 * order */
+                float part[8] = {0};
+                size_t i = 0;
+                for (; i + 8 <= inner; i += 8)
+                    for (int l = 0; l < 8; l++) part[l] += d[i + l];
+                float t = 0.0f;
+                for (; i < inner; i++) t += d[i];
+                for (int l = 0; l < 8; l++) t += part[l];
+                sums[(size_t)n * C + c] = t;
             }
-            for (size_t i = 0; i < inner; i++) d[i] = mask[from + i] > 0.0f ? src[from + i] : 0.0f;
         }
+}
+
+void nn_k_sum_rows_acc(int N, int C, const float *sums, float *db)
+{
+    for (int c = 0; c < C; c++) {
+        double t = 0.0;
+        for (int n = 0; n < N; n++) t += sums[(size_t)n * C + c];
+        db[c] += (float)t;
+    }
 }
 
 /* The common 2x2 stride-2 unpadded case, without bounds checks and without

@@ -127,7 +127,13 @@ void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape 
  * of a fused ReLU, with mask its output. */
 void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,
                         float *dst);
-void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst);
+void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *mask, float *dst,
+                   float *sums);
+/* With sums (N x C, may be NULL), nn_k_nc_to_cn also stores each (n, c)
+ * row's sum (after the mask); nn_k_sum_rows_acc then adds them up over n:
+ * db[c] += sum of sums[n][c]. Together: a convolution's bias gradient in
+ * the same pass as the transpose. */
+void nn_k_sum_rows_acc(int N, int C, const float *sums, float *db);
 
 /* Pooling over s (c = channels, output oh x ow). maxpool stores, per output,
  * the index of the chosen input within its plane. */

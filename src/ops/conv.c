@@ -78,9 +78,11 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     if (!dyt) return;
     /* iarg[0]: a ReLU was fused into the output, so its mask (the output
      * being positive) applies to dy first */
-    nn_k_nc_to_cn(s->n, oc, ohw, dy, n->iarg[0] ? n->out->data : NULL, dyt);
+    float *sums = db ? nn__arena_alloc(g, (size_t)s->n * oc * sizeof(float)) : NULL;
+    if (db && !sums) return;
+    nn_k_nc_to_cn(s->n, oc, ohw, dy, n->iarg[0] ? n->out->data : NULL, dyt, sums);
     if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
-    if (db) nn_k_bias_grad_acc(1, oc, cols, dyt, db); /* row sums of dyt, in dy's order */
+    if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
     if (dx) {
         int chunk = cache_chunk(s, ckk);
         float *dcol = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
