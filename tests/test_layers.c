@@ -194,10 +194,11 @@ static void test_cnn_training_reproducible_and_thread_independent(void)
     CHECK(a[5] < a[0] + 1.0f && isfinite(a[5]));
 }
 
-/* Inference (eval mode, no gradients) runs a batch through the stack in
- * slices: the output must be bit for bit the full-batch one (gradients
- * enabled runs the whole batch at once), in less arena, and an odd batch
- * size must cover its last partial slice. */
+/* Inference (eval mode, no gradients) runs a batch through a stack of
+ * per-sample layers in slices: the output must be bit for bit the
+ * full-batch one (gradients enabled runs the whole batch at once), in less
+ * arena, and an odd batch size must cover its last partial slice. A stack
+ * with a recurrent layer is not sliced. */
 static void test_sliced_inference_matches_full_batch(void)
 {
     nn_layer *m = seed_cnn(5, 12);
@@ -223,6 +224,24 @@ static void test_sliced_inference_matches_full_batch(void)
     nn_graph_free(sliced);
     nn_tensor_free(x);
     nn_layer_free(m);
+
+    /* an LSTM's dimension 0 is time: a sequence must never be cut in slices */
+    nn_layer *rec = nn_sequential_new();
+    nn_sequential_add(rec, nn_lstm_new(3, 5, 1, &r));
+    nn_sequential_add(rec, nn_activation_new(NN_ACT_TANH));
+    nn_layer_set_training(rec, 0);
+    nn_tensor *seq = nn_tensor_new3(150, 2, 3);
+    nn_tensor_uniform(seq, &r, -1, 1);
+    full = nn_graph_new();
+    sliced = nn_graph_new();
+    nn_graph_set_grad_enabled(sliced, 0);
+    a = nn_layer_forward(rec, full, seq);
+    b = nn_layer_forward(rec, sliced, seq);
+    CHECK(a && b && a->size == b->size && memcmp(a->data, b->data, a->size * sizeof(float)) == 0);
+    nn_graph_free(full);
+    nn_graph_free(sliced);
+    nn_tensor_free(seq);
+    nn_layer_free(rec);
 }
 
 static void test_lstm_layout_and_init(void)

@@ -53,6 +53,11 @@ static nn_tensor *leaky_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 
 static const nn_layer_vtable leaky_vt = {"leaky_relu", leaky_forward, NULL, NULL, activation_destroy};
 
+int nn__is_activation_layer(const nn_layer *l)
+{
+    return l && (l->vt == &activation_vt || l->vt == &leaky_vt);
+}
+
 nn_layer *nn_leaky_relu_new(float slope)
 {
     if (!(slope >= 0.0f && slope < 1.0f)) return NULL;

@@ -116,6 +116,11 @@ static void pool_destroy(nn_layer *l) { free(l); }
 static const nn_layer_vtable maxpool_vt = {"maxpool2d", pool_forward, NULL, NULL, pool_destroy};
 static const nn_layer_vtable avgpool_vt = {"avgpool2d", pool_forward, NULL, NULL, pool_destroy};
 
+int nn__is_conv_or_pool_layer(const nn_layer *l)
+{
+    return l && (l->vt == &conv_vt || l->vt == &maxpool_vt || l->vt == &avgpool_vt);
+}
+
 static nn_layer *pool_new(int kernel, int stride, int padding, int is_max)
 {
     if (kernel < 1 || stride < 0 || padding < 0 || (is_max && 2 * padding > kernel)) return NULL;

@@ -41,6 +41,8 @@ static void dense_destroy(nn_layer *l)
 static const nn_layer_vtable dense_vt = {"dense", dense_forward, dense_params, NULL,
                                          dense_destroy};
 
+int nn__is_dense_layer(const nn_layer *l) { return l && l->vt == &dense_vt; }
+
 nn_layer *nn_dense_new(int in_features, int out_features, nn_init init, nn_rng *rng)
 {
     if (in_features < 1 || out_features < 1 || !rng) return NULL;

@@ -41,6 +41,11 @@ static nn_tensor *flatten_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 
 static const nn_layer_vtable flatten_vt = {"flatten", flatten_forward, NULL, NULL, layer_free};
 
+int nn__is_dropout_or_flatten_layer(const nn_layer *l)
+{
+    return l && (l->vt == &dropout_vt || l->vt == &flatten_vt);
+}
+
 nn_layer *nn_flatten_new(void)
 {
     nn_layer *l = calloc(1, sizeof *l);

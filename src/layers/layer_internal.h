@@ -17,4 +17,12 @@ int nn__is_conv_layer(const nn_layer *l);
 int nn__is_relu_layer(const nn_layer *l);
 nn_tensor *nn__conv_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu);
 
+/* Built-in layers whose output for each sample (index along dimension 0)
+ * depends on that sample alone, which the sequential container may run a
+ * slice of the batch at a time. */
+int nn__is_conv_or_pool_layer(const nn_layer *l);
+int nn__is_dense_layer(const nn_layer *l);
+int nn__is_dropout_or_flatten_layer(const nn_layer *l);
+int nn__is_activation_layer(const nn_layer *l);
+
 #endif

@@ -43,8 +43,9 @@ static nn_tensor slice_rows(const nn_tensor *x, int n0, int n)
     return v;
 }
 
-/* Forward without gradients, in eval mode, where no layer mixes samples:
- * slice by slice, each slice's intermediates released before the next. */
+/* Forward without gradients, in eval mode, where no layer mixes samples
+ * (per_sample): slice by slice, each slice's intermediates released before
+ * the next. */
 static nn_tensor *seq_forward_sliced(sequential *s, nn_graph *g, nn_tensor *x)
 {
     int total = x->shape[0];
@@ -70,11 +71,28 @@ static nn_tensor *seq_forward_sliced(sequential *s, nn_graph *g, nn_tensor *x)
     return y;
 }
 
+static const nn_layer_vtable seq_vt;
+
+/* 1 if every layer, nested containers included, treats samples separately
+ * (not so a recurrent layer, whose dimension 0 is time, or a custom one). */
+static int per_sample(const sequential *s)
+{
+    for (int i = 0; i < s->count; i++) {
+        const nn_layer *l = s->layers[i];
+        int ok = l->vt == &seq_vt ? per_sample((const sequential *)l)
+                                  : nn__is_conv_or_pool_layer(l) || nn__is_dense_layer(l) ||
+                                        nn__is_dropout_or_flatten_layer(l) ||
+                                        nn__is_activation_layer(l);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
 static nn_tensor *seq_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
     sequential *s = (sequential *)l;
     if (x && !l->training && !nn_graph_grad_enabled(g) && x->ndim >= 2 &&
-        x->shape[0] > 2 * INFERENCE_SLICE)
+        x->shape[0] > 2 * INFERENCE_SLICE && per_sample(s))
         return seq_forward_sliced(s, g, x);
     return seq_forward_all(s, g, x);
 }
