@@ -104,8 +104,7 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
 
 void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
 {
-    size_t cols = (size_t)s->n * s->oh * s->ow;
-#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw > PAR_MIN_WORK)
     for (int c = 0; c < s->c; c++) col2im_channels(col, s, c, c + 1, dx);
 }
 

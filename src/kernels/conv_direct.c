@@ -229,6 +229,8 @@ static void direct_dw(const float *x, const nn_conv_shape *s, int oc, const floa
     int threads = 1;
 #ifdef _OPENMP
     if (par && !omp_in_parallel()) threads = omp_get_max_threads();
+#else
+    (void)par;
 #endif
     int rows = min_int((oc + threads - 1) / threads, DW_PART_VECS / (2 * (taps + 1)));
     const int blocks = (oc + rows - 1) / rows;
@@ -298,8 +300,7 @@ static void direct_dx(const nn_conv_shape *s, int oc, const float *w, const floa
                       const float *dy, float *dx)
 {
     const int taps = s->c * s->kh * s->kw;
-    const size_t ohw = (size_t)s->oh * s->ow;
-#pragma omp parallel for schedule(static) if ((size_t)s->n * oc * ohw * taps > PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)s->n * oc * s->oh * s->ow * taps > PAR_MIN_WORK)
     for (int n = 0; n < s->n; n++) {
         float dtab[NN_CONV_DIRECT_MAX_TAPS + TB][CHUNK] __attribute__((aligned(64)));
         float g[G_BLOCK][CHUNK] __attribute__((aligned(64)));

@@ -26,6 +26,7 @@ void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx,
                         void *ctx)
 {
     int blocks = (rows + align - 1) / align;
+    (void)parallel; /* read only by the OpenMP pragma */
 #pragma omp parallel if (parallel && blocks > 1)
     {
         int nt = 1, me = 0;
