@@ -54,11 +54,12 @@ static inline __attribute__((always_inline)) void
 micro_tile(int nv, int kc, const float *restrict a, const float *restrict b, float *restrict c,
            int ldc, int mr, int nr, int overwrite)
 {
-    /* Fetch the C tile while the k loop runs: C is often far bigger than
-     * the caches (a convolution's output), and its loads would stall. */
-    if (!overwrite)
-        for (int r = 0; r < mr; r++)
-            for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
+    /* Fetch the C tile for writing while the k loop runs: C is often far
+     * bigger than the caches (a convolution's output), and its loads - or,
+     * when it is only written, the ownership requests of its stores - would
+     * stall at the end. */
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
     vf acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
