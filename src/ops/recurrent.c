@@ -31,20 +31,24 @@ static float *snapshot(nn_graph *g, const nn_tensor *t, size_t offset, size_t n,
 }
 
 /* The time loops run each batch row's recurrence on its own (rows never
- * mix), so the threads split the batch and run all T steps without
- * synchronizing; every row's result is the same whatever the split. Rows
- * are split at multiples of the GEMM's 8-row tile. */
+ * mix), so for a large enough batch the threads split it and run all T
+ * steps without synchronizing, with W_hh packed once for every step's GEMM;
+ * every row's result is the same whatever the split. Rows are split at
+ * multiples of the GEMM's 8-row tile. A small batch runs whole, each step's
+ * GEMM threaded by itself. */
 #define ROW_ALIGN 8
 
 typedef struct bptt_ctx {
     const rnn_info *r;
-    const float *w_hh, *w_packed; /* W_hh as the GEMM's B, packed once */
+    const float *w_hh, *w_packed; /* W_hh as the GEMM's B, packed once (or NULL) */
     float *gates, *hs;                  /* written by the forward */
     const float *gates_c, *hs_c, *dhs; /* read by the backward */
     float *dz, *dh_next, *dc, *dh;
 } bptt_ctx;
 
-static int worth_threads(const rnn_info *r)
+/* 1: split the batch (and pack W_hh once); chosen by shape alone, so that
+ * the path, and the bits, do not depend on the thread count. */
+static int split_rows(const rnn_info *r)
 {
     return (double)r->T * r->B * r->G * r->H * r->H >= 4e6 && r->B >= 2 * ROW_ALIGN;
 }
@@ -61,9 +65,11 @@ static void forward_rows(void *p, int b0, int b1)
         const float *hprev = t ? x->hs + (size_t)(t - 1) * bh : r->h_init;
         float *z = x->gates + (size_t)t * bgh + (size_t)b0 * GH;
         float *ht = x->hs + (size_t)t * bh + (size_t)b0 * H;
-        if (hprev)
+        if (hprev && x->w_packed)
             nn_sgemm_packed_b(1, nb, GH, H, 1.0f, hprev + (size_t)b0 * H, H, x->w_hh, H,
                               x->w_packed, 1.0f, z, GH);
+        else if (hprev)
+            nn_sgemm(0, 1, nb, GH, H, 1.0f, hprev + (size_t)b0 * H, H, x->w_hh, H, 1.0f, z, GH);
         if (r->cell == NN_CELL_LSTM) {
             const float *c_prev = t ? r->cs + (size_t)(t - 1) * bh : r->c_init;
             nn_k_lstm_cell(nb, H, z, c_prev ? c_prev + (size_t)b0 * H : NULL,
@@ -94,7 +100,10 @@ static void bptt_rows(void *p, int b0, int b1)
         } else {
             nn_k_rnn_cell_bwd((size_t)nb * H, x->hs_c + (size_t)t * bh + rh, dh, dzt);
         }
-        nn_sgemm_packed_b(0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, x->w_packed, 0.0f, dh_next, H);
+        if (x->w_packed)
+            nn_sgemm_packed_b(0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, x->w_packed, 0.0f, dh_next, H);
+        else
+            nn_sgemm(0, 0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, 0.0f, dh_next, H);
     }
 }
 
@@ -113,12 +122,13 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
     if (!dz || !dh_next || !dc || !dh) return;
     memset(dh_next, 0, bh * sizeof(float));
     memset(dc, 0, bh * sizeof(float));
-    float *wp = nn__arena_alloc(g, nn_k_packed_b_floats(GH, H) * sizeof(float));
-    if (!wp) return;
-    nn_k_pack_b(0, GH, H, w_hh->data, H, wp);
+    int split = split_rows(r);
+    float *wp = split ? nn__arena_alloc(g, nn_k_packed_b_floats(GH, H) * sizeof(float)) : NULL;
+    if (split && !wp) return;
+    if (wp) nn_k_pack_b(0, GH, H, w_hh->data, H, wp);
     bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates_c = gates, .hs_c = hs,
                     .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh};
-    nn_k_parallel_rows(B, ROW_ALIGN, worth_threads(r), bptt_rows, &ctx);
+    nn_k_parallel_rows(B, ROW_ALIGN, split, bptt_rows, &ctx);
     float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
     float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh), *g_x = nn__grad(g, x);
     if (g_whh) {
@@ -179,11 +189,12 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
     nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
     nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
-    float *wp = nn__arena_alloc(g, nn_k_packed_b_floats(H, GH) * sizeof(float));
-    if (!wp) return NULL;
-    nn_k_pack_b(1, H, GH, w_hh->data, H, wp);
+    int split = split_rows(r);
+    float *wp = split ? nn__arena_alloc(g, nn_k_packed_b_floats(H, GH) * sizeof(float)) : NULL;
+    if (split && !wp) return NULL;
+    if (wp) nn_k_pack_b(1, H, GH, w_hh->data, H, wp);
     bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs->data};
-    nn_k_parallel_rows(B, ROW_ALIGN, worth_threads(r), forward_rows, &ctx);
+    nn_k_parallel_rows(B, ROW_ALIGN, split, forward_rows, &ctx);
     if (h_n) memcpy(h_n->data + state_offset, hs->data + (size_t)(T - 1) * bh, bh * sizeof(float));
     if (c_n && cell == NN_CELL_LSTM)
         memcpy(c_n->data + state_offset, r->cs + (size_t)(T - 1) * bh, bh * sizeof(float));
