@@ -17,9 +17,9 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
  * step): nn_k_pack_b packs it whole into nn_k_packed_b_floats(K, N) floats,
  * and nn_sgemm_packed_b is nn_sgemm with ta = 0 on one thread that reads
  * the panels from bp instead of packing B again (B itself is read only if
- * memory for packing A runs out). Results are those of the packed GEMM
- * path; nn_sgemm gives the same bits for shapes it does not treat as
- * tiny. */
+ * memory for packing A runs out). Results are those of nn_sgemm's packed
+ * path (the same bits as nn_sgemm for shapes that are neither tiny nor
+ * given its long-K treatments). */
 size_t nn_k_packed_b_floats(int K, int N);
 void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst);
 void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
