@@ -75,8 +75,9 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
             }
 }
 
-/* col2im for input channels [c0, c1) only (col still holds every channel's
- * rows): the unit of work of one thread. */
+/* col2im (the adjoint of im2col, adding into dx) for input channels
+ * [c0, c1) only (col still holds every channel's rows): the unit of work
+ * of one thread. */
 static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, int c1, float *dx)
 {
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
@@ -100,12 +101,6 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
                     }
                 }
             }
-}
-
-void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx)
-{
-#pragma omp parallel for schedule(static) if ((size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw > PAR_MIN_WORK)
-    for (int c = 0; c < s->c; c++) col2im_channels(col, s, c, c + 1, dx);
 }
 
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,

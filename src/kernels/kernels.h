@@ -98,10 +98,8 @@ typedef struct nn_conv_shape {
     int n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow;
 } nn_conv_shape;
 
-/* col[c*kh*kw][n*oh*ow] from x (zeros where the window is in the padding),
- * and its adjoint accumulating into dx. */
+/* col[c*kh*kw][n*oh*ow] from x (zeros where the window is in the padding). */
 void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
-void nn_k_col2im_acc(const float *col, const nn_conv_shape *s, float *dx);
 /* Direct convolution, used instead of im2col + GEMM when c*kh*kw is at most
  * NN_CONV_DIRECT_MAX_TAPS: y (N, oc, oh, ow) = w (oc, c, kh, kw) * x + bias
  * (may be NULL), clamped at 0 when relu is set. Backward from dy, with the
@@ -116,7 +114,8 @@ void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const 
  * weights w (oc x c*kh*kw) and output gradient dyt ([oc][n*oh*ow]),
  * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow
  * floats) so that the columns stay in cache. Each thread owns whole input
- * channels, start to end; the same bits as nn_sgemm + nn_k_col2im_acc.
+ * channels, start to end; the same bits as one GEMM over the batch
+ * followed by col2im.
  * With overwrite set, dx's old contents are ignored (zeroed first, by the
  * threads that own them). */
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,

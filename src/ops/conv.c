@@ -16,6 +16,12 @@ static int cache_chunk(const nn_conv_shape *s, int ckk)
     return chunk < s->n ? chunk : s->n;
 }
 
+/* Few taps per output (a first layer): the direct kernels, no im2col. */
+static int conv_is_direct(const nn_conv_shape *s)
+{
+    return s->c * s->kh * s->kw <= NN_CONV_DIRECT_MAX_TAPS;
+}
+
 nn_window2d nn_window(int stride, int pad)
 {
     nn_window2d w = {stride, stride, pad, pad, pad, pad};
@@ -66,21 +72,20 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     int oc = w->shape[0], ckk = s->c * s->kh * s->kw;
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
     const float *dy = n->out->grad;
-    int fresh = 0;
-    float *dx = n->aux ? nn__grad_fresh(g, x, &fresh) : nn__grad(g, x);
-    float *dw = nn__grad(g, w), *db = nn__grad(g, b);
-    if (!n->aux) { /* direct path */
-        nn_k_conv_direct_bwd(x->data, s, oc, w->data, n->iarg[0] ? n->out->data : NULL, dy, dx,
-                             dw, db);
-        return;
-    }
-    float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
-    if (!dyt) return;
     /* iarg[0]: a ReLU was fused into the output, so its mask (the output
      * being positive) applies to dy first */
+    const float *relu_out = n->iarg[0] ? n->out->data : NULL;
+    float *dw = nn__grad(g, w), *db = nn__grad(g, b);
+    if (conv_is_direct(s)) {
+        nn_k_conv_direct_bwd(x->data, s, oc, w->data, relu_out, dy, nn__grad(g, x), dw, db);
+        return;
+    }
+    int fresh;
+    float *dx = nn__grad_fresh(g, x, &fresh);
+    float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
     float *sums = db ? nn__arena_alloc(g, (size_t)s->n * oc * sizeof(float)) : NULL;
-    if (db && !sums) return;
-    nn_k_nc_to_cn(s->n, oc, ohw, dy, n->iarg[0] ? n->out->data : NULL, dyt, sums);
+    if (!dyt || (db && !sums)) return;
+    nn_k_nc_to_cn(s->n, oc, ohw, dy, relu_out, dyt, sums);
     if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
     if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
     if (dx) {
@@ -109,38 +114,31 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
     if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s))
         return NULL;
     int ckk = s->c * s->kh * s->kw;
-    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
+    size_t ohw = (size_t)s->oh * s->ow;
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
     if (!y) return NULL;
-    float *col = NULL; /* stays NULL on the direct path */
-    if (ckk <= NN_CONV_DIRECT_MAX_TAPS) {
-        nn_k_conv_direct(x->data, s, oc, weight->data, bias ? bias->data : NULL, relu, y->data);
-    } else if (!nn__wants_grad(g, in, bias ? 3 : 2)) {
-        /* no backward: a few images at a time, so that the im2col buffer
-         * and the GEMM's output stay in cache */
-        int chunk = cache_chunk(s, ckk);
-        size_t ccols = (size_t)chunk * ohw;
-        float *ccol = nn__arena_alloc(g, (size_t)ckk * ccols * sizeof(float));
-        float *tmp = nn__arena_alloc(g, (size_t)oc * ccols * sizeof(float));
-        if (!ccol || !tmp) return NULL;
+    const float *b = bias ? bias->data : NULL;
+    float *col = NULL; /* im2col of the whole batch, kept for the backward */
+    if (conv_is_direct(s)) {
+        nn_k_conv_direct(x->data, s, oc, weight->data, b, relu, y->data);
+    } else {
+        /* Without a backward to keep the columns for, a few images at a
+         * time, so that the im2col buffer and the GEMM's output stay in
+         * cache; else the whole batch in one GEMM. */
+        int keep = nn__wants_grad(g, in, bias ? 3 : 2);
+        int chunk = keep ? s->n : cache_chunk(s, ckk);
+        float *cbuf = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
+        float *tmp = nn__arena_alloc(g, (size_t)oc * chunk * ohw * sizeof(float));
+        if (!cbuf || !tmp) return NULL;
         for (int n0 = 0; n0 < s->n; n0 += chunk) {
             nn_conv_shape part = *s;
             part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
-            size_t pcols = (size_t)part.n * ohw;
-            nn_k_im2col(x->data + (size_t)n0 * s->c * s->h * s->w, &part, ccol);
-            nn_sgemm(0, 0, oc, (int)pcols, ckk, 1.0f, weight->data, ckk, ccol, (int)pcols, 0.0f,
-                     tmp, (int)pcols);
-            nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, bias ? bias->data : NULL, relu,
-                               y->data + (size_t)n0 * oc * ohw);
+            int pcols = (int)(part.n * ohw);
+            nn_k_im2col(x->data + (size_t)n0 * s->c * s->h * s->w, &part, cbuf);
+            nn_sgemm(0, 0, oc, pcols, ckk, 1.0f, weight->data, ckk, cbuf, pcols, 0.0f, tmp, pcols);
+            nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, b, relu, y->data + (size_t)n0 * oc * ohw);
         }
-    } else {
-        col = nn__arena_alloc(g, (size_t)ckk * cols * sizeof(float));
-        float *tmp = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
-        if (!col || !tmp) return NULL;
-        nn_k_im2col(x->data, s, col);
-        nn_sgemm(0, 0, oc, (int)cols, ckk, 1.0f, weight->data, ckk, col, (int)cols, 0.0f, tmp,
-                 (int)cols);
-        nn_k_cn_to_nc_bias(oc, s->n, ohw, tmp, bias ? bias->data : NULL, relu, y->data);
+        if (keep) col = cbuf;
     }
     nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
     if (n) {
