@@ -32,9 +32,7 @@ static inline void copy_row(float *restrict dst, const float *restrict src, int 
     }
 }
 
-/* Output columns [*lo, *hi) whose input column ow*sw - pl + kj lies inside the
- * row; outside that range the window reads padding. */
-static void valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi)
+void nn_k_conv_valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi)
 {
     int off = kj - s->pl; /* iw = ow * sw + off */
     int a = off >= 0 ? 0 : (-off + s->sw - 1) / s->sw;
@@ -54,7 +52,7 @@ void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
             for (int kj = 0; kj < s->kw; kj++) {
                 float *dst = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
                 int lo, hi, off = kj - s->pl;
-                valid_cols(s, kj, &lo, &hi); /* the same for every row */
+                nn_k_conv_valid_cols(s, kj, &lo, &hi); /* the same for every row */
                 for (int n = 0; n < s->n; n++) {
                     const float *plane = x + ((size_t)n * s->c + c) * s->h * s->w;
                     for (int oh = 0; oh < s->oh; oh++, dst += s->ow) {
@@ -86,7 +84,7 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *src = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
                 int lo, hi, off = kj - s->pl;
-                valid_cols(s, kj, &lo, &hi); /* the same for every row */
+                nn_k_conv_valid_cols(s, kj, &lo, &hi); /* the same for every row */
                 for (int n = 0; n < s->n; n++) {
                     float *plane = dx + ((size_t)n * s->c + c) * s->h * s->w;
                     for (int oh = 0; oh < s->oh; oh++, src += s->ow) {
@@ -165,18 +163,7 @@ void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *ma
             else
                 for (size_t i = 0; i < inner; i++)
                     d[i] = mask[from + i] > 0.0f ? src[from + i] : 0.0f;
-            if (sums) {
-                /* eight interleaved partial sums: vectorizable, in a fixed
-                 * order */
-                float part[8] = {0};
-                size_t i = 0;
-                for (; i + 8 <= inner; i += 8)
-                    for (int l = 0; l < 8; l++) part[l] += d[i + l];
-                float t = 0.0f;
-                for (; i < inner; i++) t += d[i];
-                for (int l = 0; l < 8; l++) t += part[l];
-                sums[(size_t)n * C + c] = t;
-            }
+            if (sums) sums[(size_t)n * C + c] = nn_k_row_sum(inner, d);
         }
 }
 

@@ -34,15 +34,12 @@ typedef struct strip {
     int n, oh, o0, width; /* image, output row, first column, columns in the strip */
 } strip;
 
-/* Output columns [*lo, *hi) of the strip whose tap kj reads inside the
- * input row: iw = ow * sw - pl + kj in [0, w). */
+/* The columns of nn_k_conv_valid_cols within the strip. */
 static void tap_cols(const nn_conv_shape *s, int kj, strip st, int *lo, int *hi)
 {
-    int off = kj - s->pl;
-    int a = off >= 0 ? 0 : (-off + s->sw - 1) / s->sw;
-    int b = s->w - off <= 0 ? 0 : (s->w - off + s->sw - 1) / s->sw;
-    *lo = a > st.o0 ? a : st.o0;
-    *hi = b < st.o0 + st.width ? b : st.o0 + st.width;
+    nn_k_conv_valid_cols(s, kj, lo, hi);
+    if (*lo < st.o0) *lo = st.o0;
+    if (*hi > st.o0 + st.width) *hi = st.o0 + st.width;
     if (*lo > *hi) *lo = *hi;
 }
 

@@ -44,6 +44,19 @@ double nn_k_sum(size_t n, const float *x)
     return s;
 }
 
+float nn_k_row_sum(size_t n, const float *x)
+{
+    /* eight interleaved partial sums: vectorizable, in a fixed order */
+    float part[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) part[l] += x[i + l];
+    float t = 0.0f;
+    for (; i < n; i++) t += x[i];
+    for (int l = 0; l < 8; l++) t += part[l];
+    return t;
+}
+
 double nn_k_sum_sq(size_t n, const float *x)
 {
     double s = 0.0;
@@ -120,21 +133,11 @@ void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db)
             for (int c = 0; c < C; c++) db[c] += dy[(size_t)n * C + c];
         return;
     }
-    /* each (n, c) row summed in eight interleaved float lanes (vectorizable,
-     * fixed order), the rows in double */
+    /* each (n, c) row summed in float lanes, the rows in double */
 #pragma omp parallel for schedule(static) if ((size_t)N * C * inner > 100000)
     for (int c = 0; c < C; c++) {
         double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *p = dy + ((size_t)n * C + c) * inner;
-            float part[8] = {0}, t = 0.0f;
-            size_t i = 0;
-            for (; i + 8 <= inner; i += 8)
-                for (int l = 0; l < 8; l++) part[l] += p[i + l];
-            for (; i < inner; i++) t += p[i];
-            for (int l = 0; l < 8; l++) t += part[l];
-            s += t;
-        }
+        for (int n = 0; n < N; n++) s += nn_k_row_sum(inner, dy + ((size_t)n * C + c) * inner);
         db[c] += (float)s;
     }
 }

@@ -44,6 +44,10 @@ static float *grow(float **buf, size_t *cap, size_t n)
     return *buf;
 }
 
+/* Length of the tile (or K block) of the given size starting at index
+ * `start` of a dimension of length `total`: size, or less at the end. */
+static inline int span(int total, int start, int size) { return total - start < size ? total - start : size; }
+
 /* c[0..mr) x [0..nr) += a-panel (kc x MR) times the first nv vectors of
  * each row of a b-panel (kc x NR), or = when overwrite is set (C's old
  * contents are not read). The accumulators start at zero and are added to
@@ -171,7 +175,7 @@ static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0
         const float *src = A + (size_t)(p0 + k) * lda;
         for (int t = t0; t < t1; t++) {
             float *d = pa + (size_t)(t - t0) * MR * kc + (size_t)k * MR;
-            int mr = M - t * MR < MR ? M - t * MR : MR;
+            int mr = span(M, t * MR, MR);
             for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
             for (int r = mr; r < MR; r++) d[r] = 0.0f;
         }
@@ -187,7 +191,7 @@ static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1,
         return;
     }
     for (int t = t0; t < t1; t++) {
-        int mr = M - t * MR < MR ? M - t * MR : MR;
+        int mr = span(M, t * MR, MR);
         pack_a_panel(A, lda, t * MR, mr, p0, kc, alpha, pa + (size_t)(t - t0) * MR * kc);
     }
 }
@@ -275,33 +279,50 @@ static float dot(const float *a, const float *b, int n)
     return s;
 }
 
-/* C (small M x N) += alpha * A B^T with a long K, both operands contiguous
- * along K (e.g. a convolution's weight gradient). K is cut into fixed-size
- * chunks computed in parallel and summed in chunk order, so the result does
- * not depend on the thread count. */
+/* Per-chunk partial products of the long-K paths below; each thread's
+ * buffer only grows. */
+static _Thread_local float *part_buf;
+static _Thread_local size_t part_cap;
+
+/* C = beta * C + alpha * each of the chunks' partial products (M x N each,
+ * consecutive in part), added in chunk order: each element is summed by one
+ * thread in the same order whatever the thread count. */
+static void sum_partials(int M, int N, int chunks, const float *part, float alpha, float beta,
+                         float *C, int ldc)
+{
+    size_t mn = (size_t)M * N;
+#pragma omp parallel for schedule(static) if (mn * chunks > 65536)
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < N; j++) {
+            float v = beta == 0.0f ? 0.0f : beta * c[j];
+            for (int ch = 0; ch < chunks; ch++) v += alpha * part[(size_t)ch * mn + (size_t)i * N + j];
+            c[j] = v;
+        }
+    }
+}
+
+/* C (tiny M x N) = alpha * A B^T + beta * C with a long K, both operands
+ * contiguous along K (e.g. a 1-channel convolution's weight gradient):
+ * fixed-size K chunks of dot products in parallel, summed in chunk order. */
 #define DOT_KCHUNK 2048
-static _Thread_local float *dot_part;
-static _Thread_local size_t dot_part_cap;
 
 static int gemm_dot_nt(int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                       int ldb, float *C, int ldc)
+                       int ldb, float beta, float *C, int ldc)
 {
     int chunks = (K + DOT_KCHUNK - 1) / DOT_KCHUNK;
     size_t mn = (size_t)M * N;
-    float *part = grow(&dot_part, &dot_part_cap, (size_t)chunks * mn);
+    float *part = grow(&part_buf, &part_cap, (size_t)chunks * mn);
     if (!part) return 0;
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int ch = 0; ch < chunks; ch++) {
-        int k0 = ch * DOT_KCHUNK, kn = K - k0 < DOT_KCHUNK ? K - k0 : DOT_KCHUNK;
+        int k0 = ch * DOT_KCHUNK, kn = span(K, k0, DOT_KCHUNK);
         float *p = part + (size_t)ch * mn;
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++)
                 p[(size_t)i * N + j] = dot(A + (size_t)i * lda + k0, B + (size_t)j * ldb + k0, kn);
     }
-    for (int ch = 0; ch < chunks; ch++)
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] += alpha * part[(size_t)ch * mn + (size_t)i * N + j];
+    sum_partials(M, N, chunks, part, alpha, beta, C, ldc);
     return 1;
 }
 
@@ -334,13 +355,13 @@ static void sweep_column(int tb, int M, int N, const float *B, int ldb, const fl
                          float *C, int ldc, int p0, int kc, int jt, int it0, int it1,
                          const float *pa, int overwrite)
 {
-    int nr = N - jt * NR < NR ? N - jt * NR : NR;
+    int nr = span(N, jt * NR, NR);
     if (!panel) {
         pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pack_b_local);
         panel = pack_b_local;
     }
     for (int it = it0; it < it1; it++) {
-        int mr = M - it * MR < MR ? M - it * MR : MR;
+        int mr = span(M, it * MR, MR);
         micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, panel,
                      C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr, overwrite);
     }
@@ -374,8 +395,8 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst)
     k_blocking(K, &kblocks, &kc_max);
     for (int kb = 0; kb < kblocks; kb++)
         for (int jt = 0; jt * NR < N; jt++) {
-            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
-            int nr = N - jt * NR < NR ? N - jt * NR : NR;
+            int p0 = kb * kc_max, kc = span(K, p0, kc_max);
+            int nr = span(N, jt * NR, NR);
             pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr,
                          (float *)packed_panel(dst, N, kc_max, kb, jt));
         }
@@ -409,19 +430,19 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
     }
     if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
-            int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+            int p0 = kb * kc_max, kc = span(K, p0, kc_max);
             pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
         }
         for (int jt = jt0; jt < jt1; jt++)
             for (int kb = 0; kb < kblocks; kb++) {
-                int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+                int p0 = kb * kc_max, kc = span(K, p0, kc_max);
                 sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc,
                              jt, it0, it1, pa + kb * a_block, overwrite && kb == 0);
             }
         return;
     }
     for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
-        int p0 = kb * kc_max, kc = K - p0 < kc_max ? K - p0 : kc_max;
+        int p0 = kb * kc_max, kc = span(K, p0, kc_max);
         pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
         for (int jt = jt0; jt < jt1; jt++)
             sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
@@ -438,15 +459,13 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
 #define KSPLIT_CHUNK 1024
 #define KSPLIT_MIN_CHUNKS 6
 #define KSPLIT_MAX_C 65536 /* elements of C */
-static _Thread_local float *ksplit_part;
-static _Thread_local size_t ksplit_part_cap;
 
 static int gemm_ksplit(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
     int chunks = (K + KSPLIT_CHUNK - 1) / KSPLIT_CHUNK;
     size_t mn = (size_t)M * N;
-    float *part = grow(&ksplit_part, &ksplit_part_cap, (size_t)chunks * mn);
+    float *part = grow(&part_buf, &part_cap, (size_t)chunks * mn);
     if (!part) return 0;
     int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
 #pragma omp parallel for schedule(static)
@@ -456,15 +475,7 @@ static int gemm_ksplit(int ta, int tb, int M, int N, int K, float alpha, const f
                   tb ? B + k0 : B + (size_t)k0 * ldb, ldb, NULL, 0.0f, part + (size_t)ch * mn, N, 0,
                   m_tiles, 0, n_tiles);
     }
-#pragma omp parallel for schedule(static) if (mn * chunks > 65536)
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        for (int j = 0; j < N; j++) {
-            float v = beta == 0.0f ? 0.0f : beta * c[j];
-            for (int ch = 0; ch < chunks; ch++) v += part[(size_t)ch * mn + (size_t)i * N + j];
-            c[j] = v;
-        }
-    }
+    sum_partials(M, N, chunks, part, 1.0f, beta, C, ldc); /* alpha is in the partials */
     return 1;
 }
 
@@ -473,11 +484,11 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 {
     if (M <= 0 || N <= 0) return;
     double flops = 2.0 * M * N * K;
-    int dot_shape = !ta && tb && (size_t)M * N <= 4096 && K >= 4 * DOT_KCHUNK;
+    int dot_shape = !ta && tb && (size_t)M * N <= 4096 && K >= 4 * DOT_KCHUNK && alpha != 0.0f;
+    if (dot_shape && gemm_dot_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     if (K <= 0 || alpha == 0.0f || flops < 65536.0 || dot_shape) {
         scale_c(M, N, beta, C, ldc);
         if (K <= 0 || alpha == 0.0f) return;
-        if (dot_shape && gemm_dot_nt(M, N, K, alpha, A, lda, B, ldb, C, ldc)) return;
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* also the no-memory path */
         return;
     }

@@ -42,6 +42,9 @@ void nn_k_axpy(size_t n, float alpha, const float *x, float *y);          /* y +
 void nn_k_mul_acc(size_t n, const float *a, const float *b, float *y);    /* y += a * b */
 double nn_k_sum(size_t n, const float *x);
 double nn_k_sum_sq(size_t n, const float *x);
+/* A short row's sum in float, eight interleaved lanes in a fixed order
+ * (vectorizable, unlike one running sum); for rows of a few hundred. */
+float nn_k_row_sum(size_t n, const float *x);
 void nn_k_fill(size_t n, float v, float *out);
 void nn_k_add_scalar(size_t n, float c, float *y);                       /* y += c */
 /* Sum of (a - b)^2, and y += s * (a - b). */
@@ -98,6 +101,9 @@ typedef struct nn_conv_shape {
     int n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow;
 } nn_conv_shape;
 
+/* Output columns [*lo, *hi) whose input column ow*sw - pl + kj lies inside
+ * the row; outside that range tap kj reads padding. */
+void nn_k_conv_valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi);
 /* col[c*kh*kw][n*oh*ow] from x (zeros where the window is in the padding). */
 void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
 /* Direct convolution, used instead of im2col + GEMM when c*kh*kw is at most
