@@ -41,8 +41,8 @@ static float *snapshot(nn_graph *g, const nn_tensor *t, size_t offset, size_t n,
 typedef struct bptt_ctx {
     const rnn_info *r;
     const float *w_hh, *w_packed; /* W_hh as the GEMM's B, packed once (or NULL) */
-    float *gates, *hs;                  /* written by the forward */
-    const float *gates_c, *hs_c, *dhs; /* read by the backward */
+    float *gates, *hs; /* activated gates and hidden states: the forward writes them */
+    const float *dhs;  /* the backward's incoming gradient */
     float *dz, *dh_next, *dc, *dh;
 } bptt_ctx;
 
@@ -94,11 +94,11 @@ static void bptt_rows(void *p, int b0, int b1)
         float *dzt = x->dz + (size_t)t * bgh + (size_t)b0 * GH;
         if (r->cell == NN_CELL_LSTM) {
             const float *c_prev = t ? r->cs + (size_t)(t - 1) * bh : r->c_init;
-            nn_k_lstm_cell_bwd(nb, H, x->gates_c + (size_t)t * bgh + (size_t)b0 * GH,
+            nn_k_lstm_cell_bwd(nb, H, x->gates + (size_t)t * bgh + (size_t)b0 * GH,
                                c_prev ? c_prev + rh : NULL, r->cs + (size_t)t * bh + rh, dh, dc,
                                dzt);
         } else {
-            nn_k_rnn_cell_bwd((size_t)nb * H, x->hs_c + (size_t)t * bh + rh, dh, dzt);
+            nn_k_rnn_cell_bwd((size_t)nb * H, x->hs + (size_t)t * bh + rh, dh, dzt);
         }
         if (x->w_packed)
             nn_sgemm_packed_b(0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, x->w_packed, 0.0f, dh_next, H);
@@ -114,7 +114,8 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
               *b_hh = n->in[4], *h0 = n->in[5], *c0 = n->in[6];
     int T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * r->H;
     size_t bh = (size_t)B * H, bgh = (size_t)B * GH;
-    const float *gates = n->aux, *hs = n->out->data, *dhs = n->out->grad;
+    float *gates = n->aux, *hs = n->out->data;
+    const float *dhs = n->out->grad;
     float *dz = nn__arena_alloc(g, (size_t)T * bgh * sizeof(float));
     float *dh_next = nn__arena_alloc(g, bh * sizeof(float));
     float *dc = nn__arena_alloc(g, bh * sizeof(float));
@@ -126,7 +127,7 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
     float *wp = split ? nn__arena_alloc(g, nn_k_packed_b_floats(GH, H) * sizeof(float)) : NULL;
     if (split && !wp) return;
     if (wp) nn_k_pack_b(0, GH, H, w_hh->data, H, wp);
-    bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates_c = gates, .hs_c = hs,
+    bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs,
                     .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh};
     nn_k_parallel_rows(B, ROW_ALIGN, split, bptt_rows, &ctx);
     float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
