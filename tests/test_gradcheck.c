@@ -362,6 +362,11 @@ static nn_tensor *b_maxpool(nn_graph *g, nn_tensor **in, const void *c)
     const window_ctx *w = c;
     return nn_maxpool2d(g, in[0], w->kh, w->kw, w->win);
 }
+static nn_tensor *b_maxpool_relu(nn_graph *g, nn_tensor **in, const void *c)
+{
+    const window_ctx *w = c;
+    return nn_maxpool2d_relu(g, in[0], w->kh, w->kw, w->win);
+}
 static nn_tensor *b_avgpool(nn_graph *g, nn_tensor **in, const void *c)
 {
     const window_ctx *w = c;
@@ -633,6 +638,81 @@ static void test_grad_maxpool2d(void)
     }
 }
 
+static void test_grad_maxpool2d_relu(void)
+{
+    static const window_ctx cases[] = {{2, 2, {2, 2, 0, 0, 0, 0}}, {3, 3, {2, 2, 1, 1, 1, 1}}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 40 + k);
+        /* values -2.975, -2.925, ... 1.775: a few windows wholly negative
+         * (their gradient must be dropped), none within EPS of the kink */
+        nn_tensor *in[1] = {distinct_input(&r, 4, (int[]){2, 2, 4, 6})};
+        for (size_t i = 0; i < in[0]->size; i++) in[0]->data[i] -= 1.975f;
+        int ok = gradcheck("maxpool2d_relu", b_maxpool_relu, in, 1, &cases[k]);
+        free_all(in, 1);
+        CHECK_MSG(ok, "maxpool2d_relu case %zu", k);
+    }
+}
+
+/* Output and gradients of x, weight and bias after loss = sum(y * probe),
+ * copied out (out[0] = y, then the three gradients). A fixed random probe,
+ * not y itself: y*y would give zero gradient wherever y is 0, hiding a
+ * wrong ReLU mask. */
+static void run_and_copy(nn_graph *g, nn_tensor *y, nn_tensor **p, float **out)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 99);
+    nn_tensor *probe = nn_tensor_new(y->ndim, y->shape);
+    for (size_t i = 0; i < probe->size; i++) probe->data[i] = nn_rng_uniform(&r) - 0.5f;
+    nn_tensor *loss = nn_sum(g, nn_mul(g, y, probe));
+    CHECK(nn_backward(g, loss, NULL) == NN_OK);
+    out[0] = malloc(y->size * sizeof(float));
+    memcpy(out[0], y->data, y->size * sizeof(float));
+    for (int i = 0; i < 3; i++) {
+        out[i + 1] = malloc(p[i]->size * sizeof(float));
+        memcpy(out[i + 1], p[i]->grad, p[i]->size * sizeof(float));
+    }
+    nn_tensor_free(probe);
+}
+
+/* A sequential model's conv2d + ReLU + max pooling layers (which it runs as
+ * a plain convolution then nn_maxpool2d_relu) give exactly the values and
+ * gradients of the three ops by hand, on both convolution paths. */
+static void test_sequential_relu_maxpool_equals_ops(void)
+{
+    for (int c = 2; c <= 4; c += 2) { /* 18 taps: direct path; 36: im2col */
+        nn_rng r;
+        nn_rng_seed(&r, 70 + c);
+        nn_tensor *x = input(&r, 4, (int[]){3, c, 8, 7}, 0);
+        nn_layer *m = nn_sequential_new();
+        nn_sequential_add(m, nn_conv2d_new(c, 5, 3, 1, NN_PAD_SAME, &r));
+        nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
+        nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
+        nn_layer *conv = nn_sequential_get(m, 0);
+        nn_tensor *p[3] = {x, nn_conv2d_weight(conv), nn_conv2d_bias(conv)};
+        float *got[2][4];
+        for (int by_hand = 0; by_hand < 2; by_hand++) {
+            nn_graph *g = nn_graph_new();
+            for (int i = 0; i < 3; i++) nn_tensor_zero_grad(p[i]);
+            nn_tensor *y = by_hand ? nn_maxpool2d(g, nn_relu(g, nn_conv2d(g, x, p[1], p[2], nn_window(1, 1))),
+                                                  2, 2, nn_window(2, 0))
+                                   : nn_layer_forward(m, g, x);
+            CHECK(y != NULL);
+            if (y) run_and_copy(g, y, p, got[by_hand]);
+            nn_graph_free(g);
+        }
+        size_t sizes[4] = {(size_t)3 * 5 * 4 * 3, p[0]->size, p[1]->size, p[2]->size};
+        for (int i = 0; i < 4; i++) {
+            CHECK_MSG(memcmp(got[0][i], got[1][i], sizes[i] * sizeof(float)) == 0,
+                      "%s differs (%d channels)", i ? "a gradient" : "the output", c);
+            free(got[0][i]);
+            free(got[1][i]);
+        }
+        nn_layer_free(m);
+        nn_tensor_free(x);
+    }
+}
+
 /* An input that also feeds another op: the pooling, convolution or matmul backward
  * must add to a gradient that already exists (x*x's backward ran first) or
  * start it (it ran first, x*x adds after), never overwrite. */
@@ -805,6 +885,8 @@ const test_case gradcheck_tests[] = {
     {"grad_rnn_through_time", test_grad_rnn_through_time},
     {"grad_conv2d", test_grad_conv2d},
     {"grad_conv2d_relu", test_grad_conv2d_relu},
+    {"grad_maxpool2d_relu", test_grad_maxpool2d_relu},
+    {"sequential_relu_maxpool_equals_ops", test_sequential_relu_maxpool_equals_ops},
     {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
     {"conv2d_direct_matches_im2col", test_conv2d_direct_matches_im2col},

@@ -111,6 +111,15 @@ nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tenso
 nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 
+/* nn_maxpool2d(nn_relu(x), ...) as relu(nn_maxpool2d(x, ...)) in one op:
+ * the same values and, away from NaNs, the same gradients (a ReLU commutes
+ * with a maximum), but the ReLU runs on the pooled output, a quarter of
+ * the size for 2x2 windows, and its mask is applied where the pooling's
+ * backward scatters dy, so the op before it (a convolution) does no
+ * masking and keeps nothing for it. nn_sequential uses it by itself for a
+ * ReLU layer followed by a max pooling layer. */
+nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
+
 /* Inverted dropout: each element is zeroed with probability p and the rest
  * scaled by 1/(1-p), drawing from rng. Always applies; a dropout layer in
  * evaluation mode simply does not call it. p in [0, 1). */

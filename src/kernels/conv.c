@@ -16,14 +16,27 @@
  * output rows, so results do not depend on the thread count. */
 #define PAR_MIN_WORK 100000 /* elements below which threads cost more than they save */
 
-/* Copy of a short row (a conv's 11- or 26-wide output rows): fixed-size
- * chunks the compiler turns into vector moves, the last one overlapping,
- * where a memcpy call costs more than the copy. */
+/* Copy of a short row (a conv's 11- or 26-wide output rows): a few 8-float
+ * moves, the last one overlapping, with no loop: compilers turn a copy loop
+ * into a memcpy call, which costs more than these rows' copy. */
+typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
+
+static inline void copy8(float *dst, const float *src)
+{
+    f8 v;
+    memcpy(&v, src, sizeof v);
+    memcpy(dst, &v, sizeof v);
+}
+
 static inline void copy_row(float *restrict dst, const float *restrict src, int n)
 {
-    if (n >= 8) {
-        for (int i = 0; i + 8 <= n; i += 8) memcpy(dst + i, src + i, 8 * sizeof(float));
-        memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+    if (n > 32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    } else if (n >= 8) {
+        copy8(dst, src);
+        if (n > 16) copy8(dst + 8, src + 8);
+        if (n > 24) copy8(dst + 16, src + 16);
+        copy8(dst + n - 8, src + n - 8);
     } else if (n >= 4) {
         memcpy(dst, src, 4 * sizeof(float));
         memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
@@ -238,76 +251,80 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float 
     }
 }
 
-void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax)
+static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, float *y, int *argmax)
 {
-    size_t planes = (size_t)s->n * s->c;
+    if (fast) {
+        maxpool_2x2(in, s, y, argmax);
+        return;
+    }
+    for (int oh = 0; oh < s->oh; oh++)
+        for (int ow = 0; ow < s->ow; ow++) {
+            /* The first maximum in row-major window order wins ties; a NaN
+             * wins over everything so it propagates. */
+            float best = 0.0f;
+            int idx = -1;
+            for (int ki = 0; ki < s->kh; ki++) {
+                int ih = oh * s->sh - s->pt + ki;
+                if (ih < 0 || ih >= s->h) continue;
+                for (int kj = 0; kj < s->kw; kj++) {
+                    int iw = ow * s->sw - s->pl + kj;
+                    if (iw < 0 || iw >= s->w) continue;
+                    float v = in[ih * s->w + iw];
+                    if (idx < 0 || v > best || (isnan(v) && !isnan(best))) {
+                        best = v;
+                        idx = ih * s->w + iw;
+                    }
+                }
+            }
+            y[oh * s->ow + ow] = best;
+            argmax[oh * s->ow + ow] = idx;
+        }
+}
+
+void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax)
+{
+    size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow;
     int fast = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 && s->pl == 0 &&
                2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #pragma omp parallel for schedule(static) if (planes * s->h * s->w > PAR_MIN_WORK)
     for (size_t p = 0; p < planes; p++) {
-        if (fast) {
-            size_t o = p * s->oh * s->ow;
-            maxpool_2x2(x + p * s->h * s->w, s, y + o, argmax + o);
-            continue;
-        }
-        const float *in = x + p * s->h * s->w;
-        for (int oh = 0; oh < s->oh; oh++)
-            for (int ow = 0; ow < s->ow; ow++) {
-                /* The first maximum in row-major window order wins ties; a
-                 * NaN wins over everything so it propagates. */
-                float best = 0.0f;
-                int idx = -1;
-                for (int ki = 0; ki < s->kh; ki++) {
-                    int ih = oh * s->sh - s->pt + ki;
-                    if (ih < 0 || ih >= s->h) continue;
-                    for (int kj = 0; kj < s->kw; kj++) {
-                        int iw = ow * s->sw - s->pl + kj;
-                        if (iw < 0 || iw >= s->w) continue;
-                        float v = in[ih * s->w + iw];
-                        if (idx < 0 || v > best || (isnan(v) && !isnan(best))) {
-                            best = v;
-                            idx = ih * s->w + iw;
-                        }
-                    }
-                }
-                size_t o = (p * s->oh + oh) * s->ow + ow;
-                y[o] = best;
-                argmax[o] = idx;
-            }
+        float *yp = y + p * ohw;
+        maxpool_plane(x + p * s->h * s->w, s, fast, yp, argmax + p * ohw);
+        if (relu)
+            for (size_t i = 0; i < ohw; i++) yp[i] = yp[i] > 0.0f ? yp[i] : 0.0f;
     }
 }
 
-void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s, int overwrite,
-                      float *dx)
+#define MASK_BLOCK 256 /* outputs whose ReLU mask is applied at a time */
+
+void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
+                      const float *relu_y, int overwrite, float *dx)
 {
     size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
-    /* 2x2 windows tiling the plane exactly: each input is in one window, so
-     * dx is written in one pass, window by window */
-    int tiled = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 &&
-                s->pl == 0 && 2 * s->oh == s->h && 2 * s->ow == s->w;
+    /* Windows that do not overlap (stride >= window): each input gets at
+     * most one gradient, so a zeroed plane takes plain stores - a vector
+     * memset and one store per output, where adding would read back every
+     * store. */
+    int disjoint = s->sh >= s->kh && s->sw >= s->kw;
 #pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
     for (size_t p = 0; p < planes; p++) {
-        const float *g = dy + p * ohw;
+        const float *g = dy + p * ohw, *ry = relu_y ? relu_y + p * ohw : NULL;
         const int *am = argmax + p * ohw;
         float *d = dx + p * hw;
-        if (tiled && overwrite) {
-            const int w = s->w, ow_n = s->ow;
-            for (int oh = 0; oh < s->oh; oh++) {
-                float *r0 = d + (size_t)(2 * oh) * w, *r1 = r0 + w;
-                const int base = 2 * oh * w;
-                for (int ow = 0; ow < ow_n; ow++) {
-                    int at = am[oh * ow_n + ow] - base, j = 2 * ow; /* 0..2w-1 */
-                    float v = g[oh * ow_n + ow];
-                    r0[j] = at == j ? v : 0.0f;
-                    r0[j + 1] = at == j + 1 ? v : 0.0f;
-                    r1[j] = at == w + j ? v : 0.0f;
-                    r1[j + 1] = at == w + j + 1 ? v : 0.0f;
-                }
-            }
-            continue;
-        }
         if (overwrite) memset(d, 0, hw * sizeof(float));
-        for (size_t i = 0; i < ohw; i++) d[am[i]] += g[i];
+        for (size_t i0 = 0; i0 < ohw; i0 += MASK_BLOCK) {
+            size_t n = ohw - i0 < MASK_BLOCK ? ohw - i0 : MASK_BLOCK;
+            const float *v = g + i0;
+            float masked[MASK_BLOCK];
+            if (ry) { /* a vector select first: a branch per output mispredicts */
+                for (size_t i = 0; i < n; i++) masked[i] = ry[i0 + i] > 0.0f ? v[i] : 0.0f;
+                v = masked;
+            }
+            if (overwrite && disjoint)
+                for (size_t i = 0; i < n; i++) d[am[i0 + i]] = v[i];
+            else
+                for (size_t i = 0; i < n; i++) d[am[i0 + i]] += v[i];
+        }
     }
 }
 

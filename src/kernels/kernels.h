@@ -141,12 +141,14 @@ void nn_k_nc_to_cn(int N, int C, size_t inner, const float *src, const float *ma
 void nn_k_sum_rows_acc(int N, int C, const float *sums, float *db);
 
 /* Pooling over s (c = channels, output oh x ow). maxpool stores, per output,
- * the index of the chosen input within its plane. */
-void nn_k_maxpool(const float *x, const nn_conv_shape *s, float *y, int *argmax);
+ * the index of the chosen input within its plane; with relu set, outputs
+ * that are not positive become 0 (relu after pooling). */
+void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax);
 /* Backward from dy into dx: added, or with overwrite set written whole
- * (dx's old contents are ignored). */
-void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s, int overwrite,
-                      float *dx);
+ * (dx's old contents are ignored). relu_y, when not NULL, is the forward's
+ * ReLU'd output: gradients of outputs that are not positive are dropped. */
+void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
+                      const float *relu_y, int overwrite, float *dx);
 void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y);
 void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx);
 

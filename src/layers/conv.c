@@ -103,18 +103,26 @@ typedef struct pool {
     int kernel, stride, padding, is_max;
 } pool;
 
-static nn_tensor *pool_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+nn_tensor *nn__pool_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu)
 {
     pool *p = (pool *)l;
     nn_window2d w = nn_window(p->stride, p->padding);
-    return p->is_max ? nn_maxpool2d(g, x, p->kernel, p->kernel, w)
-                     : nn_avgpool2d(g, x, p->kernel, p->kernel, w);
+    if (!p->is_max) return nn_avgpool2d(g, x, p->kernel, p->kernel, w);
+    return relu ? nn_maxpool2d_relu(g, x, p->kernel, p->kernel, w)
+                : nn_maxpool2d(g, x, p->kernel, p->kernel, w);
+}
+
+static nn_tensor *pool_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+{
+    return nn__pool_layer_forward(l, g, x, 0);
 }
 
 static void pool_destroy(nn_layer *l) { free(l); }
 
 static const nn_layer_vtable maxpool_vt = {"maxpool2d", pool_forward, NULL, NULL, pool_destroy};
 static const nn_layer_vtable avgpool_vt = {"avgpool2d", pool_forward, NULL, NULL, pool_destroy};
+
+int nn__is_maxpool_layer(const nn_layer *l) { return l && l->vt == &maxpool_vt; }
 
 int nn__is_conv_or_pool_layer(const nn_layer *l)
 {

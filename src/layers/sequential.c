@@ -18,10 +18,25 @@ typedef struct sequential {
     int count, capacity;
 } sequential;
 
+/* 1 if layers i and i+1 exist and are ReLU then max pooling. */
+static int relu_then_maxpool(const sequential *s, int i)
+{
+    return i + 1 < s->count && nn__is_relu_layer(s->layers[i]) && nn__is_maxpool_layer(s->layers[i + 1]);
+}
+
+/* ReLU + max pooling run as relu(maxpool) (the ReLU on the smaller pooled
+ * output; before a convolution's output is pooled, this spares the
+ * convolution's backward its ReLU mask); else conv + ReLU as one op. */
 static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
 {
     for (int i = 0; i < s->count && x; i++) {
-        if (i + 1 < s->count && nn__is_conv_layer(s->layers[i]) && nn__is_relu_layer(s->layers[i + 1])) {
+        if (relu_then_maxpool(s, i)) {
+            x = nn__pool_layer_forward(s->layers[i + 1], g, x, 1);
+            i++; /* the ReLU ran inside the pooling */
+            continue;
+        }
+        if (nn__is_conv_layer(s->layers[i]) && i + 1 < s->count && nn__is_relu_layer(s->layers[i + 1]) &&
+            !relu_then_maxpool(s, i + 1)) {
             x = nn__conv_layer_forward(s->layers[i], g, x, 1);
             i++; /* the ReLU ran inside the convolution */
             continue;

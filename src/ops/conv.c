@@ -164,27 +164,40 @@ static void maxpool_backward(nn_graph *g, const nn_node *n)
 {
     int fresh;
     float *dx = nn__grad_fresh(g, n->in[0], &fresh);
-    if (dx) nn_k_maxpool_bwd(n->out->grad, (const int *)n->aux, n->ptr, fresh, dx);
+    const float *relu_y = n->iarg[0] ? n->out->data : NULL;
+    if (dx) nn_k_maxpool_bwd(n->out->grad, (const int *)n->aux, n->ptr, relu_y, fresh, dx);
 }
 
-nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
+static nn_tensor *maxpool2d(nn_graph *g, const char *name, nn_tensor *x, int kh, int kw,
+                            nn_window2d win, int relu)
 {
-    if (!nn__inputs_ok(g, "nn_maxpool2d", &x, 1)) return NULL;
+    if (!nn__inputs_ok(g, name, &x, 1)) return NULL;
     if (2 * win.pad_top > kh || 2 * win.pad_bottom > kh || 2 * win.pad_left > kw ||
         2 * win.pad_right > kw)
-        return nn__fail(g, "nn_maxpool2d", "padding must be at most half the %dx%d window", kh, kw);
+        return nn__fail(g, name, "padding must be at most half the %dx%d window", kh, kw);
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
-    if (!s || !window_shape(g, "nn_maxpool2d", x, kh, kw, win, s)) return NULL;
+    if (!s || !window_shape(g, name, x, kh, kw, win, s)) return NULL;
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, s->c, s->oh, s->ow});
     int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
     if (!argmax) return NULL;
-    nn_k_maxpool(x->data, s, y->data, argmax);
+    nn_k_maxpool(x->data, s, relu, y->data, argmax);
     nn_node *n = nn__record(g, maxpool_backward, y, &x, 1);
     if (n) {
         n->ptr = s;
         n->aux = (float *)(void *)argmax;
+        n->iarg[0] = relu;
     }
     return y;
+}
+
+nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
+{
+    return maxpool2d(g, "nn_maxpool2d", x, kh, kw, win, 0);
+}
+
+nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
+{
+    return maxpool2d(g, "nn_maxpool2d_relu", x, kh, kw, win, 1);
 }
 
 static void avgpool_backward(nn_graph *g, const nn_node *n)
