@@ -784,6 +784,29 @@ static void test_maxpool_ties_and_values(void)
     nn_graph_free(g);
 }
 
+/* A NaN anywhere in a window wins (it propagates), on the 2x2 fast paths
+ * (even width: whole row blocks; odd width: row by row) as on the general
+ * path (3x3 windows). */
+static void test_maxpool_nan_propagates(void)
+{
+    static const int widths[] = {4, 5};
+    for (int wi = 0; wi < 2; wi++)
+        for (int pos = 0; pos < 4; pos++)
+            for (int k = 2; k <= 3; k++) {
+                int w = widths[wi];
+                nn_graph *g = nn_graph_new();
+                nn_tensor *x = nn_tensor_new4(1, 1, 4, w);
+                for (size_t i = 0; i < x->size; i++) x->data[i] = (float)i;
+                int at = (pos / 2) * w + pos % 2; /* within the first window */
+                x->data[at] = NAN;
+                nn_tensor *y = nn_maxpool2d(g, x, k, k, nn_window(k == 3 ? 1 : 2, 0));
+                CHECK_MSG(y && isnan(y->data[0]), "width %d, %dx%d window, NaN at %d: output %g", w, k, k,
+                          at, y ? (double)y->data[0] : 0.0);
+                nn_tensor_free(x);
+                nn_graph_free(g);
+            }
+}
+
 static void test_grad_avgpool2d(void)
 {
     static const window_ctx cases[] = {{2, 2, {2, 2, 0, 0, 0, 0}}, {3, 3, {2, 1, 1, 1, 1, 1}}};
@@ -886,6 +909,7 @@ const test_case gradcheck_tests[] = {
     {"grad_conv2d", test_grad_conv2d},
     {"grad_conv2d_relu", test_grad_conv2d_relu},
     {"grad_maxpool2d_relu", test_grad_maxpool2d_relu},
+    {"maxpool_nan_propagates", test_maxpool_nan_propagates},
     {"sequential_relu_maxpool_equals_ops", test_sequential_relu_maxpool_equals_ops},
     {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},

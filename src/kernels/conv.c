@@ -189,10 +189,14 @@ void nn_k_sum_rows_acc(int N, int C, const float *sums, float *db)
     }
 }
 
+/* 1 if v takes the place of best, the earlier candidate: v is greater, or v
+ * is a NaN and best is not (a NaN wins, so it propagates). Branch-free. */
+static inline int beats(float v, float best) { return v > best || (v != v && best == best); }
+
 /* The common 2x2 stride-2 unpadded case, without bounds checks and without
  * branches (data-dependent branches mispredict about half the time here): a
- * tournament of strict comparisons, which keeps the first maximum in
- * row-major order like the general loop.
+ * tournament, which keeps the first maximum (or the first NaN) in row-major
+ * order like the general loop.
  *
  * With an even width, the pairs of a block of whole input rows are
  * consecutive in memory, so the horizontal round runs as one long loop the
@@ -214,7 +218,7 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float 
             int pairs = rows * w / 2;
             for (int i = 0; i < pairs; i++) {
                 float a = p[2 * i], b = p[2 * i + 1];
-                int right = b > a;
+                int right = beats(b, a);
                 hm[i] = right ? b : a;
                 hi[i] = r0 * w + 2 * i + right;
             }
@@ -225,7 +229,7 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float 
                 float *yr = y + (size_t)oh * ow_n;
                 int *ar = argmax + (size_t)oh * ow_n;
                 for (int j = 0; j < ow_n; j++) {
-                    int bottom = m1[j] > m0[j];
+                    int bottom = beats(m1[j], m0[j]);
                     yr[j] = bottom ? m1[j] : m0[j];
                     ar[j] = bottom ? i1[j] : i0[j];
                 }
@@ -241,10 +245,10 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float 
         for (int ow = 0; ow < ow_n; ow++) {
             int j = 2 * ow;
             float a = r0[j], b = r0[j + 1], c = r1[j], d = r1[j + 1];
-            int top_right = b > a, bottom_right = d > c;
+            int top_right = beats(b, a), bottom_right = beats(d, c);
             float m0 = top_right ? b : a, m1 = bottom_right ? d : c;
             int i0 = row0 + j + top_right, i1 = row0 + w + j + bottom_right;
-            int bottom = m1 > m0;
+            int bottom = beats(m1, m0);
             yr[ow] = bottom ? m1 : m0;
             ar[ow] = bottom ? i1 : i0;
         }
