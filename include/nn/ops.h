@@ -106,7 +106,8 @@ nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tenso
 
 /* Max / average pooling with a kh x kw window over each channel of x
  * (N, C, H, W). Max pooling: padding must be at most half the window, the
- * first maximum in row-major window order wins ties. Average pooling divides
+ * first maximum in row-major window order wins ties, a NaN in a window
+ * wins (propagates). Average pooling divides
  * by kh*kw, counting padding as zeros (PyTorch's count_include_pad). */
 nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
