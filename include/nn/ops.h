@@ -113,8 +113,8 @@ nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d w
 nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 
 /* nn_maxpool2d(nn_relu(x), ...) as relu(nn_maxpool2d(x, ...)) in one op:
- * the same values and, away from NaNs, the same gradients (a ReLU commutes
- * with a maximum), but the ReLU runs on the pooled output, a quarter of
+ * away from NaNs, the same values and gradients (a ReLU commutes with a
+ * maximum; a window holding a NaN gives 0 here), but the ReLU runs on the pooled output, a quarter of
  * the size for 2x2 windows, and its mask is applied where the pooling's
  * backward scatters dy, so the op before it (a convolution) does no
  * masking and keeps nothing for it. nn_sequential uses it by itself for a
