@@ -214,16 +214,6 @@ nn_node *nn__record(nn_graph *g, nn__backward_fn backward, nn_tensor *out, nn_te
     return n;
 }
 
-float *nn__grad(nn_graph *g, nn_tensor *t)
-{
-    if (!t || !(t->flags & NN_REQUIRES_GRAD)) return NULL;
-    if (!t->grad) {
-        t->grad = nn__arena_alloc(g, t->size * sizeof(float));
-        if (t->grad) memset(t->grad, 0, t->size * sizeof(float));
-    }
-    return t->grad;
-}
-
 float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh)
 {
     *fresh = 0;
@@ -233,6 +223,14 @@ float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh)
         *fresh = t->grad != NULL;
     }
     return t->grad;
+}
+
+float *nn__grad(nn_graph *g, nn_tensor *t)
+{
+    int fresh;
+    float *grad = nn__grad_fresh(g, t, &fresh);
+    if (fresh) memset(grad, 0, t->size * sizeof(float));
+    return grad;
 }
 
 const char *nn__shape(const nn_tensor *t, nn__shape_buf *b)

@@ -6,10 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "kernels.h"
 
 /* Loops below split work by channel or plane: each thread owns distinct
@@ -114,37 +110,45 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
             }
 }
 
+typedef struct conv_dx_ctx {
+    const float *w, *dyt;
+    const nn_conv_shape *s;
+    float *scratch, *dx;
+    int oc, chunk, overwrite;
+} conv_dx_ctx;
+
+/* Input channels [c0, c1) of dx, start to end: zeroed if overwriting, then
+ * a chunk of images at a time, their col rows = W^T dy and col2im. */
+static void conv_dx_channels(void *ctx, int c0, int c1)
+{
+    const conv_dx_ctx *t = ctx;
+    const nn_conv_shape *s = t->s;
+    const int kk = s->kh * s->kw, ckk = s->c * kk;
+    const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
+    if (t->overwrite)
+        for (int n = 0; n < s->n; n++)
+            memset(t->dx + ((size_t)n * s->c + c0) * hw, 0, (size_t)(c1 - c0) * hw * sizeof(float));
+    for (int n0 = 0; n0 < s->n; n0 += t->chunk) {
+        nn_conv_shape part = *s;
+        part.n = s->n - n0 < t->chunk ? s->n - n0 : t->chunk;
+        int pcols = (int)(part.n * ohw);
+        /* these channels' rows of the chunk's col, in their own part of
+         * scratch whatever the chunk's width (the threads are not in
+         * step); col is where row 0 would be */
+        float *rows = t->scratch + (size_t)c0 * kk * t->chunk * ohw;
+        const float *col = rows - (size_t)c0 * kk * pcols;
+        nn_sgemm(1, 0, (c1 - c0) * kk, pcols, t->oc, 1.0f, t->w + (size_t)c0 * kk, ckk,
+                 t->dyt + (size_t)n0 * ohw, (int)cols, 0.0f, rows, pcols);
+        col2im_channels(col, &part, c0, c1, t->dx + (size_t)n0 * s->c * hw);
+    }
+}
+
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,
                   int chunk, int overwrite, float *dx)
 {
-    const int kk = s->kh * s->kw, ckk = s->c * kk;
-    const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
-#pragma omp parallel if (cols * ckk * oc > PAR_MIN_WORK)
-    {
-        int nt = 1, me = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        int c0 = (int)((long)s->c * me / nt), c1 = (int)((long)s->c * (me + 1) / nt);
-        size_t hw = (size_t)s->h * s->w;
-        if (overwrite)
-            for (int n = 0; n < s->n && c0 < c1; n++)
-                memset(dx + ((size_t)n * s->c + c0) * hw, 0, (size_t)(c1 - c0) * hw * sizeof(float));
-        for (int n0 = 0; n0 < s->n && c0 < c1; n0 += chunk) {
-            nn_conv_shape part = *s;
-            part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
-            int pcols = (int)(part.n * ohw);
-            /* this thread's channels' rows of the chunk's col = W^T dy, in
-             * its own part of scratch whatever the chunk's width (the
-             * threads are not in step); col is where row 0 would be */
-            float *rows = scratch + (size_t)c0 * kk * chunk * ohw;
-            const float *col = rows - (size_t)c0 * kk * pcols;
-            nn_sgemm(1, 0, (c1 - c0) * kk, pcols, oc, 1.0f, w + (size_t)c0 * kk, ckk,
-                     dyt + (size_t)n0 * ohw, (int)cols, 0.0f, rows, pcols);
-            col2im_channels(col, &part, c0, c1, dx + (size_t)n0 * s->c * s->h * s->w);
-        }
-    }
+    conv_dx_ctx ctx = {w, dyt, s, scratch, dx, oc, chunk, overwrite};
+    size_t work = (size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw * oc;
+    nn_k_parallel_rows(s->c, 1, work > PAR_MIN_WORK, conv_dx_channels, &ctx);
 }
 
 void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,
