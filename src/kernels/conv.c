@@ -3,7 +3,6 @@
  * conv2d runs as one GEMM over the whole batch: im2col lays the input out as
  * col[C*KH*KW][N*OH*OW], so W[OC][C*KH*KW] x col gives the output as
  * [OC][N*OH*OW], which is then transposed to NCHW with the bias added. */
-#include <math.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -278,7 +277,7 @@ static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, flo
                     int iw = ow * s->sw - s->pl + kj;
                     if (iw < 0 || iw >= s->w) continue;
                     float v = in[ih * s->w + iw];
-                    if (idx < 0 || v > best || (isnan(v) && !isnan(best))) {
+                    if (idx < 0 || beats(v, best)) {
                         best = v;
                         idx = ih * s->w + iw;
                     }
@@ -298,8 +297,7 @@ void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, in
     for (size_t p = 0; p < planes; p++) {
         float *yp = y + p * ohw;
         maxpool_plane(x + p * s->h * s->w, s, fast, yp, argmax + p * ohw);
-        if (relu)
-            for (size_t i = 0; i < ohw; i++) yp[i] = yp[i] > 0.0f ? yp[i] : 0.0f;
+        if (relu) nn_k_relu(ohw, yp, yp);
     }
 }
 
