@@ -18,10 +18,16 @@ typedef struct sequential {
     int count, capacity;
 } sequential;
 
-/* 1 if layers i and i+1 exist and are ReLU then max pooling. */
+/* 1 if layers i and i+1 exist and are of the two kinds. */
+static int pair_at(const sequential *s, int i, int (*first)(const nn_layer *),
+                   int (*second)(const nn_layer *))
+{
+    return i + 1 < s->count && first(s->layers[i]) && second(s->layers[i + 1]);
+}
+
 static int relu_then_maxpool(const sequential *s, int i)
 {
-    return i + 1 < s->count && nn__is_relu_layer(s->layers[i]) && nn__is_maxpool_layer(s->layers[i + 1]);
+    return pair_at(s, i, nn__is_relu_layer, nn__is_maxpool_layer);
 }
 
 /* ReLU + max pooling run as relu(maxpool) (the ReLU on the smaller pooled
@@ -35,8 +41,7 @@ static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
             i++; /* the ReLU ran inside the pooling */
             continue;
         }
-        if (nn__is_conv_layer(s->layers[i]) && i + 1 < s->count && nn__is_relu_layer(s->layers[i + 1]) &&
-            !relu_then_maxpool(s, i + 1)) {
+        if (pair_at(s, i, nn__is_conv_layer, nn__is_relu_layer) && !relu_then_maxpool(s, i + 1)) {
             x = nn__conv_layer_forward(s->layers[i], g, x, 1);
             i++; /* the ReLU ran inside the convolution */
             continue;

@@ -53,6 +53,33 @@ static int split_rows(const rnn_info *r)
     return (double)r->T * r->B * r->G * r->H * r->H >= 4e6 && r->B >= 2 * ROW_ALIGN;
 }
 
+/* C (M x N) = A op(W_hh) + beta C for a block of rows: from the packed
+ * W_hh when there is one (tb as it was packed with), else packing itself. */
+static void w_hh_gemm(const bptt_ctx *x, int tb, int M, int N, int K, const float *A, int lda,
+                      float beta, float *C, int ldc)
+{
+    if (x->w_packed)
+        nn_sgemm_packed_b(tb, M, N, K, 1.0f, A, lda, x->w_hh, x->r->H, x->w_packed, beta, C, ldc);
+    else
+        nn_sgemm(0, tb, M, N, K, 1.0f, A, lda, x->w_hh, x->r->H, beta, C, ldc);
+}
+
+/* W_hh packed once as op(W_hh) (K x N) for the split path; NULL when the
+ * batch is not split. *ok is 0 if memory ran out. */
+static const float *pack_w_hh(nn_graph *g, const rnn_info *r, int tb, int K, int N, const float *w,
+                              int *ok)
+{
+    *ok = 1;
+    if (!split_rows(r)) return NULL;
+    float *wp = nn__arena_alloc(g, nn_k_packed_b_floats(K, N) * sizeof(float));
+    if (!wp) {
+        *ok = 0;
+        return NULL;
+    }
+    nn_k_pack_b(tb, K, N, w, r->H, wp);
+    return wp;
+}
+
 /* Forward steps 0..T-1 for batch rows [b0, b1): z += h_{t-1} W_hh^T, then
  * the cell. */
 static void forward_rows(void *p, int b0, int b1)
@@ -65,11 +92,7 @@ static void forward_rows(void *p, int b0, int b1)
         const float *hprev = t ? x->hs + (size_t)(t - 1) * bh : r->h_init;
         float *z = x->gates + (size_t)t * bgh + (size_t)b0 * GH;
         float *ht = x->hs + (size_t)t * bh + (size_t)b0 * H;
-        if (hprev && x->w_packed)
-            nn_sgemm_packed_b(1, nb, GH, H, 1.0f, hprev + (size_t)b0 * H, H, x->w_hh, H,
-                              x->w_packed, 1.0f, z, GH);
-        else if (hprev)
-            nn_sgemm(0, 1, nb, GH, H, 1.0f, hprev + (size_t)b0 * H, H, x->w_hh, H, 1.0f, z, GH);
+        if (hprev) w_hh_gemm(x, 1, nb, GH, H, hprev + (size_t)b0 * H, H, 1.0f, z, GH);
         if (r->cell == NN_CELL_LSTM) {
             const float *c_prev = t ? r->cs + (size_t)(t - 1) * bh : r->c_init;
             nn_k_lstm_cell(nb, H, z, c_prev ? c_prev + (size_t)b0 * H : NULL,
@@ -100,10 +123,7 @@ static void bptt_rows(void *p, int b0, int b1)
         } else {
             nn_k_rnn_cell_bwd((size_t)nb * H, x->hs + (size_t)t * bh + rh, dh, dzt);
         }
-        if (x->w_packed)
-            nn_sgemm_packed_b(0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, x->w_packed, 0.0f, dh_next, H);
-        else
-            nn_sgemm(0, 0, nb, H, GH, 1.0f, dzt, GH, x->w_hh, H, 0.0f, dh_next, H);
+        w_hh_gemm(x, 0, nb, H, GH, dzt, GH, 0.0f, dh_next, H);
     }
 }
 
@@ -123,13 +143,12 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
     if (!dz || !dh_next || !dc || !dh) return;
     memset(dh_next, 0, bh * sizeof(float));
     memset(dc, 0, bh * sizeof(float));
-    int split = split_rows(r);
-    float *wp = split ? nn__arena_alloc(g, nn_k_packed_b_floats(GH, H) * sizeof(float)) : NULL;
-    if (split && !wp) return;
-    if (wp) nn_k_pack_b(0, GH, H, w_hh->data, H, wp);
+    int ok;
+    const float *wp = pack_w_hh(g, r, 0, GH, H, w_hh->data, &ok);
+    if (!ok) return;
     bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs,
                     .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh};
-    nn_k_parallel_rows(B, ROW_ALIGN, split, bptt_rows, &ctx);
+    nn_k_parallel_rows(B, ROW_ALIGN, wp != NULL, bptt_rows, &ctx);
     float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
     float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh), *g_x = nn__grad(g, x);
     if (g_whh) {
@@ -190,12 +209,11 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
     nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
     nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
-    int split = split_rows(r);
-    float *wp = split ? nn__arena_alloc(g, nn_k_packed_b_floats(H, GH) * sizeof(float)) : NULL;
-    if (split && !wp) return NULL;
-    if (wp) nn_k_pack_b(1, H, GH, w_hh->data, H, wp);
+    int ok;
+    const float *wp = pack_w_hh(g, r, 1, H, GH, w_hh->data, &ok);
+    if (!ok) return NULL;
     bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs->data};
-    nn_k_parallel_rows(B, ROW_ALIGN, split, forward_rows, &ctx);
+    nn_k_parallel_rows(B, ROW_ALIGN, wp != NULL, forward_rows, &ctx);
     if (h_n) memcpy(h_n->data + state_offset, hs->data + (size_t)(T - 1) * bh, bh * sizeof(float));
     if (c_n && cell == NN_CELL_LSTM)
         memcpy(c_n->data + state_offset, r->cs + (size_t)(T - 1) * bh, bh * sizeof(float));
