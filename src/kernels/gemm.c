@@ -196,6 +196,21 @@ static void pack_a_block(int ta, const float *A, int lda, int M, int t0, int t1,
     }
 }
 
+/* Columns [0, w) (w <= 8) of a B panel (dst, rows NR apart) from w rows of
+ * the stored B^T (src, rows lds apart), each holding one column along k:
+ * 8 x 8 blocks transposed in registers, the rest one value at a time. */
+static void pack_b_cols_t(const float *src, int lds, int kc, int w, float *dst)
+{
+    int k_done = 0;
+#if HAVE_SHUFFLEVECTOR
+    if (w == 8)
+        for (; k_done + 8 <= kc; k_done += 8)
+            transpose8(src + k_done, lds, dst + (size_t)k_done * NR, NR);
+#endif
+    for (int q = 0; q < w; q++)
+        for (int k = k_done; k < kc; k++) dst[(size_t)k * NR + q] = src[(size_t)q * lds + k];
+}
+
 /* Pack rows [p0, p0+kc) x cols [j0, j0+nr) of op(B) as kc groups of NR
  * values (zero-padded columns past nr). */
 static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0, int nr,
@@ -215,19 +230,51 @@ static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0
         return;
     }
     if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
-    int k_done = 0;
-#if HAVE_SHUFFLEVECTOR
-    if (nr == NR && NR % 8 == 0) { /* 8 x 8 blocks transposed in registers */
-        for (; k_done + 8 <= kc; k_done += 8)
-            for (int j = 0; j < NR; j += 8)
-                transpose8(B + (size_t)(j0 + j) * ldb + p0 + k_done, ldb,
-                           dst + (size_t)k_done * NR + j, NR);
+    for (int j = 0; j < nr; j += 8)
+        pack_b_cols_t(B + (size_t)(j0 + j) * ldb + p0, ldb, kc, span(nr, j, 8), dst + j);
+}
+
+/* Rows of the stored B produced on demand for one panel: 8 of them (tb) or
+ * one K block's (not tb). Per thread, so that it stays in L1. */
+static _Thread_local float gen_rows[8 * KC] __attribute__((aligned(64)));
+
+/* The same panel of an op(B) that g produces on demand. */
+static void pack_b_generated(int tb, const nn_k_b_source *g, int p0, int kc, int j0, int nr,
+                             float *dst)
+{
+    if (!tb) {
+        g->rows(g->ctx, p0, kc, j0, nr, dst, NR);
+        if (nr < NR)
+            for (int k = 0; k < kc; k++)
+                memset(dst + (size_t)k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
+        return;
     }
-#endif
-    for (int j = 0; j < nr; j++) { /* column j0+j of op(B) is contiguous along k */
-        const float *src = B + (size_t)(j0 + j) * ldb + p0;
-        for (int k = k_done; k < kc; k++) dst[(size_t)k * NR + j] = src[k];
+    if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
+    for (int j = 0; j < nr; j += 8) {
+        int w = span(nr, j, 8);
+        g->rows(g->ctx, j0 + j, w, p0, kc, gen_rows, kc);
+        pack_b_cols_t(gen_rows, kc, kc, w, dst + j);
     }
+}
+
+/* op(B) as the packed loops see it: stored (B, ldb, tb), or produced by a
+ * generator, or already packed whole (packed, with B as the fallback);
+ * k0 is the row of op(B) that row 0 of the product reads (a K chunk). */
+typedef struct b_operand {
+    int tb;
+    const float *B;
+    int ldb;
+    const nn_k_b_source *gen;
+    const float *packed;
+    int k0;
+} b_operand;
+
+static void pack_b(const b_operand *b, int p0, int kc, int j0, int nr, float *dst)
+{
+    if (b->gen)
+        pack_b_generated(b->tb, b->gen, b->k0 + p0, kc, j0, nr, dst);
+    else
+        pack_b_panel(b->tb, b->B, b->ldb, b->k0 + p0, kc, j0, nr, dst);
 }
 
 static void scale_c(int M, int N, float beta, float *C, int ldc)
@@ -351,13 +398,12 @@ static int split_along_m(int M, int N, int p)
  * slice of op(B) (unless panel holds it packed already) and run the
  * micro-kernel down the column. pa holds the block's packed A tiles from
  * it0 on. */
-static void sweep_column(int tb, int M, int N, const float *B, int ldb, const float *panel,
-                         float *C, int ldc, int p0, int kc, int jt, int it0, int it1,
-                         const float *pa, int overwrite)
+static void sweep_column(const b_operand *b, int M, int N, const float *panel, float *C, int ldc,
+                         int p0, int kc, int jt, int it0, int it1, const float *pa, int overwrite)
 {
     int nr = span(N, jt * NR, NR);
     if (!panel) {
-        pack_b_panel(tb, B, ldb, p0, kc, jt * NR, nr, pack_b_local);
+        pack_b(b, p0, kc, jt * NR, nr, pack_b_local);
         panel = pack_b_local;
     }
     for (int it = it0; it < it1; it++) {
@@ -402,10 +448,12 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst)
         }
 }
 
-/* One thread's share: C tiles [it0, it1) x [jt0, jt1). */
-static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                      const float *B, int ldb, const float *bp, float beta, float *C, int ldc,
-                      int it0, int it1, int jt0, int jt1)
+/* One thread's share: C tiles [it0, it1) x [jt0, jt1). 0 if memory for
+ * packing A ran out and op(B) is generated (otherwise a plain loop over the
+ * stored B stands in). */
+static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, int lda,
+                     const b_operand *b, float beta, float *C, int ldc, int it0, int it1, int jt0,
+                     int jt1)
 {
     int kblocks, kc_max;
     k_blocking(K, &kblocks, &kc_max);
@@ -417,6 +465,7 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
      * every column of tiles while they stay in L2. */
     int resident = a_block * kblocks * sizeof(float) <= RESIDENT_A_BYTES;
     float *pa = grow(&pack_a, &pack_a_cap, resident ? a_block * kblocks : a_block);
+    if (!pa && b->gen) return 0;
     int i0 = it0 * MR, j0 = jt0 * NR;
     int m = M - i0 < rows ? M - i0 : rows, n = N - j0 < (jt1 - jt0) * NR ? N - j0 : (jt1 - jt0) * NR;
     /* beta = 0: the first K block stores instead of adding (C is not read,
@@ -424,9 +473,10 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
     int overwrite = beta == 0.0f;
     if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
     if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
-        gemm_small(ta, tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda,
-                   tb ? B + (size_t)j0 * ldb : B + j0, ldb, C + (size_t)i0 * ldc + j0, ldc);
-        return;
+        const float *B = b->tb ? b->B + (size_t)j0 * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + j0;
+        gemm_small(ta, b->tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda, B, b->ldb,
+                   C + (size_t)i0 * ldc + j0, ldc);
+        return 1;
     }
     if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
@@ -436,18 +486,19 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
         for (int jt = jt0; jt < jt1; jt++)
             for (int kb = 0; kb < kblocks; kb++) {
                 int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-                sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc,
-                             jt, it0, it1, pa + kb * a_block, overwrite && kb == 0);
+                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
+                             it0, it1, pa + kb * a_block, overwrite && kb == 0);
             }
-        return;
+        return 1;
     }
     for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
         int p0 = kb * kc_max, kc = span(K, p0, kc_max);
         pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
         for (int jt = jt0; jt < jt1; jt++)
-            sweep_column(tb, M, N, B, ldb, packed_panel(bp, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
+            sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
                          it0, it1, pa, overwrite && kb == 0);
     }
+    return 1;
 }
 
 /* A small C with a long K (a convolution's weight gradient: 64 x 288 with
@@ -460,23 +511,63 @@ static void gemm_rect(int ta, int tb, int M, int N, int K, float alpha, const fl
 #define KSPLIT_MIN_CHUNKS 6
 #define KSPLIT_MAX_C 65536 /* elements of C */
 
-static int gemm_ksplit(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                       const float *B, int ldb, float beta, float *C, int ldc)
+static int is_ksplit_shape(int M, int N, int K)
+{
+    return K >= KSPLIT_MIN_CHUNKS * KSPLIT_CHUNK && (size_t)M * N <= KSPLIT_MAX_C;
+}
+
+static int gemm_ksplit(int ta, int M, int N, int K, float alpha, const float *A, int lda,
+                       const b_operand *b, float beta, float *C, int ldc)
 {
     int chunks = (K + KSPLIT_CHUNK - 1) / KSPLIT_CHUNK;
     size_t mn = (size_t)M * N;
     float *part = grow(&part_buf, &part_cap, (size_t)chunks * mn);
     if (!part) return 0;
-    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(static)
+    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR, ok = 1;
+#pragma omp parallel for schedule(static) reduction(&& : ok)
     for (int ch = 0; ch < chunks; ch++) {
         int k0 = (int)((long)K * ch / chunks), k1 = (int)((long)K * (ch + 1) / chunks);
-        gemm_rect(ta, tb, M, N, k1 - k0, alpha, ta ? A + (size_t)k0 * lda : A + k0, lda,
-                  tb ? B + k0 : B + (size_t)k0 * ldb, ldb, NULL, 0.0f, part + (size_t)ch * mn, N, 0,
-                  m_tiles, 0, n_tiles);
+        b_operand chunk_b = *b;
+        chunk_b.k0 += k0;
+        ok = gemm_rect(ta, M, N, k1 - k0, alpha, ta ? A + (size_t)k0 * lda : A + k0, lda, &chunk_b,
+                       0.0f, part + (size_t)ch * mn, N, 0, m_tiles, 0, n_tiles) && ok;
     }
+    if (!ok) return 0;
     sum_partials(M, N, chunks, part, 1.0f, beta, C, ldc); /* alpha is in the partials */
     return 1;
+}
+
+/* The packed paths of a product big enough to repay packing: K chunks (by
+ * shape alone: the same path, and bits, on any thread count) or C's tiles
+ * split between the threads. 0 if out of memory (C partly written). */
+static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A, int lda,
+                       const b_operand *b, float beta, float *C, int ldc)
+{
+    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR, ok = 1;
+    /* Called from inside a parallel region, the caller's threads already
+     * share the work. */
+    int threaded = 2.0 * M * N * K >= 4e6;
+#ifdef _OPENMP
+    threaded = threaded && !omp_in_parallel();
+#endif
+    if (is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
+        return 1;
+    (void)threaded; /* read only by the OpenMP pragma */
+#pragma omp parallel if (threaded) reduction(&& : ok)
+    {
+        int nthreads = 1, me = 0;
+#ifdef _OPENMP
+        nthreads = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        int split_m = split_along_m(M, N, nthreads);
+        int tiles = split_m ? m_tiles : n_tiles;
+        int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
+        if (lo < hi)
+            ok = split_m ? gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, lo, hi, 0, n_tiles)
+                         : gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, 0, m_tiles, lo, hi);
+    }
+    return ok;
 }
 
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -492,37 +583,20 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* also the no-memory path */
         return;
     }
-    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
-    /* Called from inside a parallel region, the caller's threads already
-     * share the work. */
-    int threaded = flops >= 4e6;
-#ifdef _OPENMP
-    threaded = threaded && !omp_in_parallel();
-#endif
-    /* chosen by shape alone: the same path, and bits, on any thread count */
-    if (K >= KSPLIT_MIN_CHUNKS * KSPLIT_CHUNK && (size_t)M * N <= KSPLIT_MAX_C &&
-        gemm_ksplit(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-        return;
-    (void)threaded; /* read only by the OpenMP pragma */
-#pragma omp parallel if (threaded)
-    {
-        int nthreads = 1, me = 0;
-#ifdef _OPENMP
-        nthreads = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        int split_m = split_along_m(M, N, nthreads);
-        int tiles = split_m ? m_tiles : n_tiles;
-        int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
-        if (lo < hi) {
-            if (split_m)
-                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, lo, hi, 0,
-                          n_tiles);
-            else
-                gemm_rect(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, 0, m_tiles, lo,
-                          hi);
-        }
+    b_operand b = {tb, B, ldb, NULL, NULL, 0};
+    gemm_packed(ta, M, N, K, alpha, A, lda, &b, beta, C, ldc); /* stored B: cannot fail */
+}
+
+int nn_sgemm_generated_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const nn_k_b_source *gen, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return 1;
     }
+    b_operand b = {tb, NULL, 0, gen, NULL, 0};
+    return gemm_packed(0, M, N, K, alpha, A, lda, &b, beta, C, ldc);
 }
 
 void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -533,6 +607,7 @@ void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A,
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_rect(0, tb, M, N, K, alpha, A, lda, B, ldb, bp, beta, C, ldc, 0, (M + MR - 1) / MR, 0,
+    b_operand b = {tb, B, ldb, NULL, bp, 0};
+    gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, 0, (M + MR - 1) / MR, 0,
               (N + NR - 1) / NR);
 }

@@ -25,6 +25,20 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst);
 void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, const float *bp, float beta, float *C, int ldc);
 
+/* A B operand that is never stored whole (a convolution's im2col columns):
+ * rows() writes rows [r0, r0+nrows) x columns [c0, c0+ncols) of the stored
+ * B (N x K if tb, else K x N) to dst, rows ldd apart, when the product
+ * packs them. nn_sgemm_generated_b is nn_sgemm with ta = 0 over such a B,
+ * always on the packed paths: for shapes that are not tiny, the same bits
+ * as nn_sgemm over the stored matrix. rows() is called from several
+ * threads at once. Returns 0 if memory ran out (C is then undefined). */
+typedef struct nn_k_b_source {
+    void (*rows)(const void *ctx, int r0, int nrows, int c0, int ncols, float *dst, int ldd);
+    const void *ctx;
+} nn_k_b_source;
+int nn_sgemm_generated_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const nn_k_b_source *gen, float beta, float *C, int ldc);
+
 /* Run fn over rows [0, rows) split between the threads in contiguous ranges
  * that start at multiples of align (one call per thread, on the whole range
  * when parallel is 0 or there is one thread). For work whose rows are
