@@ -151,10 +151,100 @@ static void test_fast_math_matches_libm(void)
     CHECK(isnan(nn_fast_expf(NAN)) && isnan(nn_fast_tanhf(NAN)) && isnan(nn_fast_sigmoidf(NAN)));
 }
 
+/* col[tap][position] of an NCHW input, straight from the definition. */
+static float naive_col(const float *x, const nn_conv_shape *s, int tap, int pos)
+{
+    int kk = s->kh * s->kw, c = tap / kk, ki = tap % kk / s->kw, kj = tap % s->kw;
+    int ohw = s->oh * s->ow, n = pos / ohw, oh = pos % ohw / s->ow, ow = pos % s->ow;
+    int ih = oh * s->sh - s->pt + ki, iw = ow * s->sw - s->pl + kj;
+    if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) return 0.0f;
+    return x[(((size_t)n * s->c + c) * s->h + ih) * s->w + iw];
+}
+
+/* Output size from a window and total padding, as the conv op computes it. */
+static nn_conv_shape conv_shape(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt,
+                                int pl, int pad_h, int pad_w)
+{
+    nn_conv_shape s = {n, c, h, w, kh, kw, sh, sw, pt, pl, 0, 0};
+    s.oh = (h + pad_h - kh) / sh + 1;
+    s.ow = (w + pad_w - kw) / sw + 1;
+    return s;
+}
+
+/* Blocks of the im2col matrix and of its transpose, at unaligned offsets,
+ * for unpadded, padded (top/left and implied bottom/right) and strided
+ * windows: every entry as the definition gives it, padding as 0. */
+static void test_im2col_block_matches_definition(void)
+{
+    const nn_conv_shape shapes[] = {
+        conv_shape(3, 2, 7, 6, 3, 3, 1, 1, 0, 0, 0, 0), conv_shape(2, 3, 6, 7, 3, 2, 1, 1, 1, 1, 2, 1),
+        conv_shape(2, 2, 9, 8, 3, 3, 2, 2, 1, 0, 1, 1), conv_shape(4, 1, 5, 5, 5, 5, 1, 1, 2, 2, 4, 4)};
+    nn_rng r;
+    nn_rng_seed(&r, 11);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const nn_conv_shape *s = &shapes[t];
+        float *x = random_matrix(&r, (size_t)s->n * s->c * s->h * s->w);
+        for (int x_i = 0; x_i < s->n * s->c * s->h * s->w; x_i++) x[x_i] += 2.0f; /* no zeros */
+        int taps = s->c * s->kh * s->kw, positions = s->n * s->oh * s->ow, bad = 0;
+        for (int transposed = 0; transposed <= 1; transposed++) {
+            int rows = transposed ? positions : taps, cols = transposed ? taps : positions;
+            int blocks[][4] = {{0, rows, 0, cols}, {1, rows - 2, 3, cols - 5 < 48 ? cols - 5 : 48},
+                               {rows / 2, rows - rows / 2, cols / 3, cols - cols / 3}};
+            for (int b = 0; b < 3; b++) {
+                int r0 = blocks[b][0], nr = blocks[b][1], c0 = blocks[b][2], nc = blocks[b][3];
+                int ldd = nc + 3;
+                float *d = malloc((size_t)nr * ldd * sizeof *d);
+                nn_k_im2col_block(x, s, transposed, r0, nr, c0, nc, d, ldd);
+                for (int i = 0; i < nr; i++)
+                    for (int j = 0; j < nc; j++) {
+                        int tap = transposed ? c0 + j : r0 + i, pos = transposed ? r0 + i : c0 + j;
+                        bad += d[(size_t)i * ldd + j] != naive_col(x, s, tap, pos);
+                    }
+                free(d);
+            }
+        }
+        CHECK_MSG(bad == 0, "shape %zu: %d entries differ from the definition", t, bad);
+        free(x);
+    }
+}
+
+/* The convolution GEMMs that build their columns panel by panel give the
+ * bits of nn_sgemm over the stored columns: the forward (split between
+ * threads by columns) and the weight gradient (a short K, and a K long
+ * enough to be cut into chunks). */
+static void test_conv_gemm_equals_stored_columns(void)
+{
+    const nn_conv_shape shapes[] = {conv_shape(4, 8, 9, 9, 3, 3, 1, 1, 1, 1, 2, 2),
+                                    conv_shape(64, 4, 12, 12, 3, 3, 1, 1, 0, 0, 0, 0)};
+    nn_rng r;
+    nn_rng_seed(&r, 12);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const nn_conv_shape *s = &shapes[t];
+        int oc = 16, taps = s->c * s->kh * s->kw, positions = s->n * s->oh * s->ow;
+        float *x = random_matrix(&r, (size_t)s->n * s->c * s->h * s->w);
+        float *w = random_matrix(&r, (size_t)oc * taps), *dyt = random_matrix(&r, (size_t)oc * positions);
+        float *col = malloc((size_t)taps * positions * sizeof *col);
+        float *y_gen = malloc((size_t)oc * positions * sizeof *y_gen);
+        float *y_ref = malloc((size_t)oc * positions * sizeof *y_ref);
+        float *dw_gen = random_matrix(&r, (size_t)oc * taps), *dw_ref = malloc((size_t)oc * taps * sizeof *dw_ref);
+        memcpy(dw_ref, dw_gen, (size_t)oc * taps * sizeof *dw_ref);
+        nn_k_im2col_block(x, s, 0, 0, taps, 0, positions, col, positions);
+        nn_sgemm(0, 0, oc, positions, taps, 1.0f, w, taps, col, positions, 0.0f, y_ref, positions);
+        nn_sgemm(0, 1, oc, taps, positions, 1.0f, dyt, positions, col, positions, 1.0f, dw_ref, taps);
+        CHECK(nn_k_conv_gemm(w, oc, x, s, y_gen) && nn_k_conv_dw_acc(dyt, oc, x, s, dw_gen));
+        CHECK_MSG(!memcmp(y_gen, y_ref, (size_t)oc * positions * sizeof *y_gen), "shape %zu: forward", t);
+        CHECK_MSG(!memcmp(dw_gen, dw_ref, (size_t)oc * taps * sizeof *dw_gen), "shape %zu: weight gradient", t);
+        free(x), free(w), free(dyt), free(col), free(y_gen), free(y_ref), free(dw_gen), free(dw_ref);
+    }
+}
+
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
-    {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},{"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
-                                {"gemm_alpha_beta", test_gemm_alpha_beta},
-                                {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
-                                {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
-                                {NULL, NULL}};
+    {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
+    {"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
+    {"gemm_alpha_beta", test_gemm_alpha_beta},
+    {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
+    {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
+    {"im2col_block_matches_definition", test_im2col_block_matches_definition},
+    {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
+    {NULL, NULL}};

@@ -2,43 +2,23 @@
  *
  * conv2d runs as one GEMM over the whole batch: im2col lays the input out as
  * col[C*KH*KW][N*OH*OW], so W[OC][C*KH*KW] x col gives the output as
- * [OC][N*OH*OW], which is then transposed to NCHW with the bias added. */
+ * [OC][N*OH*OW], which is then transposed to NCHW with the bias added. col
+ * is never stored whole: the GEMM asks for it a panel at a time, built from
+ * the input (which stays in cache) where the panel is packed, instead of
+ * writing and reading back nine copies of the input through memory. */
 #include <string.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "kernels.h"
+
+#define GATHER_MAX 256 /* rows or columns of col located at a time */
 
 /* Loops below split work by channel or plane: each thread owns distinct
  * output rows, so results do not depend on the thread count. */
 #define PAR_MIN_WORK 100000 /* elements below which threads cost more than they save */
-
-/* Copy of a short row (a conv's 11- or 26-wide output rows): a few 8-float
- * moves, the last one overlapping, with no loop: compilers turn a copy loop
- * into a memcpy call, which costs more than these rows' copy. */
-typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
-
-static inline void copy8(float *dst, const float *src)
-{
-    f8 v;
-    memcpy(&v, src, sizeof v);
-    memcpy(dst, &v, sizeof v);
-}
-
-static inline void copy_row(float *restrict dst, const float *restrict src, int n)
-{
-    if (n > 32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else if (n >= 8) {
-        copy8(dst, src);
-        if (n > 16) copy8(dst + 8, src + 8);
-        if (n > 24) copy8(dst + 16, src + 16);
-        copy8(dst + n - 8, src + n - 8);
-    } else if (n >= 4) {
-        memcpy(dst, src, 4 * sizeof(float));
-        memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
-    } else {
-        for (int i = 0; i < n; i++) dst[i] = src[i];
-    }
-}
 
 void nn_k_conv_valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi)
 {
@@ -51,34 +31,137 @@ void nn_k_conv_valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi)
     *hi = b;
 }
 
-void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col)
+/* Where an entry of col reads x. An output position (image n, output row
+ * oh, column ow) and a tap (channel c, kernel row ki, column kj) each give
+ * an offset into x and a row and column within the input plane; the entry
+ * col[tap][position] is x at the sum of the offsets when the summed row and
+ * column fall inside the plane, else 0 (padding). So any block of col, or
+ * of its transpose, is an outer sum of offsets gathered from x. */
+typedef struct col_coords {
+    int off[GATHER_MAX], ih[GATHER_MAX], iw[GATHER_MAX];
+} col_coords;
+
+/* Coordinates of positions [j0, j0+count), stepped without divisions. */
+static void position_coords(const nn_conv_shape *s, int j0, int count, col_coords *o)
 {
-    size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
-#pragma omp parallel for schedule(static) if (cols * s->c * s->kh * s->kw > PAR_MIN_WORK)
-    for (int c = 0; c < s->c; c++)
-        for (int ki = 0; ki < s->kh; ki++)
-            for (int kj = 0; kj < s->kw; kj++) {
-                float *dst = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
-                int lo, hi, off = kj - s->pl;
-                nn_k_conv_valid_cols(s, kj, &lo, &hi); /* the same for every row */
-                for (int n = 0; n < s->n; n++) {
-                    const float *plane = x + ((size_t)n * s->c + c) * s->h * s->w;
-                    for (int oh = 0; oh < s->oh; oh++, dst += s->ow) {
-                        int ih = oh * s->sh - s->pt + ki;
-                        if (ih < 0 || ih >= s->h) {
-                            memset(dst, 0, (size_t)s->ow * sizeof(float));
-                            continue;
-                        }
-                        const float *row = plane + (size_t)ih * s->w;
-                        for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                        if (s->sw == 1 && hi > lo)
-                            copy_row(dst + lo, row + lo + off, hi - lo);
-                        else
-                            for (int ow = lo; ow < hi; ow++) dst[ow] = row[ow * s->sw + off];
-                        for (int ow = hi; ow < s->ow; ow++) dst[ow] = 0.0f;
-                    }
-                }
+    int ohw = s->oh * s->ow, n = j0 / ohw, oh = j0 % ohw / s->ow, ow = j0 % s->ow;
+    int chw = s->c * s->h * s->w;
+    for (int i = 0; i < count; i++) {
+        o->ih[i] = oh * s->sh - s->pt;
+        o->iw[i] = ow * s->sw - s->pl;
+        o->off[i] = n * chw + o->ih[i] * s->w + o->iw[i];
+        if (++ow == s->ow) {
+            ow = 0;
+            if (++oh == s->oh) {
+                oh = 0;
+                n++;
             }
+        }
+    }
+}
+
+/* Coordinates of taps [k0, k0+count). */
+static void tap_coords(const nn_conv_shape *s, int k0, int count, col_coords *o)
+{
+    int kk = s->kh * s->kw, c = k0 / kk, ki = k0 % kk / s->kw, kj = k0 % s->kw;
+    for (int i = 0; i < count; i++) {
+        o->ih[i] = ki;
+        o->iw[i] = kj;
+        o->off[i] = (c * s->h + ki) * s->w + kj;
+        if (++kj == s->kw) {
+            kj = 0;
+            if (++ki == s->kh) {
+                ki = 0;
+                c++;
+            }
+        }
+    }
+}
+
+/* Every window lies inside the input: no entry of col is padding. */
+static int conv_interior(const nn_conv_shape *s)
+{
+    return s->pt == 0 && s->pl == 0 && (s->oh - 1) * s->sh + s->kh <= s->h &&
+           (s->ow - 1) * s->sw + s->kw <= s->w;
+}
+
+/* d[j] = x[roff + col->off[j]] for j < n, or 0 where row (rih + ih[j]) or
+ * column (riw + iw[j]) falls outside the h x w plane (checked only when
+ * padded is set). With AVX-512, 16 at a time by gathers: the offsets
+ * follow the image's layout, not memory order, so there is no contiguous
+ * run to copy longer than a kernel row. */
+static void gather_row(const float *x, int roff, int rih, int riw, const col_coords *col, int n,
+                       int padded, const nn_conv_shape *s, float *restrict d)
+{
+#if defined(__AVX512F__)
+    const __m512i vroff = _mm512_set1_epi32(roff), vrih = _mm512_set1_epi32(rih),
+                  vriw = _mm512_set1_epi32(riw), vh = _mm512_set1_epi32(s->h),
+                  vw = _mm512_set1_epi32(s->w);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512i idx = _mm512_add_epi32(vroff, _mm512_maskz_loadu_epi32(m, col->off + j));
+        if (padded) {
+            __m512i ih = _mm512_add_epi32(vrih, _mm512_maskz_loadu_epi32(m, col->ih + j));
+            __m512i iw = _mm512_add_epi32(vriw, _mm512_maskz_loadu_epi32(m, col->iw + j));
+            m &= _mm512_cmplt_epu32_mask(ih, vh) & _mm512_cmplt_epu32_mask(iw, vw);
+        }
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, x, 4);
+        _mm512_mask_storeu_ps(d + j, n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1), v);
+    }
+#else
+    for (int j = 0; j < n; j++) {
+        unsigned ih = (unsigned)(rih + col->ih[j]), iw = (unsigned)(riw + col->iw[j]);
+        d[j] = !padded || (ih < (unsigned)s->h && iw < (unsigned)s->w) ? x[roff + col->off[j]] : 0.0f;
+    }
+#endif
+}
+
+void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, int r0, int nrows,
+                       int c0, int ncols, float *dst, int ldd)
+{
+    col_coords rows, cols;
+    int padded = !conv_interior(s);
+    for (int cd = 0; cd < ncols; cd += GATHER_MAX) {
+        int cn = ncols - cd < GATHER_MAX ? ncols - cd : GATHER_MAX;
+        (transposed ? tap_coords : position_coords)(s, c0 + cd, cn, &cols);
+        for (int rd = 0; rd < nrows; rd += GATHER_MAX) {
+            int rn = nrows - rd < GATHER_MAX ? nrows - rd : GATHER_MAX;
+            (transposed ? position_coords : tap_coords)(s, r0 + rd, rn, &rows);
+            for (int r = 0; r < rn; r++)
+                gather_row(x, rows.off[r], rows.ih[r], rows.iw[r], &cols, cn, padded, s,
+                           dst + (size_t)(rd + r) * ldd + cd);
+        }
+    }
+}
+
+/* col (or its transpose) as a GEMM operand, produced a panel at a time. */
+typedef struct im2col_source {
+    const float *x;
+    const nn_conv_shape *s;
+    int transposed;
+} im2col_source;
+
+static void im2col_source_block(const void *ctx, int r0, int nrows, int c0, int ncols, float *dst,
+                                int ldd)
+{
+    const im2col_source *src = ctx;
+    nn_k_im2col_block(src->x, src->s, src->transposed, r0, nrows, c0, ncols, dst, ldd);
+}
+
+int nn_k_conv_gemm(const float *w, int oc, const float *x, const nn_conv_shape *s, float *out)
+{
+    im2col_source src = {x, s, 0};
+    nn_k_b_source gen = {im2col_source_block, &src};
+    int ckk = s->c * s->kh * s->kw, cols = s->n * s->oh * s->ow;
+    return nn_sgemm_generated_b(oc, cols, ckk, 1.0f, w, ckk, &gen, 0.0f, out, cols);
+}
+
+int nn_k_conv_dw_acc(const float *dyt, int oc, const float *x, const nn_conv_shape *s, float *dw)
+{
+    im2col_source src = {x, s, 1};
+    nn_k_b_source gen = {im2col_source_block, &src};
+    int ckk = s->c * s->kh * s->kw, cols = s->n * s->oh * s->ow;
+    return nn_sgemm_generated_b(oc, ckk, cols, 1.0f, dyt, cols, &gen, 1.0f, dw, ckk);
 }
 
 /* col2im (the adjoint of im2col, adding into dx) for input channels

@@ -234,27 +234,13 @@ static void pack_b_panel(int tb, const float *B, int ldb, int p0, int kc, int j0
         pack_b_cols_t(B + (size_t)(j0 + j) * ldb + p0, ldb, kc, span(nr, j, 8), dst + j);
 }
 
-/* Rows of the stored B produced on demand for one panel: 8 of them (tb) or
- * one K block's (not tb). Per thread, so that it stays in L1. */
-static _Thread_local float gen_rows[8 * KC] __attribute__((aligned(64)));
-
 /* The same panel of an op(B) that g produces on demand. */
-static void pack_b_generated(int tb, const nn_k_b_source *g, int p0, int kc, int j0, int nr,
-                             float *dst)
+static void pack_b_generated(const nn_k_b_source *g, int p0, int kc, int j0, int nr, float *dst)
 {
-    if (!tb) {
-        g->rows(g->ctx, p0, kc, j0, nr, dst, NR);
-        if (nr < NR)
-            for (int k = 0; k < kc; k++)
-                memset(dst + (size_t)k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
-        return;
-    }
-    if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
-    for (int j = 0; j < nr; j += 8) {
-        int w = span(nr, j, 8);
-        g->rows(g->ctx, j0 + j, w, p0, kc, gen_rows, kc);
-        pack_b_cols_t(gen_rows, kc, kc, w, dst + j);
-    }
+    g->block(g->ctx, p0, kc, j0, nr, dst, NR);
+    if (nr < NR)
+        for (int k = 0; k < kc; k++)
+            memset(dst + (size_t)k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
 }
 
 /* op(B) as the packed loops see it: stored (B, ldb, tb), or produced by a
@@ -272,7 +258,7 @@ typedef struct b_operand {
 static void pack_b(const b_operand *b, int p0, int kc, int j0, int nr, float *dst)
 {
     if (b->gen)
-        pack_b_generated(b->tb, b->gen, b->k0 + p0, kc, j0, nr, dst);
+        pack_b_generated(b->gen, b->k0 + p0, kc, j0, nr, dst);
     else
         pack_b_panel(b->tb, b->B, b->ldb, b->k0 + p0, kc, j0, nr, dst);
 }
@@ -587,7 +573,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
     gemm_packed(ta, M, N, K, alpha, A, lda, &b, beta, C, ldc); /* stored B: cannot fail */
 }
 
-int nn_sgemm_generated_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int lda,
                          const nn_k_b_source *gen, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return 1;
@@ -595,7 +581,7 @@ int nn_sgemm_generated_b(int tb, int M, int N, int K, float alpha, const float *
         scale_c(M, N, beta, C, ldc);
         return 1;
     }
-    b_operand b = {tb, NULL, 0, gen, NULL, 0};
+    b_operand b = {0, NULL, 0, gen, NULL, 0};
     return gemm_packed(0, M, N, K, alpha, A, lda, &b, beta, C, ldc);
 }
 

@@ -26,17 +26,18 @@ void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A,
                        const float *B, int ldb, const float *bp, float beta, float *C, int ldc);
 
 /* A B operand that is never stored whole (a convolution's im2col columns):
- * rows() writes rows [r0, r0+nrows) x columns [c0, c0+ncols) of the stored
- * B (N x K if tb, else K x N) to dst, rows ldd apart, when the product
- * packs them. nn_sgemm_generated_b is nn_sgemm with ta = 0 over such a B,
- * always on the packed paths: for shapes that are not tiny, the same bits
- * as nn_sgemm over the stored matrix. rows() is called from several
- * threads at once. Returns 0 if memory ran out (C is then undefined). */
+ * block() writes rows [r0, r0+nrows) x columns [c0, c0+ncols) of op(B)
+ * to dst, rows ldd apart, when the product packs them (ncols is at most
+ * a panel's width, 48 floats or less). nn_sgemm_generated_b is nn_sgemm
+ * with ta = 0 over such a B, always on the packed paths: for shapes that
+ * are not tiny, the same bits as nn_sgemm over the stored matrix. block()
+ * is called from several threads at once. Returns 0 if memory ran out (C
+ * is then undefined). */
 typedef struct nn_k_b_source {
-    void (*rows)(const void *ctx, int r0, int nrows, int c0, int ncols, float *dst, int ldd);
+    void (*block)(const void *ctx, int r0, int nrows, int c0, int ncols, float *dst, int ldd);
     const void *ctx;
 } nn_k_b_source;
-int nn_sgemm_generated_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
+int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int lda,
                          const nn_k_b_source *gen, float beta, float *C, int ldc);
 
 /* Run fn over rows [0, rows) split between the threads in contiguous ranges
@@ -118,8 +119,18 @@ typedef struct nn_conv_shape {
 /* Output columns [*lo, *hi) whose input column ow*sw - pl + kj lies inside
  * the row; outside that range tap kj reads padding. */
 void nn_k_conv_valid_cols(const nn_conv_shape *s, int kj, int *lo, int *hi);
-/* col[c*kh*kw][n*oh*ow] from x (zeros where the window is in the padding). */
-void nn_k_im2col(const float *x, const nn_conv_shape *s, float *col);
+/* Rows [r0, r0+nrows) x columns [c0, c0+ncols) of the im2col matrix
+ * col[c*kh*kw][n*oh*ow] of x (zeros where the window is in the padding),
+ * or of its transpose when transposed is set, into dst, rows ldd apart.
+ * Offsets into x are ints: x must hold fewer than 2^31 floats. */
+void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, int r0, int nrows,
+                       int c0, int ncols, float *dst, int ldd);
+/* The GEMMs of an im2col convolution with weights w (oc x c*kh*kw), without
+ * storing col: out[oc][n*oh*ow] = w col, and dw += dyt col^T with dyt the
+ * output gradient as [oc][n*oh*ow]. The same bits as nn_sgemm over a stored
+ * col (for shapes that are not tiny). 0 if memory ran out. */
+int nn_k_conv_gemm(const float *w, int oc, const float *x, const nn_conv_shape *s, float *out);
+int nn_k_conv_dw_acc(const float *dyt, int oc, const float *x, const nn_conv_shape *s, float *dw);
 /* Direct convolution, used instead of im2col + GEMM when c*kh*kw is at most
  * NN_CONV_DIRECT_MAX_TAPS: y (N, oc, oh, ow) = w (oc, c, kh, kw) * x + bias
  * (may be NULL), clamped at 0 when relu is set. Backward from dy, with the

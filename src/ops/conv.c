@@ -1,16 +1,19 @@
-/* conv2d (im2col + one GEMM over the batch, or a direct loop when each
- * output has few taps) and 2-D pooling. */
+/* conv2d (one GEMM over the batch with the im2col columns built panel by
+ * panel, or a direct loop when each output has few taps) and 2-D pooling. */
+#include <limits.h>
+
 #include "nn/ops.h"
 
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
 
-/* Images per chunk where a convolution's columns are produced and used a
- * few images at a time (forward without gradients, input gradient): about
- * 1 MB of columns, half of a core's L2. */
-static int cache_chunk(const nn_conv_shape *s, int ckk)
+/* Images per chunk where a buffer of `rows` floats per output position is
+ * produced and used a few images at a time (the output before its
+ * transpose in a forward without gradients, the input gradient's columns):
+ * about 1 MB, half of a core's L2. */
+static int cache_chunk(const nn_conv_shape *s, int rows)
 {
-    size_t per_image = (size_t)ckk * s->oh * s->ow;
+    size_t per_image = (size_t)rows * s->oh * s->ow;
     int chunk = (int)((256u * 1024u) / per_image);
     if (chunk < 1) chunk = 1;
     return chunk < s->n ? chunk : s->n;
@@ -86,7 +89,10 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     float *sums = db ? nn__arena_alloc(g, (size_t)s->n * oc * sizeof(float)) : NULL;
     if (!dyt || (db && !sums)) return;
     nn_k_nc_to_cn(s->n, oc, ohw, dy, relu_out, dyt, sums);
-    if (dw) nn_sgemm(0, 1, oc, ckk, (int)cols, 1.0f, dyt, (int)cols, n->aux, (int)cols, 1.0f, dw, ckk);
+    if (dw && !nn_k_conv_dw_acc(dyt, oc, x->data, s, dw)) {
+        nn__fail(g, "nn_conv2d backward", "out of memory");
+        return;
+    }
     if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
     if (dx) {
         int chunk = cache_chunk(s, ckk);
@@ -113,37 +119,35 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
     if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s))
         return NULL;
-    int ckk = s->c * s->kh * s->kw;
     size_t ohw = (size_t)s->oh * s->ow;
+    /* the kernels index x, and the GEMM the output's columns, with ints */
+    if (x->size > INT_MAX || (size_t)s->n * oc * ohw > INT_MAX)
+        return nn__fail(g, op, "input %s too large: at most 2^31 - 1 elements in and out",
+                        nn__shape(x, &sx));
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
     if (!y) return NULL;
     const float *b = bias ? bias->data : NULL;
-    float *col = NULL; /* im2col of the whole batch, kept for the backward */
     if (conv_is_direct(s)) {
         nn_k_conv_direct(x->data, s, oc, weight->data, b, relu, y->data);
     } else {
-        /* Without a backward to keep the columns for, a few images at a
-         * time, so that the im2col buffer and the GEMM's output stay in
-         * cache; else the whole batch in one GEMM. */
-        int keep = nn__wants_grad(g, in, bias ? 3 : 2);
-        int chunk = keep ? s->n : cache_chunk(s, ckk);
-        float *cbuf = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
+        /* Without a backward to come, a few images at a time, so that the
+         * GEMM's output stays in cache for the transpose; else the whole
+         * batch in one GEMM. */
+        int chunk = nn__wants_grad(g, in, bias ? 3 : 2) ? s->n : cache_chunk(s, oc);
         float *tmp = nn__arena_alloc(g, (size_t)oc * chunk * ohw * sizeof(float));
-        if (!cbuf || !tmp) return NULL;
+        if (!tmp) return NULL;
         for (int n0 = 0; n0 < s->n; n0 += chunk) {
             nn_conv_shape part = *s;
             part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
-            int pcols = (int)(part.n * ohw);
-            nn_k_im2col(x->data + (size_t)n0 * s->c * s->h * s->w, &part, cbuf);
-            nn_sgemm(0, 0, oc, pcols, ckk, 1.0f, weight->data, ckk, cbuf, pcols, 0.0f, tmp, pcols);
+            if (!nn_k_conv_gemm(weight->data, oc, x->data + (size_t)n0 * s->c * s->h * s->w, &part,
+                                tmp))
+                return nn__fail(g, op, "out of memory");
             nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, b, relu, y->data + (size_t)n0 * oc * ohw);
         }
-        if (keep) col = cbuf;
     }
     nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
     if (n) {
         n->ptr = s;
-        n->aux = col;
         n->iarg[0] = relu;
     }
     return y;
