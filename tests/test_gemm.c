@@ -1,5 +1,6 @@
-/* The GEMM kernel against a double-precision reference, for every transpose
- * variant, edge tiles, long K, alpha/beta. */
+/* Kernels against references: the GEMM against double precision, for every
+ * transpose variant, edge tiles, long K, alpha/beta; im2col blocks and max
+ * pooling against their definitions. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,44 @@ static void test_conv_gemm_equals_stored_columns(void)
     }
 }
 
+/* 2x2 stride-2 max pooling against the definition (the first maximum in
+ * row-major window order, a NaN beating everything, then ReLU if asked),
+ * on values with many ties and NaNs, for even and odd widths, rows wider
+ * than one vector of outputs, and an odd height (last row unused). */
+static void test_maxpool_2x2_matches_definition(void)
+{
+    const int sizes[][2] = {{26, 26}, {11, 11}, {7, 70}, {4, 33}};
+    const float values[] = {-1.0f, 0.0f, 0.5f, 1.0f, 1.0f, NAN};
+    nn_rng r;
+    nn_rng_seed(&r, 13);
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
+        for (int relu = 0; relu <= 1; relu++) {
+            nn_conv_shape s = {3, 2, sizes[t][0], sizes[t][1], 2, 2, 2, 2, 0, 0, sizes[t][0] / 2,
+                               sizes[t][1] / 2};
+            size_t planes = (size_t)s.n * s.c, hw = (size_t)s.h * s.w, ohw = (size_t)s.oh * s.ow;
+            float *x = malloc(planes * hw * sizeof *x), *y = malloc(planes * ohw * sizeof *y);
+            int *am = malloc(planes * ohw * sizeof *am), bad = 0;
+            for (size_t i = 0; i < planes * hw; i++) x[i] = values[nn_rng_below(&r, 6)];
+            nn_k_maxpool(x, &s, relu, y, am);
+            for (size_t p = 0; p < planes; p++)
+                for (int oh = 0; oh < s.oh; oh++)
+                    for (int ow = 0; ow < s.ow; ow++) {
+                        const float *in = x + p * hw;
+                        int best = -1;
+                        for (int k = 0; k < 4; k++) {
+                            int i = (2 * oh + k / 2) * s.w + 2 * ow + k % 2;
+                            if (best < 0 || in[i] > in[best] || (isnan(in[i]) && !isnan(in[best]))) best = i;
+                        }
+                        float want = relu && !(in[best] > 0.0f) ? 0.0f : in[best];
+                        size_t o = p * ohw + (size_t)oh * s.ow + ow;
+                        float got = y[o];
+                        bad += am[o] != best || !(got == want || (isnan(got) && isnan(want)));
+                    }
+            CHECK_MSG(bad == 0, "%dx%d relu %d: %d outputs differ", s.h, s.w, relu, bad);
+            free(x), free(y), free(am);
+        }
+}
+
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
@@ -247,4 +286,5 @@ const test_case gemm_tests[] = {
     {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
+    {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},
     {NULL, NULL}};

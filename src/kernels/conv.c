@@ -279,6 +279,7 @@ void nn_k_sum_rows_acc(int N, int C, const float *sums, float *db)
  * is a NaN and best is not (a NaN wins, so it propagates). Branch-free. */
 static inline int beats(float v, float best) { return v > best || (v != v && best == best); }
 
+#if !defined(__AVX512F__)
 /* The common 2x2 stride-2 unpadded case, without bounds checks and without
  * branches (data-dependent branches mispredict about half the time here): a
  * tournament, which keeps the first maximum (or the first NaN) in row-major
@@ -289,8 +290,8 @@ static inline int beats(float v, float best) { return v > best || (v != v && bes
  * compiler vectorizes (rows of a small image are too short for that); the
  * vertical round then compares pairs of those rows. */
 #define POOL_BLOCK 1024 /* horizontal maxima held at a time */
-static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float *restrict y,
-                        int *restrict argmax)
+static void maxpool_2x2_plain(const float *restrict in, const nn_conv_shape *s, float *restrict y,
+                              int *restrict argmax)
 {
     /* shape in locals: stores through argmax (int) could otherwise alias s */
     const int w = s->w, oh_n = s->oh, ow_n = s->ow;
@@ -340,11 +341,72 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, float 
         }
     }
 }
+#endif
 
-static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, float *y, int *argmax)
+#if defined(__AVX512F__)
+/* beats() for 16 lanes at once. */
+static inline __mmask16 beats16(__m512 v, __m512 best)
+{
+    return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
+           (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+}
+
+static inline __mmask16 first_lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+
+/* Outputs [ow0, ow0+n) (n <= 16) of one output row from input rows top and
+ * bottom: the row pairs' 2n inputs in two masked loads each, split into
+ * left and right columns by two-source permutes, then the same tournament
+ * as maxpool_2x2_plain on 16 windows at once. idx0 is the plane index of
+ * the top-left input of window ow0. */
+static inline void maxpool_2x2_row16(const float *top, const float *bottom, int w, int idx0, int n,
+                                     int relu, float *y, int *argmax)
+{
+    const __m512i left = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i right = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __mmask16 m0 = first_lanes(2 * n), m1 = first_lanes(2 * n - 16 > 0 ? 2 * n - 16 : 0);
+    __m512 t0 = _mm512_maskz_loadu_ps(m0, top), t1 = _mm512_maskz_loadu_ps(m1, top + 16);
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, bottom), b1 = _mm512_maskz_loadu_ps(m1, bottom + 16);
+    __m512 a = _mm512_permutex2var_ps(t0, left, t1), b = _mm512_permutex2var_ps(t0, right, t1);
+    __m512 c = _mm512_permutex2var_ps(b0, left, b1), d = _mm512_permutex2var_ps(b0, right, b1);
+    __mmask16 top_right = beats16(b, a), bottom_right = beats16(d, c);
+    __m512 top_max = _mm512_mask_blend_ps(top_right, a, b), bottom_max = _mm512_mask_blend_ps(bottom_right, c, d);
+    __mmask16 down = beats16(bottom_max, top_max);
+    __m512 best = _mm512_mask_blend_ps(down, top_max, bottom_max);
+    __mmask16 to_right = (__mmask16)((down & bottom_right) | (~down & top_right));
+    __m512i idx = _mm512_add_epi32(_mm512_set1_epi32(idx0), left); /* left lane i is 2i */
+    idx = _mm512_mask_add_epi32(idx, down, idx, _mm512_set1_epi32(w));
+    idx = _mm512_mask_add_epi32(idx, to_right, idx, _mm512_set1_epi32(1));
+    if (relu) /* ReLU(NaN) = 0, as nn_k_relu */
+        best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
+    _mm512_mask_storeu_ps(y, first_lanes(n), best);
+    _mm512_mask_storeu_epi32(argmax, first_lanes(n), idx);
+}
+#endif
+
+/* 2x2 stride-2 unpadded pooling of one plane, then ReLU if relu is set. */
+static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, int relu, float *restrict y,
+                        int *restrict argmax)
+{
+#if defined(__AVX512F__)
+    const int w = s->w;
+    for (int oh = 0; oh < s->oh; oh++) {
+        const float *top = in + (size_t)(2 * oh) * w;
+        for (int ow0 = 0; ow0 < s->ow; ow0 += 16)
+            maxpool_2x2_row16(top + 2 * ow0, top + w + 2 * ow0, w, 2 * oh * w + 2 * ow0,
+                              s->ow - ow0 < 16 ? s->ow - ow0 : 16, relu,
+                              y + (size_t)oh * s->ow + ow0, argmax + (size_t)oh * s->ow + ow0);
+    }
+#else
+    maxpool_2x2_plain(in, s, y, argmax);
+    if (relu) nn_k_relu((size_t)s->oh * s->ow, y, y);
+#endif
+}
+
+static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, int relu, float *y,
+                          int *argmax)
 {
     if (fast) {
-        maxpool_2x2(in, s, y, argmax);
+        maxpool_2x2(in, s, relu, y, argmax);
         return;
     }
     for (int oh = 0; oh < s->oh; oh++)
@@ -369,6 +431,7 @@ static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, flo
             y[oh * s->ow + ow] = best;
             argmax[oh * s->ow + ow] = idx;
         }
+    if (relu) nn_k_relu((size_t)s->oh * s->ow, y, y);
 }
 
 void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax)
@@ -377,11 +440,8 @@ void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, in
     int fast = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 && s->pl == 0 &&
                2 * s->oh <= s->h && 2 * s->ow <= s->w;
 #pragma omp parallel for schedule(static) if (planes * s->h * s->w > PAR_MIN_WORK)
-    for (size_t p = 0; p < planes; p++) {
-        float *yp = y + p * ohw;
-        maxpool_plane(x + p * s->h * s->w, s, fast, yp, argmax + p * ohw);
-        if (relu) nn_k_relu(ohw, yp, yp);
-    }
+    for (size_t p = 0; p < planes; p++)
+        maxpool_plane(x + p * s->h * s->w, s, fast, relu, y + p * ohw, argmax + p * ohw);
 }
 
 #define MASK_BLOCK 256 /* outputs whose ReLU mask is applied at a time */
