@@ -277,6 +277,45 @@ static void test_maxpool_2x2_matches_definition(void)
         }
 }
 
+/* The convolution's input gradient, dx (+)= col2im(W^T dyt), against the
+ * definition summed in the same order (taps in row-major order, each
+ * column entry from nn_sgemm): bit for bit, for planes of one and several
+ * register blocks, chunks of images that do not divide the batch, with and
+ * without overwrite, unpadded (the in-register path) and padded/strided. */
+static void test_conv_dx_matches_col2im_definition(void)
+{
+    const nn_conv_shape shapes[] = {conv_shape(5, 3, 13, 13, 3, 3, 1, 1, 0, 0, 0, 0),
+                                    conv_shape(3, 2, 20, 19, 5, 5, 1, 1, 0, 0, 0, 0),
+                                    conv_shape(3, 2, 9, 8, 3, 3, 2, 1, 1, 1, 1, 2)};
+    nn_rng r;
+    nn_rng_seed(&r, 14);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++)
+        for (int overwrite = 0; overwrite <= 1; overwrite++) {
+            const nn_conv_shape *s = &shapes[t];
+            int oc = 4, kk = s->kh * s->kw, taps = s->c * kk, ohw = s->oh * s->ow;
+            int positions = s->n * ohw, chunk = 2, bad = 0;
+            size_t xsize = (size_t)s->n * s->c * s->h * s->w;
+            float *w = random_matrix(&r, (size_t)oc * taps), *dyt = random_matrix(&r, (size_t)oc * positions);
+            float *dx = random_matrix(&r, xsize), *want = malloc(xsize * sizeof *want);
+            float *dcol = malloc((size_t)taps * positions * sizeof *dcol);
+            float *scratch = malloc((size_t)taps * chunk * ohw * sizeof *scratch);
+            nn_sgemm(1, 0, taps, positions, oc, 1.0f, w, taps, dyt, positions, 0.0f, dcol, positions);
+            for (size_t i = 0; i < xsize; i++) want[i] = overwrite ? 0.0f : dx[i];
+            for (int tap = 0; tap < taps; tap++)
+                for (int pos = 0; pos < positions; pos++) {
+                    int c = tap / kk, ki = tap % kk / s->kw, kj = tap % s->kw;
+                    int n = pos / ohw, oh = pos % ohw / s->ow, ow = pos % s->ow;
+                    int ih = oh * s->sh - s->pt + ki, iw = ow * s->sw - s->pl + kj;
+                    if (ih >= 0 && ih < s->h && iw >= 0 && iw < s->w)
+                        want[(((size_t)n * s->c + c) * s->h + ih) * s->w + iw] += dcol[(size_t)tap * positions + pos];
+                }
+            nn_k_conv_dx(w, oc, dyt, s, scratch, chunk, overwrite, dx);
+            for (size_t i = 0; i < xsize; i++) bad += memcmp(&dx[i], &want[i], sizeof(float)) != 0;
+            CHECK_MSG(bad == 0, "shape %zu overwrite %d: %d of %zu differ", t, overwrite, bad, xsize);
+            free(w), free(dyt), free(dx), free(want), free(dcol), free(scratch);
+        }
+}
+
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
@@ -287,4 +326,5 @@ const test_case gemm_tests[] = {
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},
+    {"conv_dx_matches_col2im_definition", test_conv_dx_matches_col2im_definition},
     {NULL, NULL}};

@@ -192,6 +192,78 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
             }
 }
 
+#if defined(__AVX512F__)
+/* A mask of the first n lanes (none if n <= 0). */
+static inline __mmask16 first_lanes(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* col2im of a whole input plane held in registers, for stride 1 without
+ * padding: each 16-float piece of the plane takes, from every tap's row of
+ * col, the entries that land in it - consecutive in col (a window row's
+ * columns, then the next row's), so one expanding load puts them in their
+ * lanes. Adding tap after tap in registers, instead of adding 11-float
+ * rows into memory that the next row's vector overlaps, makes no store
+ * wait for another. Per tap and piece: which lanes, and where in the
+ * tap's row of col they start. */
+#define C2I_TAPS_MAX 25
+#define C2I_VECS_MAX 64 /* planes of up to 1024 floats */
+#define C2I_BLOCK 8     /* pieces accumulated at a time */
+typedef struct col2im_plan {
+    int taps, vecs;
+    __mmask16 lanes[C2I_TAPS_MAX][C2I_VECS_MAX];
+    int start[C2I_TAPS_MAX][C2I_VECS_MAX];
+} col2im_plan;
+
+static int col2im_plan_make(const nn_conv_shape *s, col2im_plan *p)
+{
+    int hw = s->h * s->w;
+    p->taps = s->kh * s->kw;
+    p->vecs = (hw + 15) / 16;
+    if (s->sh != 1 || s->sw != 1 || !conv_interior(s) || p->taps > C2I_TAPS_MAX ||
+        p->vecs > C2I_VECS_MAX)
+        return 0;
+    memset(p->lanes, 0, sizeof p->lanes); /* pieces past the plane take nothing */
+    for (int t = 0; t < p->taps; t++)
+        for (int v = 0; v < p->vecs; v++) {
+            p->start[t][v] = 0;
+            for (int l = 0; l < 16 && 16 * v + l < hw; l++) {
+                int oh = (16 * v + l) / s->w - t / s->kw, ow = (16 * v + l) % s->w - t % s->kw;
+                if (oh < 0 || oh >= s->oh || ow < 0 || ow >= s->ow) continue;
+                if (!p->lanes[t][v]) p->start[t][v] = oh * s->ow + ow;
+                p->lanes[t][v] |= (__mmask16)(1u << l);
+            }
+        }
+    return 1;
+}
+
+/* plane (h*w floats) += col2im of its taps' rows (src, rows tap_stride
+ * apart), or = when fresh (its old contents ignored). Taps are added in
+ * order, as col2im_channels does, so the sums are the same. */
+static void col2im_plane(const col2im_plan *p, const float *src, size_t tap_stride, int hw, int fresh,
+                         float *plane)
+{
+    for (int v0 = 0; v0 < p->vecs; v0 += C2I_BLOCK) {
+        __m512 acc[C2I_BLOCK];
+        for (int b = 0; b < C2I_BLOCK; b++)
+            acc[b] = fresh ? _mm512_setzero_ps()
+                           : _mm512_maskz_loadu_ps(first_lanes(hw - 16 * (v0 + b)), plane + 16 * (v0 + b));
+        for (int t = 0; t < p->taps; t++) {
+            const float *row = src + (size_t)t * tap_stride;
+            for (int b = 0; b < C2I_BLOCK; b++) {
+                __mmask16 m = p->lanes[t][v0 + b];
+                acc[b] = _mm512_mask_add_ps(acc[b], m, acc[b],
+                                            _mm512_maskz_expandloadu_ps(m, row + p->start[t][v0 + b]));
+            }
+        }
+        for (int b = 0; b < C2I_BLOCK; b++)
+            if (16 * (v0 + b) < hw)
+                _mm512_mask_storeu_ps(plane + 16 * (v0 + b), first_lanes(hw - 16 * (v0 + b)), acc[b]);
+    }
+}
+#endif
+
 typedef struct conv_dx_ctx {
     const float *w, *dyt;
     const nn_conv_shape *s;
@@ -207,7 +279,12 @@ static void conv_dx_channels(void *ctx, int c0, int c1)
     const nn_conv_shape *s = t->s;
     const int kk = s->kh * s->kw, ckk = s->c * kk;
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
-    if (t->overwrite)
+    int in_registers = 0;
+#if defined(__AVX512F__)
+    col2im_plan plan;
+    in_registers = col2im_plan_make(s, &plan);
+#endif
+    if (t->overwrite && !in_registers)
         for (int n = 0; n < s->n; n++)
             memset(t->dx + ((size_t)n * s->c + c0) * hw, 0, (size_t)(c1 - c0) * hw * sizeof(float));
     for (int n0 = 0; n0 < s->n; n0 += t->chunk) {
@@ -221,7 +298,17 @@ static void conv_dx_channels(void *ctx, int c0, int c1)
         const float *col = rows - (size_t)c0 * kk * pcols;
         nn_sgemm(1, 0, (c1 - c0) * kk, pcols, t->oc, 1.0f, t->w + (size_t)c0 * kk, ckk,
                  t->dyt + (size_t)n0 * ohw, (int)cols, 0.0f, rows, pcols);
-        col2im_channels(col, &part, c0, c1, t->dx + (size_t)n0 * s->c * hw);
+        float *dx = t->dx + (size_t)n0 * s->c * hw;
+#if defined(__AVX512F__)
+        if (in_registers) {
+            for (int c = c0; c < c1; c++)
+                for (int n = 0; n < part.n; n++)
+                    col2im_plane(&plan, col + (size_t)c * kk * pcols + (size_t)n * ohw, (size_t)pcols,
+                                 (int)hw, t->overwrite, dx + ((size_t)n * s->c + c) * hw);
+            continue;
+        }
+#endif
+        col2im_channels(col, &part, c0, c1, dx);
     }
 }
 
@@ -350,8 +437,6 @@ static inline __mmask16 beats16(__m512 v, __m512 best)
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
            (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
 }
-
-static inline __mmask16 first_lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
 /* Outputs [ow0, ow0+n) (n <= 16) of one output row from input rows top and
  * bottom: the row pairs' 2n inputs in two masked loads each, split into
