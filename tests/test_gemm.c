@@ -242,7 +242,8 @@ static void test_conv_gemm_equals_stored_columns(void)
 /* 2x2 stride-2 max pooling against the definition (the first maximum in
  * row-major window order, a NaN beating everything, then ReLU if asked),
  * on values with many ties and NaNs, for even and odd widths, rows wider
- * than one vector of outputs, and an odd height (last row unused). */
+ * than one vector of outputs, and an odd height (last row unused); and its
+ * backward, bit for bit. */
 static void test_maxpool_2x2_matches_definition(void)
 {
     const int sizes[][2] = {{26, 26}, {11, 11}, {7, 70}, {4, 33}};
@@ -273,7 +274,22 @@ static void test_maxpool_2x2_matches_definition(void)
                         bad += am[o] != best || !(got == want || (isnan(got) && isnan(want)));
                     }
             CHECK_MSG(bad == 0, "%dx%d relu %d: %d outputs differ", s.h, s.w, relu, bad);
-            free(x), free(y), free(am);
+            /* backward, overwriting and adding: each output's gradient (zero
+             * where the ReLU'd output is not positive) at its argmax */
+            float *dy = random_matrix(&r, planes * ohw), *dx = random_matrix(&r, planes * hw);
+            float *want = malloc(planes * hw * sizeof *want);
+            for (int overwrite = 1; overwrite >= 0; overwrite--) {
+                for (size_t i = 0; i < planes * hw; i++) want[i] = overwrite ? 0.0f : dx[i];
+                for (size_t p = 0; p < planes; p++)
+                    for (size_t o = 0; o < ohw; o++)
+                        want[p * hw + (size_t)am[p * ohw + o]] += relu && !(y[p * ohw + o] > 0.0f) ? 0.0f : dy[p * ohw + o];
+                nn_k_maxpool_bwd(dy, am, &s, relu ? y : NULL, overwrite, dx);
+                int wrong = 0;
+                for (size_t i = 0; i < planes * hw; i++) wrong += memcmp(&dx[i], &want[i], sizeof(float)) != 0;
+                CHECK_MSG(wrong == 0, "%dx%d relu %d overwrite %d: %d gradients differ", s.h, s.w, relu,
+                          overwrite, wrong);
+            }
+            free(x), free(y), free(am), free(dy), free(dx), free(want);
         }
 }
 

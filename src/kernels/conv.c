@@ -487,6 +487,13 @@ static void maxpool_2x2(const float *restrict in, const nn_conv_shape *s, int re
 #endif
 }
 
+/* 2x2 windows at stride 2 without padding, all inside the input. */
+static int is_2x2_stride2(const nn_conv_shape *s)
+{
+    return s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 && s->pl == 0 &&
+           2 * s->oh <= s->h && 2 * s->ow <= s->w;
+}
+
 static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, int relu, float *y,
                           int *argmax)
 {
@@ -522,14 +529,57 @@ static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, int
 void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax)
 {
     size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow;
-    int fast = s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->pt == 0 && s->pl == 0 &&
-               2 * s->oh <= s->h && 2 * s->ow <= s->w;
+    int fast = is_2x2_stride2(s);
 #pragma omp parallel for schedule(static) if (planes * s->h * s->w > PAR_MIN_WORK)
     for (size_t p = 0; p < planes; p++)
         maxpool_plane(x + p * s->h * s->w, s, fast, relu, y + p * ohw, argmax + p * ohw);
 }
 
 #define MASK_BLOCK 256 /* outputs whose ReLU mask is applied at a time */
+
+#if defined(__AVX512F__)
+/* The gradient of one plane of 2x2 stride-2 unpadded pooling, overwriting
+ * dx: every input written once, in order - the window's gradient where the
+ * argmax points, zeros elsewhere (and in the rows and columns no window
+ * covers) - instead of a memset and a scattered store per output. Each
+ * output's gradient and argmax are spread to the two input columns under
+ * it by a permute, and kept where the argmax is that input. */
+static void maxpool_2x2_bwd_plane(const float *dy, const float *relu_y, const int *argmax,
+                                  const nn_conv_shape *s, float *dx)
+{
+    const int w = s->w, ow_n = s->ow;
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i under[2] = {_mm512_srli_epi32(lane, 1), /* input lane -> output lane */
+                              _mm512_add_epi32(_mm512_srli_epi32(lane, 1), _mm512_set1_epi32(8))};
+    for (int oh = 0; oh < s->oh; oh++) {
+        float *top = dx + (size_t)(2 * oh) * w;
+        for (int ow0 = 0; ow0 < ow_n; ow0 += 16) {
+            int n = ow_n - ow0 < 16 ? ow_n - ow0 : 16;
+            __mmask16 m = first_lanes(n);
+            size_t o = (size_t)oh * ow_n + ow0;
+            __m512 g = _mm512_maskz_loadu_ps(m, dy + o);
+            if (relu_y) /* the fused ReLU's mask, as the scalar path */
+                g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, relu_y + o),
+                                                           _mm512_setzero_ps(), _CMP_GT_OQ), g);
+            __m512i am = _mm512_maskz_loadu_epi32(m, argmax + o);
+            for (int half = 0; half < 2 && 2 * n > 16 * half; half++) {
+                __m512 gh = _mm512_permutexvar_ps(under[half], g);
+                __m512i ah = _mm512_permutexvar_epi32(under[half], am);
+                int col = 2 * ow0 + 16 * half;
+                __mmask16 keep = first_lanes(2 * n - 16 * half);
+                __m512i at = _mm512_add_epi32(_mm512_set1_epi32(2 * oh * w + col), lane);
+                _mm512_mask_storeu_ps(top + col, keep,
+                                      _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ah, at), gh));
+                at = _mm512_add_epi32(at, _mm512_set1_epi32(w));
+                _mm512_mask_storeu_ps(top + w + col, keep,
+                                      _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ah, at), gh));
+            }
+        }
+        for (int col = 2 * ow_n; col < w; col++) top[col] = top[w + col] = 0.0f;
+    }
+    if (s->h > 2 * s->oh) memset(dx + (size_t)(2 * s->oh) * w, 0, (size_t)(s->h - 2 * s->oh) * w * sizeof(float));
+}
+#endif
 
 void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
                       const float *relu_y, int overwrite, float *dx)
@@ -539,12 +589,22 @@ void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s
      * most one gradient, so a zeroed plane takes plain stores - a vector
      * memset and one store per output, where adding would read back every
      * store. */
-    int disjoint = s->sh >= s->kh && s->sw >= s->kw;
+    int disjoint = s->sh >= s->kh && s->sw >= s->kw, dense = 0;
+#if defined(__AVX512F__)
+    dense = overwrite && is_2x2_stride2(s);
+#endif
+    (void)dense; /* read only by the AVX-512 path */
 #pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
     for (size_t p = 0; p < planes; p++) {
         const float *g = dy + p * ohw, *ry = relu_y ? relu_y + p * ohw : NULL;
         const int *am = argmax + p * ohw;
         float *d = dx + p * hw;
+#if defined(__AVX512F__)
+        if (dense) {
+            maxpool_2x2_bwd_plane(g, ry, am, s, d);
+            continue;
+        }
+#endif
         if (overwrite) memset(d, 0, hw * sizeof(float));
         for (size_t i0 = 0; i0 < ohw; i0 += MASK_BLOCK) {
             size_t n = ohw - i0 < MASK_BLOCK ? ohw - i0 : MASK_BLOCK;
