@@ -332,6 +332,53 @@ static void test_conv_dx_matches_col2im_definition(void)
         }
 }
 
+/* The direct convolution (the first-layer path) against double-precision
+ * sums, forward and weight/bias gradients, with and without the fused
+ * ReLU's mask, for the tap counts with a fast path (1x3x3, 1x5x5, 3x3x3)
+ * and rows wider than one vector, and one without (2x3x3). */
+static void test_conv_direct_matches_definition(void)
+{
+    const int shapes[][3] = {{1, 3, 3}, {1, 5, 5}, {3, 3, 3}, {2, 3, 3}}; /* c, kh, kw */
+    nn_rng r;
+    nn_rng_seed(&r, 15);
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++)
+        for (int relu = 0; relu <= 1; relu++) {
+            int c = shapes[t][0], k = shapes[t][1], oc = 3;
+            nn_conv_shape s = conv_shape(2, c, 9, 21, k, k, 1, 1, 0, 0, 0, 0);
+            int taps = c * k * k, ohw = s.oh * s.ow;
+            size_t xs = (size_t)s.n * c * s.h * s.w, ys = (size_t)s.n * oc * ohw;
+            float *x = random_matrix(&r, xs), *w = random_matrix(&r, (size_t)oc * taps);
+            float *b = random_matrix(&r, oc), *y = malloc(ys * sizeof *y), *dy = random_matrix(&r, ys);
+            float *dw = calloc((size_t)oc * taps, sizeof *dw), *db = calloc(oc, sizeof *db);
+            nn_k_conv_direct(x, &s, oc, w, b, relu, y);
+            nn_k_conv_direct_bwd(x, &s, oc, w, relu ? y : NULL, dy, NULL, dw, db);
+            double worst = 0, want_dw[3 * 27] = {0}, want_db[3] = {0};
+            for (int n = 0; n < s.n; n++)
+                for (int o = 0; o < oc; o++)
+                    for (int p = 0; p < ohw; p++) {
+                        double v = b[o];
+                        int oh = p / s.ow, ow = p % s.ow;
+                        for (int q = 0; q < taps; q++) {
+                            int ci = q / (k * k), ki = q % (k * k) / k, kj = q % k;
+                            v += (double)w[o * taps + q] * x[(((size_t)n * c + ci) * s.h + oh + ki) * s.w + ow + kj];
+                        }
+                        if (relu && v <= 0) v = 0;
+                        size_t at = ((size_t)n * oc + o) * ohw + p;
+                        worst = fmax(worst, fabs(y[at] - v));
+                        double g = relu && !(y[at] > 0.0f) ? 0.0 : dy[at];
+                        want_db[o] += g;
+                        for (int q = 0; q < taps; q++) {
+                            int ci = q / (k * k), ki = q % (k * k) / k, kj = q % k;
+                            want_dw[o * taps + q] += g * x[(((size_t)n * c + ci) * s.h + oh + ki) * s.w + ow + kj];
+                        }
+                    }
+            for (int i = 0; i < oc * taps; i++) worst = fmax(worst, fabs(dw[i] - want_dw[i]) / 10);
+            for (int o = 0; o < oc; o++) worst = fmax(worst, fabs(db[o] - want_db[o]) / 10);
+            CHECK_MSG(worst < 1e-4, "c %d kernel %d relu %d: off by %g", c, k, relu, worst);
+            free(x), free(w), free(b), free(y), free(dy), free(dw), free(db);
+        }
+}
+
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
@@ -343,4 +390,5 @@ const test_case gemm_tests[] = {
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},
     {"conv_dx_matches_col2im_definition", test_conv_dx_matches_col2im_definition},
+    {"conv_direct_matches_definition", test_conv_direct_matches_definition},
     {NULL, NULL}};

@@ -8,11 +8,8 @@
  * writing and reading back nine copies of the input through memory. */
 #include <string.h>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "kernels.h"
+#include "simd.h"
 
 #define GATHER_MAX 256 /* rows or columns of col located at a time */
 
@@ -193,12 +190,6 @@ static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, in
 }
 
 #if defined(__AVX512F__)
-/* A mask of the first n lanes (none if n <= 0). */
-static inline __mmask16 first_lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
 /* col2im of a whole input plane held in registers, for stride 1 without
  * padding: each 16-float piece of the plane takes, from every tap's row of
  * col, the entries that land in it - consecutive in col (a window row's

@@ -139,9 +139,163 @@ static inline void store_strip(float *dst, int width, int room_after, vf v0, vf 
     }
 }
 
+#if defined(__AVX512F__)
+/* Stride 1 without padding, with common tap counts (3x3 or 5x5 over one
+ * channel, 3x3 over three), on AVX-512: for a 16-wide piece of an output
+ * row, the inputs under tap (c, ki, kj) are 16 consecutive values of the
+ * image, loaded straight from it (no table), and the taps' count is a
+ * compile-time constant so that each tap's vector or accumulator stays in
+ * a register. The forward sums in the same order as the general path (the
+ * same bits); the weight gradient sums each lane's positions in order and
+ * then the lanes. */
+static int fast_taps(const nn_conv_shape *s)
+{
+    int taps = s->c * s->kh * s->kw;
+    int plain = s->sh == 1 && s->sw == 1 && s->pt == 0 && s->pl == 0 && s->oh == s->h - s->kh + 1 &&
+                s->ow == s->w - s->kw + 1;
+    return plain && (taps == 9 || taps == 25 || taps == 27) ? taps : 0;
+}
+
+/* Offsets in an image of the input under each tap, from the output's position. */
+static void tap_offsets(const nn_conv_shape *s, int *off)
+{
+    int t = 0;
+    for (int c = 0; c < s->c; c++)
+        for (int ki = 0; ki < s->kh; ki++)
+            for (int kj = 0; kj < s->kw; kj++) off[t++] = (c * s->h + ki) * s->w + kj;
+}
+
+/* One image's forward with T taps: the T input vectors of a piece, then
+ * every output channel from them. Defined per T (a macro) so that the
+ * arrays have constant sizes and live in registers. */
+#define FAST_FORWARD_IMAGE(T)                                                                      \
+    static void fast_forward_image_##T(const float *xn, const nn_conv_shape *s, const int *off,   \
+                                       int oc, const float *w, const float *bias, int relu,        \
+                                       float *yn)                                                  \
+    {                                                                                              \
+        const size_t ohw = (size_t)s->oh * s->ow;                                                  \
+        for (int oh = 0; oh < s->oh; oh++)                                                         \
+            for (int o0 = 0; o0 < s->ow; o0 += 16) {                                               \
+                __mmask16 m = first_lanes(s->ow - o0);                                             \
+                const float *at = xn + (size_t)oh * s->w + o0;                                     \
+                __m512 xt[T];                                                                      \
+                _Pragma("GCC unroll 32") for (int t = 0; t < T; t++) xt[t] =                       \
+                    _mm512_maskz_loadu_ps(m, at + off[t]);                                         \
+                for (int o = 0; o < oc; o++) {                                                     \
+                    const float *wo = w + (size_t)o * T;                                           \
+                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(wo[0]), xt[0]);                      \
+                    _Pragma("GCC unroll 32") for (int t = 1; t < T; t++) acc =                     \
+                        _mm512_fmadd_ps(_mm512_set1_ps(wo[t]), xt[t], acc);                        \
+                    acc = _mm512_add_ps(acc, _mm512_set1_ps(bias ? bias[o] : 0.0f));               \
+                    if (relu)                                                                      \
+                        acc = _mm512_maskz_mov_ps(                                                 \
+                            _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_GT_OQ), acc);        \
+                    _mm512_mask_storeu_ps(yn + (size_t)o * ohw + (size_t)oh * s->ow + o0, m, acc); \
+                }                                                                                  \
+            }                                                                                      \
+    }
+FAST_FORWARD_IMAGE(9)
+FAST_FORWARD_IMAGE(25)
+FAST_FORWARD_IMAGE(27)
+
+static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, const float *w,
+                         const float *bias, int relu, float *y)
+{
+    int off[NN_CONV_DIRECT_MAX_TAPS];
+    tap_offsets(s, off);
+    const size_t chw = (size_t)s->c * s->h * s->w, ohw = (size_t)s->oh * s->ow;
+#pragma omp parallel for schedule(static) if ((size_t)s->n * oc * ohw * T > PAR_MIN_WORK)
+    for (int n = 0; n < s->n; n++) {
+        const float *xn = x + n * chw;
+        float *yn = y + (size_t)n * oc * ohw;
+        if (T == 9)
+            fast_forward_image_9(xn, s, off, oc, w, bias, relu, yn);
+        else if (T == 25)
+            fast_forward_image_25(xn, s, off, oc, w, bias, relu, yn);
+        else
+            fast_forward_image_27(xn, s, off, oc, w, bias, relu, yn);
+    }
+}
+
+/* dW and db rows [o0, o1) (at most DW_ROWS) over the whole batch, from dy
+ * (masked by the fused ReLU's output y when given). Image by image, so that
+ * dy is read in memory order (each row's plane of an image follows the
+ * last; row by row over all images, every plane would start with a cache
+ * miss); a row's T accumulators are in registers while it runs through an
+ * image, in L1 between images. Defined per T, as above. */
+#define DW_ROWS 16
+#define FAST_DW_ROWS(T)                                                                            \
+    static void fast_dw_rows_##T(const float *x, const nn_conv_shape *s, const int *off, int oc,   \
+                                 int o0, int o1, const float *y, const float *dy, float *dw,       \
+                                 float *db)                                                        \
+    {                                                                                              \
+        const size_t chw = (size_t)s->c * s->h * s->w, ohw = (size_t)s->oh * s->ow;                \
+        __m512 sums[DW_ROWS][T + 1]; /* taps, then the bias */                                     \
+        for (int o = o0; o < o1; o++)                                                              \
+            for (int t = 0; t <= T; t++) sums[o - o0][t] = _mm512_setzero_ps();                    \
+        for (int n = 0; n < s->n; n++)                                                             \
+            for (int o = o0; o < o1; o++) {                                                        \
+                __m512 acc[T + 1];                                                                 \
+                _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) acc[t] = sums[o - o0][t];    \
+                const float *xn = x + n * chw;                                                     \
+                size_t plane = ((size_t)n * oc + o) * ohw;                                         \
+                for (int oh = 0; oh < s->oh; oh++)                                                 \
+                    for (int c0 = 0; c0 < s->ow; c0 += 16) {                                       \
+                        __mmask16 m = first_lanes(s->ow - c0);                                     \
+                        const float *at = xn + (size_t)oh * s->w + c0;                             \
+                        size_t r = plane + (size_t)oh * s->ow + c0;                                \
+                        __m512 g = _mm512_maskz_loadu_ps(m, dy + r);                               \
+                        if (y)                                                                     \
+                            g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + r), \
+                                                                       _mm512_setzero_ps(),        \
+                                                                       _CMP_GT_OQ),                \
+                                                    g);                                            \
+                        _Pragma("GCC unroll 32") for (int t = 0; t < T; t++) acc[t] =              \
+                            _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(m, at + off[t]), acc[t]);     \
+                        acc[T] = _mm512_add_ps(acc[T], g);                                         \
+                    }                                                                              \
+                _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) sums[o - o0][t] = acc[t];    \
+            }                                                                                      \
+        for (int o = o0; o < o1; o++) {                                                            \
+            if (dw)                                                                                \
+                for (int t = 0; t < T; t++)                                                        \
+                    dw[(size_t)o * T + t] += _mm512_reduce_add_ps(sums[o - o0][t]);                \
+            if (db) db[o] += _mm512_reduce_add_ps(sums[o - o0][T]);                                \
+        }                                                                                          \
+    }
+FAST_DW_ROWS(9)
+FAST_DW_ROWS(25)
+FAST_DW_ROWS(27)
+
+static void fast_dw(int T, const float *x, const nn_conv_shape *s, int oc, const float *y,
+                    const float *dy, float *dw, float *db)
+{
+    int off[NN_CONV_DIRECT_MAX_TAPS];
+    tap_offsets(s, off);
+    /* blocks of rows split evenly between up to two threads */
+    const int blocks = oc <= DW_ROWS ? 1 + (oc > 1) : (oc + DW_ROWS - 1) / DW_ROWS;
+#pragma omp parallel for schedule(static) if ((size_t)s->n * oc * s->oh * s->ow * T > PAR_MIN_WORK)
+    for (int bk = 0; bk < blocks; bk++) {
+        int o0 = (int)((long)oc * bk / blocks), o1 = (int)((long)oc * (bk + 1) / blocks);
+        if (T == 9)
+            fast_dw_rows_9(x, s, off, oc, o0, o1, y, dy, dw, db);
+        else if (T == 25)
+            fast_dw_rows_25(x, s, off, oc, o0, o1, y, dy, dw, db);
+        else
+            fast_dw_rows_27(x, s, off, oc, o0, o1, y, dy, dw, db);
+    }
+}
+#endif
+
 void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const float *w,
                       const float *bias, int relu, float *y)
 {
+#if defined(__AVX512F__)
+    if (fast_taps(s)) {
+        fast_forward(fast_taps(s), x, s, oc, w, bias, relu, y);
+        return;
+    }
+#endif
     const int taps = s->c * s->kh * s->kw, per_row = (s->ow + CHUNK - 1) / CHUNK;
     const int strips = s->oh * per_row, block = TAB_FLOATS / (taps * CHUNK);
     const size_t ohw = (size_t)s->oh * s->ow;
@@ -345,6 +499,12 @@ static void direct_dx(const nn_conv_shape *s, int oc, const float *w, const floa
 void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const float *w,
                           const float *y, const float *dy, float *dx, float *dw, float *db)
 {
-    if (dw || db) direct_dw(x, s, oc, y, dy, dw, db);
+#if defined(__AVX512F__)
+    if ((dw || db) && fast_taps(s))
+        fast_dw(fast_taps(s), x, s, oc, y, dy, dw, db);
+    else
+#endif
+        if (dw || db)
+        direct_dw(x, s, oc, y, dy, dw, db);
     if (dx) direct_dx(s, oc, w, y, dy, dx);
 }

@@ -39,4 +39,15 @@ static inline vi lanes_below(int n)
     return i < n;
 }
 
+#if defined(__AVX512F__)
+/* The AVX-512 kernels (intrinsics, each with a plain C path beside it for
+ * other targets): a mask of the first n of 16 lanes (none if n <= 0). */
+#include <immintrin.h>
+
+static inline __mmask16 first_lanes(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+#endif
+
 #endif
