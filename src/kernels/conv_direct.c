@@ -183,10 +183,9 @@ static void tap_offsets(const nn_conv_shape *s, int *off)
                     _mm512_maskz_loadu_ps(m, at + off[t]);                                         \
                 for (int o = 0; o < oc; o++) {                                                     \
                     const float *wo = w + (size_t)o * T;                                           \
-                    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(wo[0]), xt[0]);                      \
-                    _Pragma("GCC unroll 32") for (int t = 1; t < T; t++) acc =                     \
-                        _mm512_fmadd_ps(_mm512_set1_ps(wo[t]), xt[t], acc);                        \
-                    acc = _mm512_add_ps(acc, _mm512_set1_ps(bias ? bias[o] : 0.0f));               \
+                    vf sum = {0}; /* written as the GEMM's micro-kernel: the same contraction */   \
+                    _Pragma("GCC unroll 32") for (int t = 0; t < T; t++) sum += wo[t] * (vf)xt[t]; \
+                    __m512 acc = (__m512)(sum + (bias ? bias[o] : 0.0f));                          \
                     if (relu)                                                                      \
                         acc = _mm512_maskz_mov_ps(                                                 \
                             _mm512_cmp_ps_mask(acc, _mm512_setzero_ps(), _CMP_GT_OQ), acc);        \
