@@ -179,7 +179,8 @@ static void test_im2col_block_matches_definition(void)
 {
     const nn_conv_shape shapes[] = {
         conv_shape(3, 2, 7, 6, 3, 3, 1, 1, 0, 0, 0, 0), conv_shape(2, 3, 6, 7, 3, 2, 1, 1, 1, 1, 2, 1),
-        conv_shape(2, 2, 9, 8, 3, 3, 2, 2, 1, 0, 1, 1), conv_shape(4, 1, 5, 5, 5, 5, 1, 1, 2, 2, 4, 4)};
+        conv_shape(2, 2, 9, 8, 3, 3, 2, 2, 1, 0, 1, 1), conv_shape(4, 1, 5, 5, 5, 5, 1, 1, 2, 2, 4, 4),
+        conv_shape(2, 2, 5, 30, 3, 3, 1, 1, 0, 0, 0, 0)}; /* rows of 28: copied, not gathered */
     nn_rng r;
     nn_rng_seed(&r, 11);
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {

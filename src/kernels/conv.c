@@ -113,22 +113,61 @@ static void gather_row(const float *x, int roff, int rih, int riw, const col_coo
 #endif
 }
 
+#if defined(__AVX512F__)
+/* Columns [at, at+len) of a block row whose offsets are consecutive (an
+ * output row's positions, len <= 16): one masked load and store each. */
+typedef struct col_run {
+    int at, off;
+    __mmask16 lanes;
+} col_run;
+
+/* Split n columns into runs; 0 if they are too short to beat gathers. */
+static int column_runs(const col_coords *col, int n, col_run *runs)
+{
+    int count = 0;
+    for (int j = 0; j < n;) {
+        int len = 1;
+        while (j + len < n && len < 16 && col->off[j + len] == col->off[j] + len) len++;
+        runs[count++] = (col_run){j, col->off[j], first_lanes(len)};
+        j += len;
+    }
+    return 2 * count <= n / 4 + 1 ? count : 0; /* runs of 8 or more on average */
+}
+#endif
+
 void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, int r0, int nrows,
                        int c0, int ncols, float *dst, int ldd)
 {
     col_coords rows, cols;
-    int padded = !conv_interior(s);
+    int padded = !conv_interior(s), runs = 0;
+#if defined(__AVX512F__)
+    col_run run[GATHER_MAX];
+#endif
     for (int cd = 0; cd < ncols; cd += GATHER_MAX) {
         int cn = ncols - cd < GATHER_MAX ? ncols - cd : GATHER_MAX;
         (transposed ? tap_coords : position_coords)(s, c0 + cd, cn, &cols);
+#if defined(__AVX512F__)
+        if (!padded) runs = column_runs(&cols, cn, run);
+#endif
         for (int rd = 0; rd < nrows; rd += GATHER_MAX) {
             int rn = nrows - rd < GATHER_MAX ? nrows - rd : GATHER_MAX;
             (transposed ? position_coords : tap_coords)(s, r0 + rd, rn, &rows);
-            for (int r = 0; r < rn; r++)
-                gather_row(x, rows.off[r], rows.ih[r], rows.iw[r], &cols, cn, padded, s,
-                           dst + (size_t)(rd + r) * ldd + cd);
+            for (int r = 0; r < rn; r++) {
+                float *d = dst + (size_t)(rd + r) * ldd + cd;
+#if defined(__AVX512F__)
+                if (runs) { /* whole stretches of image rows: copies */
+                    const float *xr = x + rows.off[r];
+                    for (int u = 0; u < runs; u++)
+                        _mm512_mask_storeu_ps(d + run[u].at, run[u].lanes,
+                                              _mm512_maskz_loadu_ps(run[u].lanes, xr + run[u].off));
+                    continue;
+                }
+#endif
+                gather_row(x, rows.off[r], rows.ih[r], rows.iw[r], &cols, cn, padded, s, d);
+            }
         }
     }
+    (void)runs;
 }
 
 /* col (or its transpose) as a GEMM operand, produced a panel at a time. */
