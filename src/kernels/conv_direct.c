@@ -220,10 +220,44 @@ static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, 
  * (masked by the fused ReLU's output y when given). Image by image, so that
  * dy is read in memory order (each row's plane of an image follows the
  * last; row by row over all images, every plane would start with a cache
- * miss); a row's T accumulators are in registers while it runs through an
- * image, in L1 between images. Defined per T, as above. */
+ * miss). Rows go B at a time: each input vector loaded serves B rows' FMAs,
+ * whose T + 1 accumulators each are in registers while they run through
+ * an image, in L1 between images. Defined per T and B, as above. */
 #define DW_ROWS 16
-#define FAST_DW_ROWS(T)                                                                            \
+#define FAST_DW_IMAGE(T, B)                                                                        \
+    static inline __attribute__((always_inline)) void fast_dw_image_##T##_##B(                     \
+        const float *xn, const nn_conv_shape *s, const int *off, const float *yn,                   \
+        const float *dyn, __m512 (*sums)[T + 1])                                                   \
+    {                                                                                              \
+        const size_t ohw = (size_t)s->oh * s->ow;                                                  \
+        __m512 acc[B][T + 1];                                                                      \
+        _Pragma("GCC unroll 4") for (int b = 0; b < B; b++)                                        \
+            _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) acc[b][t] = sums[b][t];          \
+        for (int oh = 0; oh < s->oh; oh++)                                                         \
+            for (int c0 = 0; c0 < s->ow; c0 += 16) {                                               \
+                __mmask16 m = first_lanes(s->ow - c0);                                             \
+                const float *at = xn + (size_t)oh * s->w + c0;                                     \
+                size_t r = (size_t)oh * s->ow + c0;                                                \
+                __m512 g[B];                                                                       \
+                _Pragma("GCC unroll 4") for (int b = 0; b < B; b++) {                              \
+                    g[b] = _mm512_maskz_loadu_ps(m, dyn + b * ohw + r);                            \
+                    if (yn)                                                                        \
+                        g[b] = _mm512_maskz_mov_ps(                                                \
+                            _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yn + b * ohw + r),         \
+                                               _mm512_setzero_ps(), _CMP_GT_OQ),                   \
+                            g[b]);                                                                 \
+                    acc[b][T] = _mm512_add_ps(acc[b][T], g[b]);                                    \
+                }                                                                                  \
+                _Pragma("GCC unroll 32") for (int t = 0; t < T; t++) {                             \
+                    __m512 xt = _mm512_maskz_loadu_ps(m, at + off[t]);                             \
+                    _Pragma("GCC unroll 4") for (int b = 0; b < B; b++) acc[b][t] =                \
+                        _mm512_fmadd_ps(g[b], xt, acc[b][t]);                                      \
+                }                                                                                  \
+            }                                                                                      \
+        _Pragma("GCC unroll 4") for (int b = 0; b < B; b++)                                        \
+            _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) sums[b][t] = acc[b][t];          \
+    }
+#define FAST_DW_ROWS(T, B)                                                                         \
     static void fast_dw_rows_##T(const float *x, const nn_conv_shape *s, const int *off, int oc,   \
                                  int o0, int o1, const float *y, const float *dy, float *dw,       \
                                  float *db)                                                        \
@@ -232,29 +266,20 @@ static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, 
         __m512 sums[DW_ROWS][T + 1]; /* taps, then the bias */                                     \
         for (int o = o0; o < o1; o++)                                                              \
             for (int t = 0; t <= T; t++) sums[o - o0][t] = _mm512_setzero_ps();                    \
-        for (int n = 0; n < s->n; n++)                                                             \
-            for (int o = o0; o < o1; o++) {                                                        \
-                __m512 acc[T + 1];                                                                 \
-                _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) acc[t] = sums[o - o0][t];    \
-                const float *xn = x + n * chw;                                                     \
+        for (int n = 0; n < s->n; n++) {                                                           \
+            const float *xn = x + n * chw;                                                         \
+            int o = o0;                                                                            \
+            for (; o + B <= o1; o += B) {                                                          \
                 size_t plane = ((size_t)n * oc + o) * ohw;                                         \
-                for (int oh = 0; oh < s->oh; oh++)                                                 \
-                    for (int c0 = 0; c0 < s->ow; c0 += 16) {                                       \
-                        __mmask16 m = first_lanes(s->ow - c0);                                     \
-                        const float *at = xn + (size_t)oh * s->w + c0;                             \
-                        size_t r = plane + (size_t)oh * s->ow + c0;                                \
-                        __m512 g = _mm512_maskz_loadu_ps(m, dy + r);                               \
-                        if (y)                                                                     \
-                            g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, y + r), \
-                                                                       _mm512_setzero_ps(),        \
-                                                                       _CMP_GT_OQ),                \
-                                                    g);                                            \
-                        _Pragma("GCC unroll 32") for (int t = 0; t < T; t++) acc[t] =              \
-                            _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(m, at + off[t]), acc[t]);     \
-                        acc[T] = _mm512_add_ps(acc[T], g);                                         \
-                    }                                                                              \
-                _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) sums[o - o0][t] = acc[t];    \
+                fast_dw_image_##T##_##B(xn, s, off, y ? y + plane : NULL, dy + plane,              \
+                                        sums + (o - o0));                                          \
             }                                                                                      \
+            for (; o < o1; o++) {                                                                  \
+                size_t plane = ((size_t)n * oc + o) * ohw;                                         \
+                fast_dw_image_##T##_1(xn, s, off, y ? y + plane : NULL, dy + plane,                \
+                                      sums + (o - o0));                                            \
+            }                                                                                      \
+        }                                                                                          \
         for (int o = o0; o < o1; o++) {                                                            \
             if (dw)                                                                                \
                 for (int t = 0; t < T; t++)                                                        \
@@ -262,9 +287,13 @@ static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, 
             if (db) db[o] += _mm512_reduce_add_ps(sums[o - o0][T]);                                \
         }                                                                                          \
     }
-FAST_DW_ROWS(9)
-FAST_DW_ROWS(25)
-FAST_DW_ROWS(27)
+FAST_DW_IMAGE(9, 2)
+FAST_DW_IMAGE(9, 1)
+FAST_DW_IMAGE(25, 1)
+FAST_DW_IMAGE(27, 1)
+FAST_DW_ROWS(9, 2)
+FAST_DW_ROWS(25, 1)
+FAST_DW_ROWS(27, 1)
 
 static void fast_dw(int T, const float *x, const nn_conv_shape *s, int oc, const float *y,
                     const float *dy, float *dw, float *db)
