@@ -679,32 +679,38 @@ static void run_and_copy(nn_graph *g, nn_tensor *y, nn_tensor **p, float **out)
 }
 
 /* A sequential model's conv2d + ReLU + max pooling layers (which it runs as
+ * nn_conv2d_maxpool2d_relu: fused for an unpadded direct convolution, else
  * a plain convolution then nn_maxpool2d_relu) give exactly the values and
  * gradients of the three ops by hand, on both convolution paths. */
 static void test_sequential_relu_maxpool_equals_ops(void)
 {
-    for (int c = 2; c <= 4; c += 2) { /* 18 taps: direct path; 36: im2col */
+    /* 18 taps, padded: direct path; 36: im2col; 9 unpadded: fused */
+    static const int configs[][2] = {{2, NN_PAD_SAME}, {4, NN_PAD_SAME}, {1, 0}};
+    for (int k = 0; k < 3; k++) {
+        int c = configs[k][0], pad = configs[k][1];
         nn_rng r;
         nn_rng_seed(&r, 70 + c);
         nn_tensor *x = input(&r, 4, (int[]){3, c, 8, 7}, 0);
         nn_layer *m = nn_sequential_new();
-        nn_sequential_add(m, nn_conv2d_new(c, 5, 3, 1, NN_PAD_SAME, &r));
+        nn_sequential_add(m, nn_conv2d_new(c, 5, 3, 1, pad, &r));
         nn_sequential_add(m, nn_activation_new(NN_ACT_RELU));
         nn_sequential_add(m, nn_maxpool2d_new(2, 2, 0));
         nn_layer *conv = nn_sequential_get(m, 0);
         nn_tensor *p[3] = {x, nn_conv2d_weight(conv), nn_conv2d_bias(conv)};
         float *got[2][4];
+        size_t out_size = 0;
         for (int by_hand = 0; by_hand < 2; by_hand++) {
             nn_graph *g = nn_graph_new();
             for (int i = 0; i < 3; i++) nn_tensor_zero_grad(p[i]);
-            nn_tensor *y = by_hand ? nn_maxpool2d(g, nn_relu(g, nn_conv2d(g, x, p[1], p[2], nn_window(1, 1))),
+            nn_tensor *y = by_hand ? nn_maxpool2d(g, nn_relu(g, nn_conv2d(g, x, p[1], p[2], nn_window(1, pad ? 1 : 0))),
                                                   2, 2, nn_window(2, 0))
                                    : nn_layer_forward(m, g, x);
             CHECK(y != NULL);
             if (y) run_and_copy(g, y, p, got[by_hand]);
+            if (y) out_size = y->size;
             nn_graph_free(g);
         }
-        size_t sizes[4] = {(size_t)3 * 5 * 4 * 3, p[0]->size, p[1]->size, p[2]->size};
+        size_t sizes[4] = {out_size, p[0]->size, p[1]->size, p[2]->size};
         for (int i = 0; i < 4; i++) {
             CHECK_MSG(memcmp(got[0][i], got[1][i], sizes[i] * sizeof(float)) == 0,
                       "%s differs (%d channels)", i ? "a gradient" : "the output", c);
@@ -714,6 +720,112 @@ static void test_sequential_relu_maxpool_equals_ops(void)
         nn_layer_free(m);
         nn_tensor_free(x);
     }
+}
+
+/* ---- convolution + max pooling + ReLU in one op ---- */
+typedef struct {
+    int kh, kw;
+    nn_window2d conv, pool;
+} conv_pool_ctx;
+
+static nn_tensor *b_conv_pool(nn_graph *g, nn_tensor **in, const void *c)
+{
+    const conv_pool_ctx *k = c;
+    return nn_conv2d_maxpool2d_relu(g, in[0], in[1], in[2], k->conv, k->kh, k->kw, k->pool);
+}
+
+static nn_tensor *conv_pool_by_hand(nn_graph *g, nn_tensor **in, const conv_pool_ctx *k)
+{
+    return nn_maxpool2d(g, nn_relu(g, nn_conv2d(g, in[0], in[1], in[2], k->conv)), k->kh, k->kw, k->pool);
+}
+
+/* Finite differences through the fused op, on its fused path (1 and 3
+ * input channels of 3x3 taps; the input without a gradient, so the weight
+ * gradient comes from the pooled gradient spread an image at a time) and
+ * with the input's gradient (the convolution's output gradient whole). */
+static void test_grad_conv2d_maxpool2d_relu(void)
+{
+    const conv_pool_ctx k = {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}};
+    for (int c = 1; c <= 3; c += 2)
+        for (int x_grad = 0; x_grad <= 1; x_grad++) {
+            nn_rng r;
+            nn_rng_seed(&r, 90 + c + x_grad); /* no window within EPS of a tie or of 0 */
+            nn_tensor *in[3] = {input(&r, 4, (int[]){2, c, 5, 6}, 0), input(&r, 4, (int[]){3, c, 3, 3}, 0),
+                                input(&r, 1, (int[]){3}, 0)};
+            if (!x_grad) { /* a plain tensor: no gradient buffer at all */
+                nn_tensor *x = nn_tensor_new(4, in[0]->shape);
+                memcpy(x->data, in[0]->data, x->size * sizeof(float));
+                nn_tensor_free(in[0]);
+                in[0] = x;
+            }
+            int ok = gradcheck("conv2d_maxpool2d_relu", b_conv_pool, in, 3, &k);
+            free_all(in, 3);
+            CHECK_MSG(ok, "%d channels, input gradient %d", c, x_grad);
+        }
+}
+
+/* The fused op against the three ops by hand, bit for bit: output and every
+ * gradient, on 1 and 2 threads, for tap counts with a fused path (1x3x3,
+ * 1x5x5 without bias, 3x3x3), 2x2 and overlapping 3x3 pooling, the input
+ * with and without a gradient, and a padded convolution (recorded as two
+ * ops). */
+static void test_conv2d_maxpool2d_relu_equals_ops(void)
+{
+    static const struct {
+        int c, k, bias;
+        conv_pool_ctx w;
+    } cases[] = {{1, 3, 1, {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}}},
+                 {1, 5, 0, {3, 3, {1, 1, 0, 0, 0, 0}, {2, 2, 1, 1, 1, 1}}},
+                 {3, 3, 1, {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}}},
+                 {1, 3, 1, {2, 2, {1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}}}};
+    int threads = nn_get_threads();
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++)
+        for (int x_grad = 0; x_grad <= 1; x_grad++) {
+            nn_rng r;
+            nn_rng_seed(&r, 60 + t);
+            int c = cases[t].c, k = cases[t].k;
+            nn_tensor *p[3] = {input(&r, 4, (int[]){3, c, 23, 21}, 0), input(&r, 4, (int[]){4, c, k, k}, 0),
+                               input(&r, 1, (int[]){4}, 0)};
+            nn_tensor_requires_grad(p[0], x_grad);
+            nn_tensor *in[3] = {p[0], p[1], cases[t].bias ? p[2] : NULL};
+            float *got[3][4] = {{NULL}};
+            size_t sizes[4] = {0, p[0]->size, p[1]->size, p[2]->size};
+            for (int run = 0; run < 3; run++) { /* fused on 1 and 2 threads, then by hand */
+                nn_set_threads(run == 1 ? 2 : 1);
+                nn_graph *g = nn_graph_new();
+                for (int i = 0; i < 3; i++) nn_tensor_zero_grad(p[i]);
+                nn_tensor *y = run < 2 ? b_conv_pool(g, in, &cases[t].w) : conv_pool_by_hand(g, in, &cases[t].w);
+                CHECK(y != NULL);
+                if (y) {
+                    nn_tensor *probe = nn_tensor_new(y->ndim, y->shape);
+                    nn_rng pr;
+                    nn_rng_seed(&pr, 99);
+                    for (size_t i = 0; i < probe->size; i++) probe->data[i] = nn_rng_uniform(&pr) - 0.5f;
+                    CHECK(nn_backward(g, nn_sum(g, nn_mul(g, y, probe)), NULL) == NN_OK);
+                    sizes[0] = y->size;
+                    for (int i = 0; i < 4; i++) {
+                        const float *src = i == 0 ? y->data : p[i - 1]->grad;
+                        if (!src || (i == 3 && !cases[t].bias)) continue;
+                        got[run][i] = malloc(sizes[i] * sizeof(float));
+                        memcpy(got[run][i], src, sizes[i] * sizeof(float));
+                    }
+                    nn_tensor_free(probe);
+                }
+                nn_graph_free(g);
+            }
+            nn_set_threads(threads);
+            for (int run = 1; run < 3; run++)
+                for (int i = 0; i < 4; i++) {
+                    if (!got[0][i] && !got[run][i]) continue; /* no gradient kept */
+                    CHECK_MSG(got[0][i] && got[run][i] &&
+                                  memcmp(got[0][i], got[run][i], sizes[i] * sizeof(float)) == 0,
+                              "case %zu, input gradient %d: %s differs from %s", t, x_grad,
+                              i ? "a gradient" : "the output", run == 1 ? "2 threads" : "the ops by hand");
+                }
+            for (int run = 0; run < 3; run++)
+                for (int i = 0; i < 4; i++) free(got[run][i]);
+            free_all(p, 3);
+        }
 }
 
 /* An input that also feeds another op: the pooling, convolution or matmul backward
@@ -914,6 +1026,8 @@ const test_case gradcheck_tests[] = {
     {"grad_maxpool2d_relu", test_grad_maxpool2d_relu},
     {"maxpool_nan_propagates", test_maxpool_nan_propagates},
     {"sequential_relu_maxpool_equals_ops", test_sequential_relu_maxpool_equals_ops},
+    {"grad_conv2d_maxpool2d_relu", test_grad_conv2d_maxpool2d_relu},
+    {"conv2d_maxpool2d_relu_equals_ops", test_conv2d_maxpool2d_relu_equals_ops},
     {"conv2d_relu_equals_two_ops", test_conv2d_relu_equals_two_ops},
     {"conv2d_matches_direct_sum", test_conv2d_matches_direct_sum},
     {"conv2d_direct_matches_im2col", test_conv2d_direct_matches_im2col},

@@ -121,6 +121,18 @@ nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d w
  * ReLU layer followed by a max pooling layer. */
 nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 
+/* nn_maxpool2d_relu(nn_conv2d(x, weight, bias, conv_win), kh, kw, pool_win)
+ * in one op, with the same values and gradients (bit for bit). Where the
+ * convolution runs direct (few taps per output, as in a first layer; stride
+ * 1, no padding) on an AVX-512 build, each image's convolution output is
+ * made, pooled and dropped while in cache, and the backward spreads the
+ * pooled gradient back an image at a time: the convolution's output and its
+ * gradient (4x the pooled size for 2x2 windows) are never stored. Otherwise
+ * it records the two ops. nn_sequential uses it by itself for a conv2d
+ * layer, a ReLU layer and a max pooling layer in a row. */
+nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
+                                    nn_window2d conv_win, int kh, int kw, nn_window2d pool_win);
+
 /* Inverted dropout: each element is zeroed with probability p and the rest
  * scaled by 1/(1-p), drawing from rng. Always applies; a dropout layer in
  * evaluation mode simply does not call it. p in [0, 1). */

@@ -556,6 +556,11 @@ static void maxpool_plane(const float *in, const nn_conv_shape *s, int fast, int
     if (relu) nn_k_relu((size_t)s->oh * s->ow, y, y);
 }
 
+void nn_k_maxpool_plane(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax)
+{
+    maxpool_plane(x, s, is_2x2_stride2(s), relu, y, argmax);
+}
+
 void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax)
 {
     size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow;
@@ -611,45 +616,45 @@ static void maxpool_2x2_bwd_plane(const float *dy, const float *relu_y, const in
 }
 #endif
 
-void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
-                      const float *relu_y, int overwrite, float *dx)
+void nn_k_maxpool_bwd_plane(const float *dy, const int *argmax, const nn_conv_shape *s,
+                            const float *relu_y, int overwrite, float *dx)
 {
-    size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+    size_t ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+#if defined(__AVX512F__)
+    if (overwrite && is_2x2_stride2(s)) {
+        maxpool_2x2_bwd_plane(dy, relu_y, argmax, s, dx);
+        return;
+    }
+#endif
     /* Windows that do not overlap (stride >= window): each input gets at
      * most one gradient, so a zeroed plane takes plain stores - a vector
      * memset and one store per output, where adding would read back every
      * store. */
-    int disjoint = s->sh >= s->kh && s->sw >= s->kw, dense = 0;
-#if defined(__AVX512F__)
-    dense = overwrite && is_2x2_stride2(s);
-#endif
-    (void)dense; /* read only by the AVX-512 path */
-#pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
-    for (size_t p = 0; p < planes; p++) {
-        const float *g = dy + p * ohw, *ry = relu_y ? relu_y + p * ohw : NULL;
-        const int *am = argmax + p * ohw;
-        float *d = dx + p * hw;
-#if defined(__AVX512F__)
-        if (dense) {
-            maxpool_2x2_bwd_plane(g, ry, am, s, d);
-            continue;
+    int disjoint = s->sh >= s->kh && s->sw >= s->kw;
+    if (overwrite) memset(dx, 0, hw * sizeof(float));
+    for (size_t i0 = 0; i0 < ohw; i0 += MASK_BLOCK) {
+        size_t n = ohw - i0 < MASK_BLOCK ? ohw - i0 : MASK_BLOCK;
+        const float *v = dy + i0;
+        float masked[MASK_BLOCK];
+        if (relu_y) { /* a vector select first: a branch per output mispredicts */
+            for (size_t i = 0; i < n; i++) masked[i] = relu_y[i0 + i] > 0.0f ? v[i] : 0.0f;
+            v = masked;
         }
-#endif
-        if (overwrite) memset(d, 0, hw * sizeof(float));
-        for (size_t i0 = 0; i0 < ohw; i0 += MASK_BLOCK) {
-            size_t n = ohw - i0 < MASK_BLOCK ? ohw - i0 : MASK_BLOCK;
-            const float *v = g + i0;
-            float masked[MASK_BLOCK];
-            if (ry) { /* a vector select first: a branch per output mispredicts */
-                for (size_t i = 0; i < n; i++) masked[i] = ry[i0 + i] > 0.0f ? v[i] : 0.0f;
-                v = masked;
-            }
-            if (overwrite && disjoint)
-                for (size_t i = 0; i < n; i++) d[am[i0 + i]] = v[i];
-            else
-                for (size_t i = 0; i < n; i++) d[am[i0 + i]] += v[i];
-        }
+        if (overwrite && disjoint)
+            for (size_t i = 0; i < n; i++) dx[argmax[i0 + i]] = v[i];
+        else
+            for (size_t i = 0; i < n; i++) dx[argmax[i0 + i]] += v[i];
     }
+}
+
+void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
+                      const float *relu_y, int overwrite, float *dx)
+{
+    size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+#pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
+    for (size_t p = 0; p < planes; p++)
+        nn_k_maxpool_bwd_plane(dy + p * ohw, argmax + p * ohw, s, relu_y ? relu_y + p * ohw : NULL,
+                               overwrite, dx + p * hw);
 }
 
 /* Average pooling divides by the full window (padding counts as zeros), as

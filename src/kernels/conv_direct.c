@@ -257,26 +257,48 @@ static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, 
         _Pragma("GCC unroll 4") for (int b = 0; b < B; b++)                                        \
             _Pragma("GCC unroll 32") for (int t = 0; t <= T; t++) sums[b][t] = acc[b][t];          \
     }
+/* A max pooling and ReLU after the convolution, run with it: the pooled
+ * gradient dy (with the pooling's argmax and ReLU'd output) is spread back
+ * over the convolution's output an image at a time, into scratch (oc
+ * planes), instead of being read from a stored gradient. */
+typedef struct pool_after {
+    const nn_conv_shape *s;
+    const float *dy, *relu_y;
+    const int *argmax;
+    float *scratch;
+} pool_after;
+
 #define FAST_DW_ROWS(T, B)                                                                         \
     static void fast_dw_rows_##T(const float *x, const nn_conv_shape *s, const int *off, int oc,   \
-                                 int o0, int o1, const float *y, const float *dy, float *dw,       \
-                                 float *db)                                                        \
+                                 int o0, int o1, const float *y, const float *dy,                  \
+                                 const pool_after *pool, float *dw, float *db)                     \
     {                                                                                              \
         const size_t chw = (size_t)s->c * s->h * s->w, ohw = (size_t)s->oh * s->ow;                \
         __m512 sums[DW_ROWS][T + 1]; /* taps, then the bias */                                     \
         for (int o = o0; o < o1; o++)                                                              \
             for (int t = 0; t <= T; t++) sums[o - o0][t] = _mm512_setzero_ps();                    \
         for (int n = 0; n < s->n; n++) {                                                           \
-            const float *xn = x + n * chw;                                                         \
+            const float *xn = x + n * chw, *dyn;                                                   \
+            if (!pool) {                                                                           \
+                dyn = dy + (size_t)n * oc * ohw;                                                   \
+            } else {                                                                               \
+                size_t pohw = (size_t)pool->s->oh * pool->s->ow;                                   \
+                for (int o = o0; o < o1; o++) {                                                    \
+                    size_t at = ((size_t)n * oc + o) * pohw;                                       \
+                    nn_k_maxpool_bwd_plane(pool->dy + at, pool->argmax + at, pool->s,              \
+                                           pool->relu_y + at, 1, pool->scratch + o * ohw);         \
+                }                                                                                  \
+                dyn = pool->scratch;                                                               \
+            }                                                                                      \
             int o = o0;                                                                            \
             for (; o + B <= o1; o += B) {                                                          \
                 size_t plane = ((size_t)n * oc + o) * ohw;                                         \
-                fast_dw_image_##T##_##B(xn, s, off, y ? y + plane : NULL, dy + plane,              \
+                fast_dw_image_##T##_##B(xn, s, off, y ? y + plane : NULL, dyn + o * ohw,           \
                                         sums + (o - o0));                                          \
             }                                                                                      \
             for (; o < o1; o++) {                                                                  \
                 size_t plane = ((size_t)n * oc + o) * ohw;                                         \
-                fast_dw_image_##T##_1(xn, s, off, y ? y + plane : NULL, dy + plane,                \
+                fast_dw_image_##T##_1(xn, s, off, y ? y + plane : NULL, dyn + o * ohw,             \
                                       sums + (o - o0));                                            \
             }                                                                                      \
         }                                                                                          \
@@ -296,7 +318,7 @@ FAST_DW_ROWS(25, 1)
 FAST_DW_ROWS(27, 1)
 
 static void fast_dw(int T, const float *x, const nn_conv_shape *s, int oc, const float *y,
-                    const float *dy, float *dw, float *db)
+                    const float *dy, const pool_after *pool, float *dw, float *db)
 {
     int off[NN_CONV_DIRECT_MAX_TAPS];
     tap_offsets(s, off);
@@ -306,11 +328,11 @@ static void fast_dw(int T, const float *x, const nn_conv_shape *s, int oc, const
     for (int bk = 0; bk < blocks; bk++) {
         int o0 = (int)((long)oc * bk / blocks), o1 = (int)((long)oc * (bk + 1) / blocks);
         if (T == 9)
-            fast_dw_rows_9(x, s, off, oc, o0, o1, y, dy, dw, db);
+            fast_dw_rows_9(x, s, off, oc, o0, o1, y, dy, pool, dw, db);
         else if (T == 25)
-            fast_dw_rows_25(x, s, off, oc, o0, o1, y, dy, dw, db);
+            fast_dw_rows_25(x, s, off, oc, o0, o1, y, dy, pool, dw, db);
         else
-            fast_dw_rows_27(x, s, off, oc, o0, o1, y, dy, dw, db);
+            fast_dw_rows_27(x, s, off, oc, o0, o1, y, dy, pool, dw, db);
     }
 }
 #endif
@@ -529,10 +551,67 @@ void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const 
 {
 #if defined(__AVX512F__)
     if ((dw || db) && fast_taps(s))
-        fast_dw(fast_taps(s), x, s, oc, y, dy, dw, db);
+        fast_dw(fast_taps(s), x, s, oc, y, dy, NULL, dw, db);
     else
 #endif
         if (dw || db)
         direct_dw(x, s, oc, y, dy, dw, db);
     if (dx) direct_dx(s, oc, w, y, dy, dx);
+}
+
+int nn_k_conv_direct_pool_fusable(const nn_conv_shape *s)
+{
+#if defined(__AVX512F__)
+    return fast_taps(s) != 0;
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+void nn_k_conv_direct_maxpool_relu(const float *x, const nn_conv_shape *s, int oc, const float *w,
+                                   const float *bias, const nn_conv_shape *pool, float *scratch,
+                                   float *y, int *argmax)
+{
+#if defined(__AVX512F__)
+    const int T = fast_taps(s);
+    int off[NN_CONV_DIRECT_MAX_TAPS];
+    tap_offsets(s, off);
+    const size_t chw = (size_t)s->c * s->h * s->w, ohw = (size_t)s->oh * s->ow;
+    const size_t pohw = (size_t)pool->oh * pool->ow;
+#pragma omp parallel for schedule(static) if ((size_t)s->n * oc * ohw * T > PAR_MIN_WORK)
+    for (int n = 0; n < s->n; n++) {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        float *conv_out = scratch + (size_t)me * oc * ohw; /* this image's, in cache */
+        const float *xn = x + n * chw;
+        if (T == 9)
+            fast_forward_image_9(xn, s, off, oc, w, bias, 0, conv_out);
+        else if (T == 25)
+            fast_forward_image_25(xn, s, off, oc, w, bias, 0, conv_out);
+        else
+            fast_forward_image_27(xn, s, off, oc, w, bias, 0, conv_out);
+        for (int o = 0; o < oc; o++)
+            nn_k_maxpool_plane(conv_out + o * ohw, pool, 1, y + ((size_t)n * oc + o) * pohw,
+                               argmax + ((size_t)n * oc + o) * pohw);
+    }
+#else
+    (void)x, (void)s, (void)oc, (void)w, (void)bias, (void)pool, (void)scratch, (void)y, (void)argmax;
+#endif
+}
+
+void nn_k_conv_direct_maxpool_relu_bwd(const float *x, const nn_conv_shape *s, int oc,
+                                       const nn_conv_shape *pool, const float *dy,
+                                       const int *argmax, const float *y, float *scratch, float *dw,
+                                       float *db)
+{
+#if defined(__AVX512F__)
+    pool_after after = {pool, dy, y, argmax, scratch};
+    fast_dw(fast_taps(s), x, s, oc, NULL, NULL, &after, dw, db);
+#else
+    (void)x, (void)s, (void)oc, (void)pool, (void)dy, (void)argmax, (void)y, (void)scratch, (void)dw,
+        (void)db;
+#endif
 }

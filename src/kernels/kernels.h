@@ -141,6 +141,24 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
                       const float *bias, int relu, float *y);
 void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const float *w,
                           const float *y, const float *dy, float *dx, float *dw, float *db);
+/* A direct convolution followed by max pooling (pool: its window over the
+ * convolution's output) and ReLU, run together where
+ * nn_k_conv_direct_pool_fusable(s) (stride 1 without padding, few taps,
+ * AVX-512): y (N, oc, pool oh, ow) = relu(maxpool(conv)), with argmax as
+ * nn_k_maxpool, the convolution's output made and pooled an image at a
+ * time in scratch (threads x oc x s->oh x s->ow floats) and never stored.
+ * The backward adds the weight and bias gradients (dw, db; either may be
+ * NULL) from the pooled output's gradient dy, spreading it over the
+ * convolution's output in scratch (oc x s->oh x s->ow floats); not the
+ * input's gradient. The same bits as the three kernels in turn. */
+int nn_k_conv_direct_pool_fusable(const nn_conv_shape *s);
+void nn_k_conv_direct_maxpool_relu(const float *x, const nn_conv_shape *s, int oc, const float *w,
+                                   const float *bias, const nn_conv_shape *pool, float *scratch,
+                                   float *y, int *argmax);
+void nn_k_conv_direct_maxpool_relu_bwd(const float *x, const nn_conv_shape *s, int oc,
+                                       const nn_conv_shape *pool, const float *dy,
+                                       const int *argmax, const float *y, float *scratch, float *dw,
+                                       float *db);
 /* dx += col2im(W^T dyt), the input gradient of an im2col convolution with
  * weights w (oc x c*kh*kw) and output gradient dyt ([oc][n*oh*ow]),
  * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow
@@ -174,6 +192,11 @@ void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, in
  * ReLU'd output: gradients of outputs that are not positive are dropped. */
 void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
                       const float *relu_y, int overwrite, float *dx);
+/* The same for one plane (s->n and s->c are not read), on the calling
+ * thread. */
+void nn_k_maxpool_plane(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax);
+void nn_k_maxpool_bwd_plane(const float *dy, const int *argmax, const nn_conv_shape *s,
+                            const float *relu_y, int overwrite, float *dx);
 void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y);
 void nn_k_avgpool_bwd_acc(const float *dy, const nn_conv_shape *s, float *dx);
 

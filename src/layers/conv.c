@@ -36,17 +36,27 @@ static nn_window2d window_for(const nn_tensor *x, int kh, int kw, int stride, in
     return w;
 }
 
+/* The window of conv layer c over x, after checking x's shape (0 if it
+ * does not fit, reported). */
+static int conv_window(conv *c, nn_graph *g, nn_tensor *x, nn_window2d *win)
+{
+    if (!nn__inputs_ok(g, "conv2d", &x, 1)) return 0;
+    if (x->ndim != 4 || x->shape[1] != c->weight->shape[1]) {
+        nn__shape_buf sx, sw;
+        nn__fail(g, "conv2d", "input must be (N, %d, H, W), got x %s for weight %s",
+                 c->weight->shape[1], nn__shape(x, &sx), nn__shape(c->weight, &sw));
+        return 0;
+    }
+    int k = c->weight->shape[2];
+    *win = window_for(x, k, k, c->stride, c->padding);
+    return 1;
+}
+
 nn_tensor *nn__conv_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu)
 {
     conv *c = (conv *)l;
-    if (!nn__inputs_ok(g, "conv2d", &x, 1)) return NULL;
-    if (x->ndim != 4 || x->shape[1] != c->weight->shape[1]) {
-        nn__shape_buf sx, sw;
-        return nn__fail(g, "conv2d", "input must be (N, %d, H, W), got x %s for weight %s",
-                        c->weight->shape[1], nn__shape(x, &sx), nn__shape(c->weight, &sw));
-    }
-    int k = c->weight->shape[2];
-    nn_window2d win = window_for(x, k, k, c->stride, c->padding);
+    nn_window2d win;
+    if (!conv_window(c, g, x, &win)) return NULL;
     return relu ? nn_conv2d_relu(g, x, c->weight, c->bias, win) : nn_conv2d(g, x, c->weight, c->bias, win);
 }
 
@@ -110,6 +120,17 @@ nn_tensor *nn__pool_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int re
     if (!p->is_max) return nn_avgpool2d(g, x, p->kernel, p->kernel, w);
     return relu ? nn_maxpool2d_relu(g, x, p->kernel, p->kernel, w)
                 : nn_maxpool2d(g, x, p->kernel, p->kernel, w);
+}
+
+nn_tensor *nn__conv_relu_maxpool_forward(nn_layer *conv_layer, nn_layer *pool_layer, nn_graph *g,
+                                         nn_tensor *x)
+{
+    conv *c = (conv *)conv_layer;
+    pool *p = (pool *)pool_layer;
+    nn_window2d win;
+    if (!conv_window(c, g, x, &win)) return NULL;
+    return nn_conv2d_maxpool2d_relu(g, x, c->weight, c->bias, win, p->kernel, p->kernel,
+                                    nn_window(p->stride, p->padding));
 }
 
 static nn_tensor *pool_forward(nn_layer *l, nn_graph *g, nn_tensor *x)

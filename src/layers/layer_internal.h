@@ -11,14 +11,18 @@ nn_status nn__params_add_prefixed(nn_params *out, const char *prefix, const char
 /* A new persistent parameter tensor with a gradient buffer, or NULL. */
 nn_tensor *nn__param_new(int ndim, const int *shape);
 
-/* Layer kinds the sequential container fuses: a ReLU layer directly
- * followed by a max pooling layer runs as one nn_maxpool2d_relu, else a
- * conv2d layer directly followed by a ReLU layer as one nn_conv2d_relu. */
+/* Layer kinds the sequential container fuses: a conv2d layer, a ReLU layer
+ * and a max pooling layer in a row run as one nn_conv2d_maxpool2d_relu; a
+ * ReLU layer directly followed by a max pooling layer as one
+ * nn_maxpool2d_relu; else a conv2d layer directly followed by a ReLU layer
+ * as one nn_conv2d_relu. */
 int nn__is_conv_layer(const nn_layer *l);
 int nn__is_relu_layer(const nn_layer *l);
 int nn__is_maxpool_layer(const nn_layer *l);
 nn_tensor *nn__conv_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu);
 nn_tensor *nn__pool_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int relu);
+nn_tensor *nn__conv_relu_maxpool_forward(nn_layer *conv_layer, nn_layer *pool_layer, nn_graph *g,
+                                         nn_tensor *x);
 
 /* Built-in layers whose output for each sample (index along dimension 0)
  * depends on that sample alone, which the sequential container may run a

@@ -32,10 +32,16 @@ static int relu_then_maxpool(const sequential *s, int i)
 
 /* ReLU + max pooling run as relu(maxpool) (the ReLU on the smaller pooled
  * output; before a convolution's output is pooled, this spares the
- * convolution's backward its ReLU mask); else conv + ReLU as one op. */
+ * convolution's backward its ReLU mask), and with the convolution before
+ * them as one op; else conv + ReLU as one op. */
 static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
 {
     for (int i = 0; i < s->count && x; i++) {
+        if (i + 2 < s->count && nn__is_conv_layer(s->layers[i]) && relu_then_maxpool(s, i + 1)) {
+            x = nn__conv_relu_maxpool_forward(s->layers[i], s->layers[i + 2], g, x);
+            i += 2; /* the ReLU and the pooling ran inside */
+            continue;
+        }
         if (relu_then_maxpool(s, i)) {
             x = nn__pool_layer_forward(s->layers[i + 1], g, x, 1);
             i++; /* the ReLU ran inside the pooling */

@@ -3,6 +3,7 @@
 #include <limits.h>
 
 #include "nn/ops.h"
+#include "nn/threads.h"
 
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
@@ -102,28 +103,39 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     }
 }
 
-static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *weight,
-                         nn_tensor *bias, nn_window2d win, int relu)
+/* The geometry of a convolution of x by weight (and bias) after checking
+ * that they fit together (else NULL, reported against op), in the arena. */
+static nn_conv_shape *conv_shape_of(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *weight,
+                                    nn_tensor *bias, nn_window2d win)
 {
     nn_tensor *in[3] = {x, weight, bias};
     if (!nn__inputs_ok(g, op, in, 2)) return NULL;
     nn__shape_buf sx, sw, sb;
     if (weight->ndim != 4 || x->ndim != 4 || weight->shape[1] != x->shape[1])
-        return nn__fail(g, op,
-                        "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
-                        nn__shape(x, &sx), nn__shape(weight, &sw));
+        return (void *)nn__fail(g, op,
+                                "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
+                                nn__shape(x, &sx), nn__shape(weight, &sw));
     int oc = weight->shape[0];
     if (bias && bias->size != (size_t)oc)
-        return nn__fail(g, op, "bias must have %d elements: weight %s vs bias %s", oc,
-                        nn__shape(weight, &sw), nn__shape(bias, &sb));
+        return (void *)nn__fail(g, op, "bias must have %d elements: weight %s vs bias %s", oc,
+                                nn__shape(weight, &sw), nn__shape(bias, &sb));
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
-    if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s))
-        return NULL;
-    size_t ohw = (size_t)s->oh * s->ow;
+    if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s)) return NULL;
     /* the kernels index x, and the GEMM the output's columns, with ints */
-    if (x->size > INT_MAX || (size_t)s->n * oc * ohw > INT_MAX)
-        return nn__fail(g, op, "input %s too large: at most 2^31 - 1 elements in and out",
-                        nn__shape(x, &sx));
+    if (x->size > INT_MAX || (size_t)s->n * oc * s->oh * s->ow > INT_MAX)
+        return (void *)nn__fail(g, op, "input %s too large: at most 2^31 - 1 elements in and out",
+                                nn__shape(x, &sx));
+    return s;
+}
+
+static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *weight,
+                         nn_tensor *bias, nn_window2d win, int relu)
+{
+    nn_tensor *in[3] = {x, weight, bias};
+    nn_conv_shape *s = conv_shape_of(g, op, x, weight, bias, win);
+    if (!s) return NULL;
+    int oc = weight->shape[0];
+    size_t ohw = (size_t)s->oh * s->ow;
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
     if (!y) return NULL;
     const float *b = bias ? bias->data : NULL;
@@ -164,6 +176,19 @@ nn_tensor *nn_conv2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tenso
     return conv2d(g, "nn_conv2d_relu", x, weight, bias, win, 1);
 }
 
+/* window_shape for max pooling, which also needs every window to hold
+ * some of the input (padding at most half the window). */
+static int pool_shape(nn_graph *g, const char *name, const nn_tensor *x, int kh, int kw,
+                      nn_window2d win, nn_conv_shape *s)
+{
+    if (2 * win.pad_top > kh || 2 * win.pad_bottom > kh || 2 * win.pad_left > kw ||
+        2 * win.pad_right > kw) {
+        nn__fail(g, name, "padding must be at most half the %dx%d window", kh, kw);
+        return 0;
+    }
+    return window_shape(g, name, x, kh, kw, win, s);
+}
+
 static void maxpool_backward(nn_graph *g, const nn_node *n)
 {
     int fresh;
@@ -176,11 +201,8 @@ static nn_tensor *maxpool2d(nn_graph *g, const char *name, nn_tensor *x, int kh,
                             nn_window2d win, int relu)
 {
     if (!nn__inputs_ok(g, name, &x, 1)) return NULL;
-    if (2 * win.pad_top > kh || 2 * win.pad_bottom > kh || 2 * win.pad_left > kw ||
-        2 * win.pad_right > kw)
-        return nn__fail(g, name, "padding must be at most half the %dx%d window", kh, kw);
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
-    if (!s || !window_shape(g, name, x, kh, kw, win, s)) return NULL;
+    if (!s || !pool_shape(g, name, x, kh, kw, win, s)) return NULL;
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, s->c, s->oh, s->ow});
     int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
     if (!argmax) return NULL;
@@ -202,6 +224,62 @@ nn_tensor *nn_maxpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d w
 nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win)
 {
     return maxpool2d(g, "nn_maxpool2d_relu", x, kh, kw, win, 1);
+}
+
+/* The fused convolution + max pooling + ReLU: both geometries and the
+ * kernels' scratch. */
+typedef struct conv_pool {
+    nn_conv_shape conv, pool;
+    float *scratch;
+} conv_pool;
+
+static void conv_pool_backward(nn_graph *g, const nn_node *n)
+{
+    const conv_pool *cp = n->ptr;
+    nn_tensor *x = n->in[0], *w = n->in[1];
+    const int *argmax = (const int *)(const void *)n->aux;
+    int oc = w->shape[0];
+    float *dw = nn__grad(g, w), *db = nn__grad(g, n->in[2]), *dx = nn__grad(g, x);
+    if (dx) { /* the input's gradient needs the convolution's output gradient whole */
+        float *dconv = nn__arena_alloc(g, (size_t)cp->conv.n * oc * cp->conv.oh * cp->conv.ow * sizeof(float));
+        if (!dconv) return;
+        nn_k_maxpool_bwd(n->out->grad, argmax, &cp->pool, n->out->data, 1, dconv);
+        nn_k_conv_direct_bwd(x->data, &cp->conv, oc, w->data, NULL, dconv, dx, dw, db);
+    } else if (dw || db) {
+        nn_k_conv_direct_maxpool_relu_bwd(x->data, &cp->conv, oc, &cp->pool, n->out->grad, argmax,
+                                          n->out->data, cp->scratch, dw, db);
+    }
+}
+
+nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
+                                    nn_window2d conv_win, int kh, int kw, nn_window2d pool_win)
+{
+    static const char op[] = "nn_conv2d_maxpool2d_relu";
+    nn_conv_shape *s = conv_shape_of(g, op, x, weight, bias, conv_win);
+    if (!s) return NULL;
+    if (!conv_is_direct(s) || !nn_k_conv_direct_pool_fusable(s))
+        return nn_maxpool2d_relu(g, nn_conv2d(g, x, weight, bias, conv_win), kh, kw, pool_win);
+    int oc = weight->shape[0];
+    conv_pool *cp = nn__arena_alloc(g, sizeof *cp);
+    if (!cp) return NULL;
+    cp->conv = *s;
+    /* the convolution's output, as pooling sees it (not stored) */
+    nn_tensor conv_out = {.ndim = 4, .shape = {s->n, oc, s->oh, s->ow}};
+    if (!pool_shape(g, op, &conv_out, kh, kw, pool_win, &cp->pool)) return NULL;
+    size_t per_image = (size_t)oc * s->oh * s->ow;
+    cp->scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * per_image * sizeof(float));
+    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, cp->pool.oh, cp->pool.ow});
+    int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
+    if (!cp->scratch || !argmax) return NULL;
+    nn_k_conv_direct_maxpool_relu(x->data, s, oc, weight->data, bias ? bias->data : NULL, &cp->pool,
+                                  cp->scratch, y->data, argmax);
+    nn_tensor *in[3] = {x, weight, bias};
+    nn_node *n = nn__record(g, conv_pool_backward, y, in, bias ? 3 : 2);
+    if (n) {
+        n->ptr = cp;
+        n->aux = (float *)(void *)argmax;
+    }
+    return y;
 }
 
 static void avgpool_backward(nn_graph *g, const nn_node *n)
