@@ -315,7 +315,7 @@ static void test_conv_dx_matches_col2im_definition(void)
             float *w = random_matrix(&r, (size_t)oc * taps), *dyt = random_matrix(&r, (size_t)oc * positions);
             float *dx = random_matrix(&r, xsize), *want = malloc(xsize * sizeof *want);
             float *dcol = malloc((size_t)taps * positions * sizeof *dcol);
-            float *scratch = malloc((size_t)taps * chunk * ohw * sizeof *scratch);
+            float *scratch = malloc((size_t)nn_get_threads() * taps * chunk * ohw * sizeof *scratch);
             nn_sgemm(1, 0, taps, positions, oc, 1.0f, w, taps, dyt, positions, 0.0f, dcol, positions);
             for (size_t i = 0; i < xsize; i++) want[i] = overwrite ? 0.0f : dx[i];
             for (int tap = 0; tap < taps; tap++)

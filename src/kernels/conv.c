@@ -8,6 +8,10 @@
  * writing and reading back nine copies of the input through memory. */
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels.h"
 #include "simd.h"
 
@@ -301,11 +305,13 @@ typedef struct conv_dx_ctx {
     int oc, chunk, overwrite;
 } conv_dx_ctx;
 
-/* Input channels [c0, c1) of dx, start to end: zeroed if overwriting, then
- * a chunk of images at a time, their col rows = W^T dy and col2im. */
-static void conv_dx_channels(void *ctx, int c0, int c1)
+
+/* Images [n_lo, n_hi) of dx, a chunk of images at a time: all their col
+ * rows = W^T dy into this thread's scratch, then col2im (over zeros when
+ * overwriting). Splitting the batch rather than the channels between
+ * threads, each thread packs only its own columns of dy. */
+static void conv_dx_images(const conv_dx_ctx *t, int n_lo, int n_hi, float *scratch)
 {
-    const conv_dx_ctx *t = ctx;
     const nn_conv_shape *s = t->s;
     const int kk = s->kh * s->kw, ckk = s->c * kk;
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
@@ -314,31 +320,24 @@ static void conv_dx_channels(void *ctx, int c0, int c1)
     col2im_plan plan;
     in_registers = col2im_plan_make(s, &plan);
 #endif
-    if (t->overwrite && !in_registers)
-        for (int n = 0; n < s->n; n++)
-            memset(t->dx + ((size_t)n * s->c + c0) * hw, 0, (size_t)(c1 - c0) * hw * sizeof(float));
-    for (int n0 = 0; n0 < s->n; n0 += t->chunk) {
+    for (int n0 = n_lo; n0 < n_hi; n0 += t->chunk) {
         nn_conv_shape part = *s;
-        part.n = s->n - n0 < t->chunk ? s->n - n0 : t->chunk;
+        part.n = n_hi - n0 < t->chunk ? n_hi - n0 : t->chunk;
         int pcols = (int)(part.n * ohw);
-        /* these channels' rows of the chunk's col, in their own part of
-         * scratch whatever the chunk's width (the threads are not in
-         * step); col is where row 0 would be */
-        float *rows = t->scratch + (size_t)c0 * kk * t->chunk * ohw;
-        const float *col = rows - (size_t)c0 * kk * pcols;
-        nn_sgemm(1, 0, (c1 - c0) * kk, pcols, t->oc, 1.0f, t->w + (size_t)c0 * kk, ckk,
-                 t->dyt + (size_t)n0 * ohw, (int)cols, 0.0f, rows, pcols);
+        nn_sgemm(1, 0, ckk, pcols, t->oc, 1.0f, t->w, ckk, t->dyt + (size_t)n0 * ohw, (int)cols, 0.0f,
+                 scratch, pcols);
         float *dx = t->dx + (size_t)n0 * s->c * hw;
 #if defined(__AVX512F__)
         if (in_registers) {
-            for (int c = c0; c < c1; c++)
-                for (int n = 0; n < part.n; n++)
-                    col2im_plane(&plan, col + (size_t)c * kk * pcols + (size_t)n * ohw, (size_t)pcols,
+            for (int n = 0; n < part.n; n++)
+                for (int c = 0; c < s->c; c++)
+                    col2im_plane(&plan, scratch + (size_t)c * kk * pcols + (size_t)n * ohw, (size_t)pcols,
                                  (int)hw, t->overwrite, dx + ((size_t)n * s->c + c) * hw);
             continue;
         }
 #endif
-        col2im_channels(col, &part, c0, c1, dx);
+        if (t->overwrite) memset(dx, 0, (size_t)part.n * s->c * hw * sizeof(float));
+        col2im_channels(scratch, &part, 0, s->c, dx);
     }
 }
 
@@ -347,7 +346,18 @@ void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape 
 {
     conv_dx_ctx ctx = {w, dyt, s, scratch, dx, oc, chunk, overwrite};
     size_t work = (size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw * oc;
-    nn_k_parallel_rows(s->c, 1, work > PAR_MIN_WORK, conv_dx_channels, &ctx);
+    size_t slot = (size_t)s->c * s->kh * s->kw * chunk * s->oh * s->ow;
+    (void)work; /* read only by the OpenMP pragma */
+#pragma omp parallel if (work > PAR_MIN_WORK)
+    {
+        int nt = 1, me = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        int lo = (int)((long)s->n * me / nt), hi = (int)((long)s->n * (me + 1) / nt);
+        if (lo < hi) conv_dx_images(&ctx, lo, hi, scratch + (size_t)me * slot);
+    }
 }
 
 void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,

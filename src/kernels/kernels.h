@@ -161,10 +161,10 @@ void nn_k_conv_direct_maxpool_relu_bwd(const float *x, const nn_conv_shape *s, i
                                        float *db);
 /* dx += col2im(W^T dyt), the input gradient of an im2col convolution with
  * weights w (oc x c*kh*kw) and output gradient dyt ([oc][n*oh*ow]),
- * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow
- * floats) so that the columns stay in cache. Each thread owns whole input
- * channels, start to end; the same bits as one GEMM over the batch
- * followed by col2im.
+ * computed chunk images at a time in scratch (c*kh*kw x chunk*oh*ow floats
+ * per thread: nn_get_threads() times that) so that the columns stay in
+ * cache. Each thread owns whole images; the same bits as one GEMM over the
+ * batch followed by col2im.
  * With overwrite set, dx's old contents are ignored (zeroed first, by the
  * threads that own them). */
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,

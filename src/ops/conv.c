@@ -97,7 +97,7 @@ static void conv_backward(nn_graph *g, const nn_node *n)
     if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
     if (dx) {
         int chunk = cache_chunk(s, ckk);
-        float *dcol = nn__arena_alloc(g, (size_t)ckk * chunk * ohw * sizeof(float));
+        float *dcol = nn__arena_alloc(g, (size_t)nn_get_threads() * ckk * chunk * ohw * sizeof(float));
         if (!dcol) return;
         nn_k_conv_dx(w->data, oc, dyt, s, dcol, chunk, fresh, dx);
     }
