@@ -245,22 +245,23 @@ static void pack_b_generated(const nn_k_b_source *g, int p0, int kc, int j0, int
 
 /* op(B) as the packed loops see it: stored (B, ldb, tb), or produced by a
  * generator, or already packed whole (packed, with B as the fallback);
- * k0 is the row of op(B) that row 0 of the product reads (a K chunk). */
+ * (k0, j0) is the element of op(B) that element (0, 0) of the product reads
+ * (a K chunk, a thread's columns). */
 typedef struct b_operand {
     int tb;
     const float *B;
     int ldb;
     const nn_k_b_source *gen;
     const float *packed;
-    int k0;
+    int k0, j0;
 } b_operand;
 
 static void pack_b(const b_operand *b, int p0, int kc, int j0, int nr, float *dst)
 {
     if (b->gen)
-        pack_b_generated(b->gen, b->k0 + p0, kc, j0, nr, dst);
+        pack_b_generated(b->gen, b->k0 + p0, kc, b->j0 + j0, nr, dst);
     else
-        pack_b_panel(b->tb, b->B, b->ldb, b->k0 + p0, kc, j0, nr, dst);
+        pack_b_panel(b->tb, b->B, b->ldb, b->k0 + p0, kc, b->j0 + j0, nr, dst);
 }
 
 static void scale_c(int M, int N, float beta, float *C, int ldc)
@@ -370,11 +371,13 @@ static double balance(int dim, int width, int p)
 }
 
 /* Split C between threads by rows when op(A) is the larger operand (so it
- * is not packed by every thread) unless that balances clearly worse. */
+ * is not packed by every thread) unless that balances clearly worse.
+ * Columns are dealt out a vector's width at a time (a thread's last tile
+ * may be narrower), rows a tile at a time. */
 static int split_along_m(int M, int N, int p)
 {
     if (p <= 1) return 0; /* both operands are K deep: compare M and N */
-    double bm = balance(M, MR, p), bn = balance(N, NR, p);
+    double bm = balance(M, MR, p), bn = balance(N, VEC, p);
     int prefer_m = M > N;
     if (prefer_m ? bm < 0.8 && bn > bm : bn < 0.8 && bm > bn) prefer_m = !prefer_m;
     return prefer_m;
@@ -459,7 +462,8 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
     int overwrite = beta == 0.0f;
     if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
     if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
-        const float *B = b->tb ? b->B + (size_t)j0 * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + j0;
+        int jb = b->j0 + j0;
+        const float *B = b->tb ? b->B + (size_t)jb * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + jb;
         gemm_small(ta, b->tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda, B, b->ldb,
                    C + (size_t)i0 * ldc + j0, ldc);
         return 1;
@@ -546,12 +550,19 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
         nthreads = omp_get_num_threads();
         me = omp_get_thread_num();
 #endif
-        int split_m = split_along_m(M, N, nthreads);
-        int tiles = split_m ? m_tiles : n_tiles;
-        int lo = (int)((long)tiles * me / nthreads), hi = (int)((long)tiles * (me + 1) / nthreads);
-        if (lo < hi)
-            ok = split_m ? gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, lo, hi, 0, n_tiles)
-                         : gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, 0, m_tiles, lo, hi);
+        if (split_along_m(M, N, nthreads)) {
+            int lo = (int)((long)m_tiles * me / nthreads), hi = (int)((long)m_tiles * (me + 1) / nthreads);
+            if (lo < hi) ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, lo, hi, 0, n_tiles);
+        } else { /* columns [c0, c1): the product of those columns of op(B) */
+            int vecs = (N + VEC - 1) / VEC;
+            int c0 = (int)((long)vecs * me / nthreads) * VEC, c1 = (int)((long)vecs * (me + 1) / nthreads) * VEC;
+            if (c1 > N) c1 = N;
+            b_operand cols = *b;
+            cols.j0 += c0;
+            if (c0 < c1)
+                ok = gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, C + c0, ldc, 0, m_tiles, 0,
+                               (c1 - c0 + NR - 1) / NR);
+        }
     }
     return ok;
 }
@@ -569,7 +580,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc); /* also the no-memory path */
         return;
     }
-    b_operand b = {tb, B, ldb, NULL, NULL, 0};
+    b_operand b = {tb, B, ldb, NULL, NULL, 0, 0};
     gemm_packed(ta, M, N, K, alpha, A, lda, &b, beta, C, ldc); /* stored B: cannot fail */
 }
 
@@ -581,7 +592,7 @@ int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int l
         scale_c(M, N, beta, C, ldc);
         return 1;
     }
-    b_operand b = {0, NULL, 0, gen, NULL, 0};
+    b_operand b = {0, NULL, 0, gen, NULL, 0, 0};
     return gemm_packed(0, M, N, K, alpha, A, lda, &b, beta, C, ldc);
 }
 
@@ -593,7 +604,7 @@ void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A,
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    b_operand b = {tb, B, ldb, NULL, bp, 0};
+    b_operand b = {tb, B, ldb, NULL, bp, 0, 0};
     gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, 0, (M + MR - 1) / MR, 0,
               (N + NR - 1) / NR);
 }
