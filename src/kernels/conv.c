@@ -196,6 +196,45 @@ int nn_k_conv_gemm(const float *w, int oc, const float *x, const nn_conv_shape *
     return nn_sgemm_generated_b(oc, cols, ckk, 1.0f, w, ckk, &gen, 0.0f, out, cols);
 }
 
+/* The forward GEMM's output, a column panel at a time, written to NCHW
+ * with the bias (and ReLU) as nn_k_cn_to_nc_bias does. */
+typedef struct nchw_sink {
+    const float *bias;
+    float *y;
+    int oc, relu;
+    size_t ohw;
+} nchw_sink;
+
+static void nchw_store(const void *ctx, int i0, int m, int j0, int n, const float *tile, int ldt)
+{
+    const nchw_sink *t = ctx;
+    for (int done = 0; done < n;) { /* the panel's columns image by image */
+        size_t img = (size_t)(j0 + done) / t->ohw, pos = (size_t)(j0 + done) % t->ohw;
+        int len = (int)(t->ohw - pos) < n - done ? (int)(t->ohw - pos) : n - done;
+        for (int r = 0; r < m; r++) {
+            float b = t->bias ? t->bias[i0 + r] : 0.0f;
+            const float *restrict src = tile + (size_t)r * ldt + done;
+            float *restrict dst = t->y + (img * t->oc + (size_t)(i0 + r)) * t->ohw + pos;
+            for (int j = 0; j < len; j++) {
+                float v = src[j] + b;
+                dst[j] = t->relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        }
+        done += len;
+    }
+}
+
+int nn_k_conv_forward(const float *w, int oc, const float *x, const nn_conv_shape *s,
+                      const float *bias, int relu, float *y)
+{
+    im2col_source src = {x, s, 0};
+    nn_k_b_source gen = {im2col_source_block, &src};
+    nchw_sink out = {bias, y, oc, relu, (size_t)s->oh * s->ow};
+    nn_k_c_sink sink = {nchw_store, &out};
+    int ckk = s->c * s->kh * s->kw, cols = s->n * s->oh * s->ow;
+    return nn_sgemm_to_sink(oc, cols, ckk, 1.0f, w, ckk, &gen, &sink);
+}
+
 int nn_k_conv_dw_acc(const float *dyt, int oc, const float *x, const nn_conv_shape *s, float *dw)
 {
     im2col_source src = {x, s, 1};

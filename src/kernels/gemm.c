@@ -385,9 +385,9 @@ static int split_along_m(int M, int N, int p)
 
 /* The K block [p0, p0+kc) for C tiles [it0, it1) x column jt: pack that
  * slice of op(B) (unless panel holds it packed already) and run the
- * micro-kernel down the column. pa holds the block's packed A tiles from
- * it0 on. */
-static void sweep_column(const b_operand *b, int M, int N, const float *panel, float *C, int ldc,
+ * micro-kernel down the column, whose tile it0 is at c_top. pa holds the
+ * block's packed A tiles from it0 on. */
+static void sweep_column(const b_operand *b, int M, int N, const float *panel, float *c_top, int ldc,
                          int p0, int kc, int jt, int it0, int it1, const float *pa, int overwrite)
 {
     int nr = span(N, jt * NR, NR);
@@ -397,8 +397,8 @@ static void sweep_column(const b_operand *b, int M, int N, const float *panel, f
     }
     for (int it = it0; it < it1; it++) {
         int mr = span(M, it * MR, MR);
-        micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, panel,
-                     C + (size_t)it * MR * ldc + (size_t)jt * NR, ldc, mr, nr, overwrite);
+        micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, panel, c_top + (size_t)(it - it0) * MR * ldc,
+                     ldc, mr, nr, overwrite);
     }
 }
 
@@ -437,12 +437,19 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst)
         }
 }
 
-/* One thread's share: C tiles [it0, it1) x [jt0, jt1). 0 if memory for
- * packing A ran out and op(B) is generated (otherwise a plain loop over the
- * stored B stands in). */
+/* Column panels of C handed to a sink (see nn_sgemm_to_sink) are made in
+ * this per-thread buffer. */
+static _Thread_local float *sink_buf;
+static _Thread_local size_t sink_cap;
+
+/* One thread's share: C tiles [it0, it1) x [jt0, jt1), or with a sink (C
+ * unused, beta 0, A resident: see fits_sink) each column of tiles made in
+ * sink_buf and handed over whole. 0 if memory ran out and op(B) is
+ * generated or C goes to a sink (otherwise a plain loop over the stored B
+ * stands in). */
 static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, int lda,
-                     const b_operand *b, float beta, float *C, int ldc, int it0, int it1, int jt0,
-                     int jt1)
+                     const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink,
+                     int it0, int it1, int jt0, int jt1)
 {
     int kblocks, kc_max;
     k_blocking(K, &kblocks, &kc_max);
@@ -454,12 +461,28 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
      * every column of tiles while they stay in L2. */
     int resident = a_block * kblocks * sizeof(float) <= RESIDENT_A_BYTES;
     float *pa = grow(&pack_a, &pack_a_cap, resident ? a_block * kblocks : a_block);
-    if (!pa && b->gen) return 0;
+    if (!pa && (b->gen || sink)) return 0;
     int i0 = it0 * MR, j0 = jt0 * NR;
     int m = M - i0 < rows ? M - i0 : rows, n = N - j0 < (jt1 - jt0) * NR ? N - j0 : (jt1 - jt0) * NR;
     /* beta = 0: the first K block stores instead of adding (C is not read,
      * so NaNs in it do not propagate); other betas scale C first. */
     int overwrite = beta == 0.0f;
+    if (sink) {
+        float *cb = grow(&sink_buf, &sink_cap, (size_t)rows * NR);
+        if (!cb || !resident) return 0;
+        for (int kb = 0; kb < kblocks; kb++) {
+            int p0 = kb * kc_max, kc = span(K, p0, kc_max);
+            pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
+        }
+        for (int jt = jt0; jt < jt1; jt++) {
+            for (int kb = 0; kb < kblocks; kb++) {
+                int p0 = kb * kc_max, kc = span(K, p0, kc_max);
+                sweep_column(b, M, N, NULL, cb, NR, p0, kc, jt, it0, it1, pa + kb * a_block, kb == 0);
+            }
+            sink->store(sink->ctx, i0, m, b->j0 + jt * NR, span(N, jt * NR, NR), cb, NR);
+        }
+        return 1;
+    }
     if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
     if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
         int jb = b->j0 + j0;
@@ -476,8 +499,9 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
         for (int jt = jt0; jt < jt1; jt++)
             for (int kb = 0; kb < kblocks; kb++) {
                 int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
-                             it0, it1, pa + kb * a_block, overwrite && kb == 0);
+                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
+                             C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1,
+                             pa + kb * a_block, overwrite && kb == 0);
             }
         return 1;
     }
@@ -485,8 +509,9 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
         int p0 = kb * kc_max, kc = span(K, p0, kc_max);
         pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
         for (int jt = jt0; jt < jt1; jt++)
-            sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), C, ldc, p0, kc, jt,
-                         it0, it1, pa, overwrite && kb == 0);
+            sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
+                         C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1, pa,
+                         overwrite && kb == 0);
     }
     return 1;
 }
@@ -520,7 +545,7 @@ static int gemm_ksplit(int ta, int M, int N, int K, float alpha, const float *A,
         b_operand chunk_b = *b;
         chunk_b.k0 += k0;
         ok = gemm_rect(ta, M, N, k1 - k0, alpha, ta ? A + (size_t)k0 * lda : A + k0, lda, &chunk_b,
-                       0.0f, part + (size_t)ch * mn, N, 0, m_tiles, 0, n_tiles) && ok;
+                       0.0f, part + (size_t)ch * mn, N, NULL, 0, m_tiles, 0, n_tiles) && ok;
     }
     if (!ok) return 0;
     sum_partials(M, N, chunks, part, 1.0f, beta, C, ldc); /* alpha is in the partials */
@@ -531,7 +556,7 @@ static int gemm_ksplit(int ta, int M, int N, int K, float alpha, const float *A,
  * shape alone: the same path, and bits, on any thread count) or C's tiles
  * split between the threads. 0 if out of memory (C partly written). */
 static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A, int lda,
-                       const b_operand *b, float beta, float *C, int ldc)
+                       const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink)
 {
     int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR, ok = 1;
     /* Called from inside a parallel region, the caller's threads already
@@ -540,7 +565,7 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
 #ifdef _OPENMP
     threaded = threaded && !omp_in_parallel();
 #endif
-    if (is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
+    if (!sink && is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
         return 1;
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded) reduction(&& : ok)
@@ -552,7 +577,8 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
 #endif
         if (split_along_m(M, N, nthreads)) {
             int lo = (int)((long)m_tiles * me / nthreads), hi = (int)((long)m_tiles * (me + 1) / nthreads);
-            if (lo < hi) ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, lo, hi, 0, n_tiles);
+            if (lo < hi)
+                ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, lo, hi, 0, n_tiles);
         } else { /* columns [c0, c1): the product of those columns of op(B) */
             int vecs = (N + VEC - 1) / VEC;
             int c0 = (int)((long)vecs * me / nthreads) * VEC, c1 = (int)((long)vecs * (me + 1) / nthreads) * VEC;
@@ -560,8 +586,8 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
             b_operand cols = *b;
             cols.j0 += c0;
             if (c0 < c1)
-                ok = gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, C + c0, ldc, 0, m_tiles, 0,
-                               (c1 - c0 + NR - 1) / NR);
+                ok = gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, sink ? NULL : C + c0, ldc,
+                               sink, 0, m_tiles, 0, (c1 - c0 + NR - 1) / NR);
         }
     }
     return ok;
@@ -581,7 +607,7 @@ void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
         return;
     }
     b_operand b = {tb, B, ldb, NULL, NULL, 0, 0};
-    gemm_packed(ta, M, N, K, alpha, A, lda, &b, beta, C, ldc); /* stored B: cannot fail */
+    gemm_packed(ta, M, N, K, alpha, A, lda, &b, beta, C, ldc, NULL); /* stored B: cannot fail */
 }
 
 int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int lda,
@@ -593,7 +619,18 @@ int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int l
         return 1;
     }
     b_operand b = {0, NULL, 0, gen, NULL, 0, 0};
-    return gemm_packed(0, M, N, K, alpha, A, lda, &b, beta, C, ldc);
+    return gemm_packed(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, NULL);
+}
+
+int nn_sgemm_to_sink(int M, int N, int K, float alpha, const float *A, int lda,
+                     const nn_k_b_source *gen, const nn_k_c_sink *sink)
+{
+    int kblocks, kc_max;
+    k_blocking(K, &kblocks, &kc_max);
+    size_t a_bytes = (size_t)(M + MR - 1) / MR * MR * kc_max * kblocks * sizeof(float);
+    if (M <= 0 || N <= 0 || K <= 0 || a_bytes > RESIDENT_A_BYTES) return 0;
+    b_operand b = {0, NULL, 0, gen, NULL, 0, 0};
+    return gemm_packed(0, M, N, K, alpha, A, lda, &b, 0.0f, NULL, 0, sink);
 }
 
 void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -605,6 +642,6 @@ void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A,
         return;
     }
     b_operand b = {tb, B, ldb, NULL, bp, 0, 0};
-    gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, 0, (M + MR - 1) / MR, 0,
+    gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, NULL, 0, (M + MR - 1) / MR, 0,
               (N + NR - 1) / NR);
 }

@@ -39,6 +39,19 @@ typedef struct nn_k_b_source {
 } nn_k_b_source;
 int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int lda,
                          const nn_k_b_source *gen, float beta, float *C, int ldc);
+/* The same product, C = alpha A op(B), handed out a column panel at a time
+ * instead of stored: store() gets rows [i0, i0+m) x columns [j0, j0+n) of C
+ * (n at most 48) in tile, rows ldt apart, once each, from several threads
+ * at once (a convolution writes them to NCHW with its bias). Only where
+ * op(A)'s rows fit in cache (M x K at most 512 KB): returns 0 without
+ * computing anything otherwise (or if memory ran out: C is then partly
+ * stored). The same bits as nn_sgemm_generated_b with beta 0. */
+typedef struct nn_k_c_sink {
+    void (*store)(const void *ctx, int i0, int m, int j0, int n, const float *tile, int ldt);
+    const void *ctx;
+} nn_k_c_sink;
+int nn_sgemm_to_sink(int M, int N, int K, float alpha, const float *A, int lda,
+                     const nn_k_b_source *gen, const nn_k_c_sink *sink);
 
 /* Run fn over rows [0, rows) split between the threads in contiguous ranges
  * that start at multiples of align (one call per thread, on the whole range
@@ -130,6 +143,13 @@ void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, i
  * output gradient as [oc][n*oh*ow]. The same bits as nn_sgemm over a stored
  * col (for shapes that are not tiny). 0 if memory ran out. */
 int nn_k_conv_gemm(const float *w, int oc, const float *x, const nn_conv_shape *s, float *out);
+/* The whole forward, y (NCHW) = w col + bias (may be NULL), clamped at 0
+ * when relu is set, the GEMM's output written to y a panel at a time (no
+ * [oc][n*oh*ow] buffer and transpose pass); the same bits as
+ * nn_k_conv_gemm then nn_k_cn_to_nc_bias. 0 (nothing written) where
+ * nn_sgemm_to_sink does not apply. */
+int nn_k_conv_forward(const float *w, int oc, const float *x, const nn_conv_shape *s,
+                      const float *bias, int relu, float *y);
 int nn_k_conv_dw_acc(const float *dyt, int oc, const float *x, const nn_conv_shape *s, float *dw);
 /* Direct convolution, used instead of im2col + GEMM when c*kh*kw is at most
  * NN_CONV_DIRECT_MAX_TAPS: y (N, oc, oh, ow) = w (oc, c, kh, kw) * x + bias

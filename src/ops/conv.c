@@ -141,7 +141,7 @@ static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *w
     const float *b = bias ? bias->data : NULL;
     if (conv_is_direct(s)) {
         nn_k_conv_direct(x->data, s, oc, weight->data, b, relu, y->data);
-    } else {
+    } else if (!nn_k_conv_forward(weight->data, oc, x->data, s, b, relu, y->data)) {
         /* Without a backward to come, a few images at a time, so that the
          * GEMM's output stays in cache for the transpose; else the whole
          * batch in one GEMM. */
