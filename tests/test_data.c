@@ -460,6 +460,22 @@ static void test_batcher_shift_augmentation(void)
     nn_k_u8_image_shifted(3, 3, 1, 1, img, 1.0f, 0.0f, out);
     float want[9] = {0, 0, 0, 0, 1, 2, 0, 4, 5};
     CHECK(memcmp(out, want, sizeof want) == 0);
+    /* every shift up to past the edges, against the definition (background
+     * shift where the source pixel is outside) */
+    unsigned char big[5 * 6];
+    for (int i = 0; i < 30; i++) big[i] = (unsigned char)(7 * i + 3);
+    int wrong = 0;
+    for (int sy = -6; sy <= 6; sy++)
+        for (int sx = -7; sx <= 7; sx++) {
+            float got[30];
+            nn_k_u8_image_shifted(5, 6, sy, sx, big, 0.5f, -1.0f, got);
+            for (int r = 0; r < 5; r++)
+                for (int c = 0; c < 6; c++) {
+                    int rr = r - sy, cc = c - sx, in = rr >= 0 && rr < 5 && cc >= 0 && cc < 6;
+                    wrong += got[r * 6 + c] != 0.5f * (float)(in ? big[rr * 6 + cc] : 0) - 1.0f;
+                }
+        }
+    CHECK_MSG(wrong == 0, "%d shifted pixels wrong", wrong);
     nn_dataset_free(&d);
 }
 

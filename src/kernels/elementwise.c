@@ -97,13 +97,23 @@ void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shif
 void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned char *in, float scale,
                            float shift, float *out)
 {
+    /* Columns [c0, c1) of each row come from the image, the rest (and rows
+     * shifted in from outside) are the background: straight loops the
+     * compiler vectorizes, where a bounds test per pixel would not. */
+    int c0 = dx > 0 ? dx : 0, c1 = cols + (dx < 0 ? dx : 0);
+    if (c0 > cols) c0 = cols;
+    if (c1 < c0) c1 = c0;
     for (int r = 0; r < rows; r++) {
         int sr = r - dy;
-        for (int c = 0; c < cols; c++) {
-            int sc = c - dx;
-            int inside = sr >= 0 && sr < rows && sc >= 0 && sc < cols;
-            out[r * cols + c] = scale * (float)(inside ? in[sr * cols + sc] : 0) + shift;
+        float *o = out + (size_t)r * cols;
+        if (sr < 0 || sr >= rows) {
+            for (int c = 0; c < cols; c++) o[c] = shift;
+            continue;
         }
+        const unsigned char *src = in + (size_t)sr * cols;
+        for (int c = 0; c < c0; c++) o[c] = shift;
+        for (int c = c0; c < c1; c++) o[c] = scale * (float)src[c - dx] + shift;
+        for (int c = c1; c < cols; c++) o[c] = shift;
     }
 }
 
