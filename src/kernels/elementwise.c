@@ -66,6 +66,8 @@ double nn_k_sum_sq(size_t n, const float *x)
 
 void nn_k_fill(size_t n, float v, float *out)
 {
+    /* whole gradient buffers between steps: split between threads */
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) out[i] = v;
 }
 

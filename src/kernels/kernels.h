@@ -73,7 +73,7 @@ double nn_k_sum_sq(size_t n, const float *x);
 /* A short row's sum in float, eight interleaved lanes in a fixed order
  * (vectorizable, unlike one running sum); for rows of a few hundred. */
 float nn_k_row_sum(size_t n, const float *x);
-void nn_k_fill(size_t n, float v, float *out);
+void nn_k_fill(size_t n, float v, float *out); /* threaded when large */
 void nn_k_add_scalar(size_t n, float c, float *y);                       /* y += c */
 /* Sum of (a - b)^2, and y += s * (a - b). */
 double nn_k_sq_diff_sum(size_t n, const float *a, const float *b);

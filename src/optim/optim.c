@@ -109,7 +109,10 @@ void nn_optim_step(nn_optim *o)
 
 void nn_optim_zero_grad(nn_optim *o)
 {
-    for (int i = 0; i < o->count; i++) nn_tensor_zero_grad(o->params[i]);
+    for (int i = 0; i < o->count; i++) {
+        nn_tensor *p = o->params[i];
+        if (p->grad) nn_k_fill(p->size, 0.0f, p->grad);
+    }
 }
 
 void nn_optim_set_lr(nn_optim *o, float lr)
