@@ -765,10 +765,10 @@ static void test_grad_conv2d_maxpool2d_relu(void)
 }
 
 /* The fused op against the three ops by hand, bit for bit: output and every
- * gradient, on 1 and 2 threads, for tap counts with a fused path (1x3x3,
- * 1x5x5 without bias, 3x3x3), 2x2 and overlapping 3x3 pooling, the input
- * with and without a gradient, and a padded convolution (recorded as two
- * ops). */
+ * gradient, on 1 and 2 threads, for tap counts with a fused direct path
+ * (1x3x3, 1x5x5 without bias, 3x3x3), a padded direct convolution, im2col
+ * convolutions (4x3x3, and 5x3x3 padded without bias), 2x2 and overlapping
+ * 3x3 pooling, the input with and without a gradient. */
 static void test_conv2d_maxpool2d_relu_equals_ops(void)
 {
     static const struct {
@@ -777,7 +777,9 @@ static void test_conv2d_maxpool2d_relu_equals_ops(void)
     } cases[] = {{1, 3, 1, {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}}},
                  {1, 5, 0, {3, 3, {1, 1, 0, 0, 0, 0}, {2, 2, 1, 1, 1, 1}}},
                  {3, 3, 1, {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}}},
-                 {1, 3, 1, {2, 2, {1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}}}};
+                 {1, 3, 1, {2, 2, {1, 1, 1, 1, 1, 1}, {2, 2, 0, 0, 0, 0}}},
+                 {4, 3, 1, {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}}},
+                 {5, 3, 0, {3, 3, {1, 1, 1, 1, 1, 1}, {2, 2, 1, 1, 1, 1}}}};
     int threads = nn_get_threads();
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++)
         for (int x_grad = 0; x_grad <= 1; x_grad++) {

@@ -127,9 +127,11 @@ nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_windo
  * 1, no padding) on an AVX-512 build, each image's convolution output is
  * made, pooled and dropped while in cache, and the backward spreads the
  * pooled gradient back an image at a time: the convolution's output and its
- * gradient (4x the pooled size for 2x2 windows) are never stored. Otherwise
- * it records the two ops. nn_sequential uses it by itself for a conv2d
- * layer, a ReLU layer and a max pooling layer in a row. */
+ * gradient (4x the pooled size for 2x2 windows) are never stored. For an
+ * im2col convolution the pooling's backward writes the gradient straight
+ * in the layout the convolution's GEMMs read (no transpose pass).
+ * nn_sequential uses it by itself for a conv2d layer, a ReLU layer and a
+ * max pooling layer in a row. */
 nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
                                     nn_window2d conv_win, int kh, int kw, nn_window2d pool_win);
 

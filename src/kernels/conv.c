@@ -706,6 +706,18 @@ void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s
                                overwrite, dx + p * hw);
 }
 
+void nn_k_maxpool_bwd_cn(const float *dy, const int *argmax, const nn_conv_shape *s,
+                         const float *relu_y, float *dx_cn, float *sums)
+{
+    size_t planes = (size_t)s->n * s->c, ohw = (size_t)s->oh * s->ow, hw = (size_t)s->h * s->w;
+#pragma omp parallel for schedule(static) if (planes * hw > PAR_MIN_WORK)
+    for (size_t p = 0; p < planes; p++) { /* plane p = (image n, channel c) goes to row c, block n */
+        float *d = dx_cn + ((p % s->c) * s->n + p / s->c) * hw;
+        nn_k_maxpool_bwd_plane(dy + p * ohw, argmax + p * ohw, s, relu_y ? relu_y + p * ohw : NULL, 1, d);
+        if (sums) sums[p] = nn_k_row_sum(hw, d);
+    }
+}
+
 /* Average pooling divides by the full window (padding counts as zeros), as
  * PyTorch's default count_include_pad=True. */
 void nn_k_avgpool(const float *x, const nn_conv_shape *s, float *y)

@@ -212,6 +212,12 @@ void nn_k_maxpool(const float *x, const nn_conv_shape *s, int relu, float *y, in
  * ReLU'd output: gradients of outputs that are not positive are dropped. */
 void nn_k_maxpool_bwd(const float *dy, const int *argmax, const nn_conv_shape *s,
                       const float *relu_y, int overwrite, float *dx);
+/* nn_k_maxpool_bwd overwriting, with dx laid out [c][n][h*w] (the layout
+ * an im2col convolution's backward takes its output gradient in) and, when
+ * sums is not NULL, each (n, c) plane's sum in sums[n][c]: the same values
+ * as nn_k_maxpool_bwd then nn_k_nc_to_cn, in one pass. */
+void nn_k_maxpool_bwd_cn(const float *dy, const int *argmax, const nn_conv_shape *s,
+                         const float *relu_y, float *dx_cn, float *sums);
 /* The same for one plane (s->n and s->c are not read), on the calling
  * thread. */
 void nn_k_maxpool_plane(const float *x, const nn_conv_shape *s, int relu, float *y, int *argmax);

@@ -69,11 +69,34 @@ static int window_shape(nn_graph *g, const char *op, const nn_tensor *x, int kh,
     return 1;
 }
 
+/* The im2col path's gradients from dyt, the output's gradient as
+ * [oc][n*oh*ow], and sums (its per-image, per-channel sums, for the bias;
+ * NULL when db is): shared by conv2d and the fused conv + pooling. */
+static void im2col_backward(nn_graph *g, const nn_conv_shape *s, nn_tensor *x, nn_tensor *w,
+                            const float *dyt, const float *sums, float *dw, float *db)
+{
+    int oc = w->shape[0], ckk = s->c * s->kh * s->kw;
+    size_t ohw = (size_t)s->oh * s->ow;
+    if (dw && !nn_k_conv_dw_acc(dyt, oc, x->data, s, dw)) {
+        nn__fail(g, "nn_conv2d backward", "out of memory");
+        return;
+    }
+    if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
+    int fresh;
+    float *dx = nn__grad_fresh(g, x, &fresh);
+    if (dx) {
+        int chunk = cache_chunk(s, ckk);
+        float *dcol = nn__arena_alloc(g, (size_t)nn_get_threads() * ckk * chunk * ohw * sizeof(float));
+        if (!dcol) return;
+        nn_k_conv_dx(w->data, oc, dyt, s, dcol, chunk, fresh, dx);
+    }
+}
+
 static void conv_backward(nn_graph *g, const nn_node *n)
 {
     const nn_conv_shape *s = n->ptr;
     nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    int oc = w->shape[0], ckk = s->c * s->kh * s->kw;
+    int oc = w->shape[0];
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
     const float *dy = n->out->grad;
     /* iarg[0]: a ReLU was fused into the output, so its mask (the output
@@ -84,23 +107,11 @@ static void conv_backward(nn_graph *g, const nn_node *n)
         nn_k_conv_direct_bwd(x->data, s, oc, w->data, relu_out, dy, nn__grad(g, x), dw, db);
         return;
     }
-    int fresh;
-    float *dx = nn__grad_fresh(g, x, &fresh);
     float *dyt = nn__arena_alloc(g, (size_t)oc * cols * sizeof(float));
     float *sums = db ? nn__arena_alloc(g, (size_t)s->n * oc * sizeof(float)) : NULL;
     if (!dyt || (db && !sums)) return;
     nn_k_nc_to_cn(s->n, oc, ohw, dy, relu_out, dyt, sums);
-    if (dw && !nn_k_conv_dw_acc(dyt, oc, x->data, s, dw)) {
-        nn__fail(g, "nn_conv2d backward", "out of memory");
-        return;
-    }
-    if (db) nn_k_sum_rows_acc(s->n, oc, sums, db);
-    if (dx) {
-        int chunk = cache_chunk(s, ckk);
-        float *dcol = nn__arena_alloc(g, (size_t)nn_get_threads() * ckk * chunk * ohw * sizeof(float));
-        if (!dcol) return;
-        nn_k_conv_dx(w->data, oc, dyt, s, dcol, chunk, fresh, dx);
-    }
+    im2col_backward(g, s, x, w, dyt, sums, dw, db);
 }
 
 /* The geometry of a convolution of x by weight (and bias) after checking
@@ -128,35 +139,46 @@ static nn_conv_shape *conv_shape_of(nn_graph *g, const char *op, nn_tensor *x, n
     return s;
 }
 
+/* y (N, oc, oh, ow) = the convolution of x (plus bias b, clamped at 0 if
+ * relu), by the direct kernels or im2col + GEMM; whole, a few images at a
+ * time when no backward is to come (keep 0). 0 if memory ran out (reported). */
+static int conv_forward(nn_graph *g, const char *op, const nn_conv_shape *s, const nn_tensor *x,
+                        const nn_tensor *weight, const float *b, int relu, int keep, float *y)
+{
+    int oc = weight->shape[0];
+    size_t ohw = (size_t)s->oh * s->ow;
+    if (conv_is_direct(s)) {
+        nn_k_conv_direct(x->data, s, oc, weight->data, b, relu, y);
+        return 1;
+    }
+    if (nn_k_conv_forward(weight->data, oc, x->data, s, b, relu, y)) return 1;
+    /* The GEMM's output through a buffer: without a backward to come, a few
+     * images at a time, so that it stays in cache for the transpose. */
+    int chunk = keep ? s->n : cache_chunk(s, oc);
+    float *tmp = nn__arena_alloc(g, (size_t)oc * chunk * ohw * sizeof(float));
+    if (!tmp) return 0;
+    for (int n0 = 0; n0 < s->n; n0 += chunk) {
+        nn_conv_shape part = *s;
+        part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
+        if (!nn_k_conv_gemm(weight->data, oc, x->data + (size_t)n0 * s->c * s->h * s->w, &part, tmp)) {
+            nn__fail(g, op, "out of memory");
+            return 0;
+        }
+        nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, b, relu, y + (size_t)n0 * oc * ohw);
+    }
+    return 1;
+}
+
 static nn_tensor *conv2d(nn_graph *g, const char *op, nn_tensor *x, nn_tensor *weight,
                          nn_tensor *bias, nn_window2d win, int relu)
 {
     nn_tensor *in[3] = {x, weight, bias};
     nn_conv_shape *s = conv_shape_of(g, op, x, weight, bias, win);
     if (!s) return NULL;
-    int oc = weight->shape[0];
-    size_t ohw = (size_t)s->oh * s->ow;
-    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, s->oh, s->ow});
-    if (!y) return NULL;
-    const float *b = bias ? bias->data : NULL;
-    if (conv_is_direct(s)) {
-        nn_k_conv_direct(x->data, s, oc, weight->data, b, relu, y->data);
-    } else if (!nn_k_conv_forward(weight->data, oc, x->data, s, b, relu, y->data)) {
-        /* Without a backward to come, a few images at a time, so that the
-         * GEMM's output stays in cache for the transpose; else the whole
-         * batch in one GEMM. */
-        int chunk = nn__wants_grad(g, in, bias ? 3 : 2) ? s->n : cache_chunk(s, oc);
-        float *tmp = nn__arena_alloc(g, (size_t)oc * chunk * ohw * sizeof(float));
-        if (!tmp) return NULL;
-        for (int n0 = 0; n0 < s->n; n0 += chunk) {
-            nn_conv_shape part = *s;
-            part.n = s->n - n0 < chunk ? s->n - n0 : chunk;
-            if (!nn_k_conv_gemm(weight->data, oc, x->data + (size_t)n0 * s->c * s->h * s->w, &part,
-                                tmp))
-                return nn__fail(g, op, "out of memory");
-            nn_k_cn_to_nc_bias(oc, part.n, ohw, tmp, b, relu, y->data + (size_t)n0 * oc * ohw);
-        }
-    }
+    nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, weight->shape[0], s->oh, s->ow});
+    if (!y || !conv_forward(g, op, s, x, weight, bias ? bias->data : NULL, relu,
+                            nn__wants_grad(g, in, bias ? 3 : 2), y->data))
+        return NULL;
     nn_node *n = nn__record(g, conv_backward, y, in, bias ? 3 : 2);
     if (n) {
         n->ptr = s;
@@ -226,8 +248,8 @@ nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_windo
     return maxpool2d(g, "nn_maxpool2d_relu", x, kh, kw, win, 1);
 }
 
-/* The fused convolution + max pooling + ReLU: both geometries and the
- * kernels' scratch. */
+/* The fused convolution + max pooling + ReLU: both geometries and, for the
+ * direct kernels' fused path, their scratch (else NULL). */
 typedef struct conv_pool {
     nn_conv_shape conv, pool;
     float *scratch;
@@ -236,44 +258,66 @@ typedef struct conv_pool {
 static void conv_pool_backward(nn_graph *g, const nn_node *n)
 {
     const conv_pool *cp = n->ptr;
+    const nn_conv_shape *s = &cp->conv;
     nn_tensor *x = n->in[0], *w = n->in[1];
     const int *argmax = (const int *)(const void *)n->aux;
+    const float *dy = n->out->grad, *relu_y = n->out->data;
     int oc = w->shape[0];
-    float *dw = nn__grad(g, w), *db = nn__grad(g, n->in[2]), *dx = nn__grad(g, x);
-    if (dx) { /* the input's gradient needs the convolution's output gradient whole */
-        float *dconv = nn__arena_alloc(g, (size_t)cp->conv.n * oc * cp->conv.oh * cp->conv.ow * sizeof(float));
-        if (!dconv) return;
-        nn_k_maxpool_bwd(n->out->grad, argmax, &cp->pool, n->out->data, 1, dconv);
-        nn_k_conv_direct_bwd(x->data, &cp->conv, oc, w->data, NULL, dconv, dx, dw, db);
-    } else if (dw || db) {
-        nn_k_conv_direct_maxpool_relu_bwd(x->data, &cp->conv, oc, &cp->pool, n->out->grad, argmax,
-                                          n->out->data, cp->scratch, dw, db);
+    size_t conv_size = (size_t)s->n * oc * s->oh * s->ow;
+    float *dw = nn__grad(g, w), *db = nn__grad(g, n->in[2]);
+    if (!conv_is_direct(s)) { /* the pooling's gradient goes straight to [oc][n*oh*ow] */
+        float *dyt = nn__arena_alloc(g, conv_size * sizeof(float));
+        float *sums = db ? nn__arena_alloc(g, (size_t)s->n * oc * sizeof(float)) : NULL;
+        if (!dyt || (db && !sums)) return;
+        nn_k_maxpool_bwd_cn(dy, argmax, &cp->pool, relu_y, dyt, sums);
+        im2col_backward(g, s, x, w, dyt, sums, dw, db);
+        return;
     }
+    float *dx = nn__grad(g, x);
+    if (cp->scratch && !dx) { /* spread an image at a time, never stored */
+        if (dw || db)
+            nn_k_conv_direct_maxpool_relu_bwd(x->data, s, oc, &cp->pool, dy, argmax, relu_y,
+                                              cp->scratch, dw, db);
+        return;
+    }
+    float *dconv = nn__arena_alloc(g, conv_size * sizeof(float));
+    if (!dconv) return;
+    nn_k_maxpool_bwd(dy, argmax, &cp->pool, relu_y, 1, dconv);
+    nn_k_conv_direct_bwd(x->data, s, oc, w->data, NULL, dconv, dx, dw, db);
 }
 
 nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
                                     nn_window2d conv_win, int kh, int kw, nn_window2d pool_win)
 {
     static const char op[] = "nn_conv2d_maxpool2d_relu";
+    nn_tensor *in[3] = {x, weight, bias};
     nn_conv_shape *s = conv_shape_of(g, op, x, weight, bias, conv_win);
-    if (!s) return NULL;
-    if (!conv_is_direct(s) || !nn_k_conv_direct_pool_fusable(s))
-        return nn_maxpool2d_relu(g, nn_conv2d(g, x, weight, bias, conv_win), kh, kw, pool_win);
-    int oc = weight->shape[0];
-    conv_pool *cp = nn__arena_alloc(g, sizeof *cp);
+    conv_pool *cp = s ? nn__arena_alloc(g, sizeof *cp) : NULL;
     if (!cp) return NULL;
+    int oc = weight->shape[0];
     cp->conv = *s;
-    /* the convolution's output, as pooling sees it (not stored) */
+    cp->scratch = NULL;
+    /* the convolution's output, as pooling sees it */
     nn_tensor conv_out = {.ndim = 4, .shape = {s->n, oc, s->oh, s->ow}};
     if (!pool_shape(g, op, &conv_out, kh, kw, pool_win, &cp->pool)) return NULL;
     size_t per_image = (size_t)oc * s->oh * s->ow;
-    cp->scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * per_image * sizeof(float));
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, cp->pool.oh, cp->pool.ow});
     int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
-    if (!cp->scratch || !argmax) return NULL;
-    nn_k_conv_direct_maxpool_relu(x->data, s, oc, weight->data, bias ? bias->data : NULL, &cp->pool,
-                                  cp->scratch, y->data, argmax);
-    nn_tensor *in[3] = {x, weight, bias};
+    if (!argmax) return NULL;
+    const float *b = bias ? bias->data : NULL;
+    if (conv_is_direct(s) && nn_k_conv_direct_pool_fusable(s)) {
+        /* each image's convolution output made and pooled in cache */
+        cp->scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * per_image * sizeof(float));
+        if (!cp->scratch) return NULL;
+        nn_k_conv_direct_maxpool_relu(x->data, s, oc, weight->data, b, &cp->pool, cp->scratch,
+                                      y->data, argmax);
+    } else {
+        float *conv = nn__arena_alloc(g, (size_t)s->n * per_image * sizeof(float));
+        if (!conv ||
+            !conv_forward(g, op, s, x, weight, b, 0, nn__wants_grad(g, in, bias ? 3 : 2), conv))
+            return NULL;
+        nn_k_maxpool(conv, &cp->pool, 1, y->data, argmax);
+    }
     nn_node *n = nn__record(g, conv_pool_backward, y, in, bias ? 3 : 2);
     if (n) {
         n->ptr = cp;
