@@ -354,10 +354,9 @@ static void conv_dx_images(const conv_dx_ctx *t, int n_lo, int n_hi, float *scra
     const nn_conv_shape *s = t->s;
     const int kk = s->kh * s->kw, ckk = s->c * kk;
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
-    int in_registers = 0;
 #if defined(__AVX512F__)
     col2im_plan plan;
-    in_registers = col2im_plan_make(s, &plan);
+    int in_registers = col2im_plan_make(s, &plan);
 #endif
     for (int n0 = n_lo; n0 < n_hi; n0 += t->chunk) {
         nn_conv_shape part = *s;
