@@ -158,9 +158,11 @@ nn_tensor *nn_recurrent_forward(nn_layer *l, nn_graph *g, nn_tensor *x, nn_tenso
 int nn_recurrent_hidden_size(const nn_layer *l);
 int nn_recurrent_num_layers(const nn_layer *l);
 
-/* A container that applies its layers in order. A ReLU layer followed by a
- * max pooling layer runs as one nn_maxpool2d_relu; otherwise a conv2d layer
- * followed by a ReLU layer runs as one nn_conv2d_relu. In eval mode on a graph with
+/* A container that applies its layers in order. A conv2d layer, a ReLU
+ * layer and a max pooling layer in a row run as one nn_conv2d_maxpool2d_relu;
+ * else a ReLU layer followed by a max pooling layer runs as one
+ * nn_maxpool2d_relu, and a conv2d layer followed by a ReLU layer as one
+ * nn_conv2d_relu (the same values and gradients). In eval mode on a graph with
  * gradients disabled, a batch of more than 64 samples through layers that
  * each treat samples separately (the built-in conv2d, pooling, dense,
  * activation, dropout and flatten layers) runs 32 samples at a time, each
