@@ -122,20 +122,24 @@ static nn_conv_shape *conv_shape_of(nn_graph *g, const char *op, nn_tensor *x, n
     nn_tensor *in[3] = {x, weight, bias};
     if (!nn__inputs_ok(g, op, in, 2)) return NULL;
     nn__shape_buf sx, sw, sb;
-    if (weight->ndim != 4 || x->ndim != 4 || weight->shape[1] != x->shape[1])
-        return (void *)nn__fail(g, op,
-                                "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
-                                nn__shape(x, &sx), nn__shape(weight, &sw));
+    if (weight->ndim != 4 || x->ndim != 4 || weight->shape[1] != x->shape[1]) {
+        nn__fail(g, op, "weight must be (OC, C, KH, KW) with C = input channels: x %s vs weight %s",
+                 nn__shape(x, &sx), nn__shape(weight, &sw));
+        return NULL;
+    }
     int oc = weight->shape[0];
-    if (bias && bias->size != (size_t)oc)
-        return (void *)nn__fail(g, op, "bias must have %d elements: weight %s vs bias %s", oc,
-                                nn__shape(weight, &sw), nn__shape(bias, &sb));
+    if (bias && bias->size != (size_t)oc) {
+        nn__fail(g, op, "bias must have %d elements: weight %s vs bias %s", oc, nn__shape(weight, &sw),
+                 nn__shape(bias, &sb));
+        return NULL;
+    }
     nn_conv_shape *s = nn__arena_alloc(g, sizeof *s);
     if (!s || !window_shape(g, op, x, weight->shape[2], weight->shape[3], win, s)) return NULL;
     /* the kernels index x, and the GEMM the output's columns, with ints */
-    if (x->size > INT_MAX || (size_t)s->n * oc * s->oh * s->ow > INT_MAX)
-        return (void *)nn__fail(g, op, "input %s too large: at most 2^31 - 1 elements in and out",
-                                nn__shape(x, &sx));
+    if (x->size > INT_MAX || (size_t)s->n * oc * s->oh * s->ow > INT_MAX) {
+        nn__fail(g, op, "input %s too large: at most 2^31 - 1 elements in and out", nn__shape(x, &sx));
+        return NULL;
+    }
     return s;
 }
 
