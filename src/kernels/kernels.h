@@ -161,6 +161,15 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
                       const float *bias, int relu, float *y);
 void nn_k_conv_direct_bwd(const float *x, const nn_conv_shape *s, int oc, const float *w,
                           const float *y, const float *dy, float *dx, float *dw, float *db);
+/* The direct convolution's fast path (stride 1, no padding, 9, 25 or 27
+ * taps, AVX-512 builds): the tap count where it applies to s, else 0; its
+ * forward and its weight/bias gradient, as nn_k_conv_direct and the dw/db
+ * part of nn_k_conv_direct_bwd (which call them where it applies). */
+int nn_k_conv_direct_fast_taps(const nn_conv_shape *s);
+void nn_k_conv_direct_fast(const float *x, const nn_conv_shape *s, int oc, const float *w,
+                           const float *bias, int relu, float *y);
+void nn_k_conv_direct_fast_dw(const float *x, const nn_conv_shape *s, int oc, const float *y,
+                              const float *dy, float *dw, float *db);
 /* A direct convolution followed by max pooling (pool: its window over the
  * convolution's output) and ReLU, run together where
  * nn_k_conv_direct_pool_fusable(s) (stride 1 without padding, few taps,
