@@ -409,6 +409,15 @@ static void k_blocking(int K, int *kblocks, int *kc_max)
     *kc_max = (K + *kblocks - 1) / *kblocks;
 }
 
+/* 1 if `rows` rows of op(A), K deep, packed whole fit the cache share that
+ * lets them stay resident while every column of tiles runs through them. */
+static int a_resident(int rows, int K)
+{
+    int kblocks, kc_max;
+    k_blocking(K, &kblocks, &kc_max);
+    return (size_t)rows * kc_max * kblocks * sizeof(float) <= RESIDENT_A_BYTES;
+}
+
 /* Where the panel of K block kb, column tile jt sits in a fully packed B. */
 static const float *packed_panel(const float *bp, int N, int kc_max, int kb, int jt)
 {
@@ -443,8 +452,8 @@ static _Thread_local float *sink_buf;
 static _Thread_local size_t sink_cap;
 
 /* One thread's share: C tiles [it0, it1) x [jt0, jt1), or with a sink (C
- * unused, beta 0, A resident: see fits_sink) each column of tiles made in
- * sink_buf and handed over whole. 0 if memory ran out and op(B) is
+ * unused, beta 0, A resident: nn_sgemm_to_sink checks) each column of tiles
+ * made in sink_buf and handed over whole. 0 if memory ran out and op(B) is
  * generated or C goes to a sink (otherwise a plain loop over the stored B
  * stands in). */
 static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, int lda,
@@ -459,7 +468,7 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
      * each column of tiles then runs through all K blocks while its C tiles
      * stay in L1. Larger ones are packed a K block at a time and swept by
      * every column of tiles while they stay in L2. */
-    int resident = a_block * kblocks * sizeof(float) <= RESIDENT_A_BYTES;
+    int resident = a_resident(rows, K);
     float *pa = grow(&pack_a, &pack_a_cap, resident ? a_block * kblocks : a_block);
     if (!pa && (b->gen || sink)) return 0;
     int i0 = it0 * MR, j0 = jt0 * NR;
@@ -467,42 +476,35 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
     /* beta = 0: the first K block stores instead of adding (C is not read,
      * so NaNs in it do not propagate); other betas scale C first. */
     int overwrite = beta == 0.0f;
+    float *cb = NULL;
     if (sink) {
-        float *cb = grow(&sink_buf, &sink_cap, (size_t)rows * NR);
+        cb = grow(&sink_buf, &sink_cap, (size_t)rows * NR);
         if (!cb || !resident) return 0;
-        for (int kb = 0; kb < kblocks; kb++) {
-            int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-            pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
+    } else {
+        if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
+        if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
+            int jb = b->j0 + j0;
+            const float *B = b->tb ? b->B + (size_t)jb * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + jb;
+            gemm_small(ta, b->tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda, B, b->ldb,
+                       C + (size_t)i0 * ldc + j0, ldc);
+            return 1;
         }
-        for (int jt = jt0; jt < jt1; jt++) {
-            for (int kb = 0; kb < kblocks; kb++) {
-                int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-                sweep_column(b, M, N, NULL, cb, NR, p0, kc, jt, it0, it1, pa + kb * a_block, kb == 0);
-            }
-            sink->store(sink->ctx, i0, m, b->j0 + jt * NR, span(N, jt * NR, NR), cb, NR);
-        }
-        return 1;
-    }
-    if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
-    if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
-        int jb = b->j0 + j0;
-        const float *B = b->tb ? b->B + (size_t)jb * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + jb;
-        gemm_small(ta, b->tb, m, n, K, alpha, ta ? A + i0 : A + (size_t)i0 * lda, lda, B, b->ldb,
-                   C + (size_t)i0 * ldc + j0, ldc);
-        return 1;
     }
     if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
             int p0 = kb * kc_max, kc = span(K, p0, kc_max);
             pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa + kb * a_block);
         }
-        for (int jt = jt0; jt < jt1; jt++)
+        for (int jt = jt0; jt < jt1; jt++) {
+            float *c_top = cb ? cb : C + (size_t)i0 * ldc + (size_t)jt * NR;
             for (int kb = 0; kb < kblocks; kb++) {
                 int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
-                             C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1,
-                             pa + kb * a_block, overwrite && kb == 0);
+                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), c_top,
+                             cb ? NR : ldc, p0, kc, jt, it0, it1, pa + kb * a_block,
+                             overwrite && kb == 0);
             }
+            if (cb) sink->store(sink->ctx, i0, m, b->j0 + jt * NR, span(N, jt * NR, NR), cb, NR);
+        }
         return 1;
     }
     for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
@@ -625,10 +627,7 @@ int nn_sgemm_generated_b(int M, int N, int K, float alpha, const float *A, int l
 int nn_sgemm_to_sink(int M, int N, int K, float alpha, const float *A, int lda,
                      const nn_k_b_source *gen, const nn_k_c_sink *sink)
 {
-    int kblocks, kc_max;
-    k_blocking(K, &kblocks, &kc_max);
-    size_t a_bytes = (size_t)(M + MR - 1) / MR * MR * kc_max * kblocks * sizeof(float);
-    if (M <= 0 || N <= 0 || K <= 0 || a_bytes > RESIDENT_A_BYTES) return 0;
+    if (M <= 0 || N <= 0 || K <= 0 || !a_resident((M + MR - 1) / MR * MR, K)) return 0;
     b_operand b = {0, NULL, 0, gen, NULL, 0, 0};
     return gemm_packed(0, M, N, K, alpha, A, lda, &b, 0.0f, NULL, 0, sink);
 }
