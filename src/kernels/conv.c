@@ -145,9 +145,10 @@ void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, i
                        int c0, int ncols, float *dst, int ldd)
 {
     col_coords rows, cols;
-    int padded = !conv_interior(s), runs = 0;
+    int padded = !conv_interior(s);
 #if defined(__AVX512F__)
     col_run run[GATHER_MAX];
+    int runs = 0;
 #endif
     for (int cd = 0; cd < ncols; cd += GATHER_MAX) {
         int cn = ncols - cd < GATHER_MAX ? ncols - cd : GATHER_MAX;
@@ -173,7 +174,6 @@ void nn_k_im2col_block(const float *x, const nn_conv_shape *s, int transposed, i
             }
         }
     }
-    (void)runs;
 }
 
 /* col (or its transpose) as a GEMM operand, produced a panel at a time. */
@@ -198,6 +198,17 @@ int nn_k_conv_gemm(const float *w, int oc, const float *x, const nn_conv_shape *
     return nn_sgemm_generated_b(oc, cols, ckk, 1.0f, w, ckk, &gen, 0.0f, out, cols);
 }
 
+/* dst[i] = src[i] + b, clamped at 0 (NaN included) when relu is set: a
+ * convolution output row, from the GEMM's panel or its whole output. */
+static inline void bias_relu_row(size_t n, const float *restrict src, float b, int relu,
+                                 float *restrict dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = src[i] + b;
+        dst[i] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
 /* The forward GEMM's output, a column panel at a time, written to NCHW
  * with the bias (and ReLU) as nn_k_cn_to_nc_bias does. */
 typedef struct nchw_sink {
@@ -213,15 +224,9 @@ static void nchw_store(const void *ctx, int i0, int m, int j0, int n, const floa
     for (int done = 0; done < n;) { /* the panel's columns image by image */
         size_t img = (size_t)(j0 + done) / t->ohw, pos = (size_t)(j0 + done) % t->ohw;
         int len = (int)(t->ohw - pos) < n - done ? (int)(t->ohw - pos) : n - done;
-        for (int r = 0; r < m; r++) {
-            float b = t->bias ? t->bias[i0 + r] : 0.0f;
-            const float *restrict src = tile + (size_t)r * ldt + done;
-            float *restrict dst = t->y + (img * t->oc + (size_t)(i0 + r)) * t->ohw + pos;
-            for (int j = 0; j < len; j++) {
-                float v = src[j] + b;
-                dst[j] = t->relu && !(v > 0.0f) ? 0.0f : v;
-            }
-        }
+        for (int r = 0; r < m; r++)
+            bias_relu_row((size_t)len, tile + (size_t)r * ldt + done, t->bias ? t->bias[i0 + r] : 0.0f,
+                          t->relu, t->y + (img * t->oc + (size_t)(i0 + r)) * t->ohw + pos);
         done += len;
     }
 }
@@ -245,13 +250,11 @@ int nn_k_conv_dw_acc(const float *dyt, int oc, const float *x, const nn_conv_sha
     return nn_sgemm_generated_b(oc, ckk, cols, 1.0f, dyt, cols, &gen, 1.0f, dw, ckk);
 }
 
-/* col2im (the adjoint of im2col, adding into dx) for input channels
- * [c0, c1) only (col still holds every channel's rows): the unit of work
- * of one thread. */
-static void col2im_channels(const float *col, const nn_conv_shape *s, int c0, int c1, float *dx)
+/* col2im, the adjoint of im2col: dx += col scattered back to its inputs. */
+static void col2im(const float *col, const nn_conv_shape *s, float *dx)
 {
     size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw;
-    for (int c = c0; c < c1; c++)
+    for (int c = 0; c < s->c; c++)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *src = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * cols;
@@ -315,7 +318,7 @@ static int col2im_plan_make(const nn_conv_shape *s, col2im_plan *p)
 
 /* plane (h*w floats) += col2im of its taps' rows (src, rows tap_stride
  * apart), or = when fresh (its old contents ignored). Taps are added in
- * order, as col2im_channels does, so the sums are the same. */
+ * order, as col2im does, so the sums are the same. */
 static void col2im_plane(const col2im_plan *p, const float *src, size_t tap_stride, int hw, int fresh,
                          float *plane)
 {
@@ -342,10 +345,9 @@ static void col2im_plane(const col2im_plan *p, const float *src, size_t tap_stri
 typedef struct conv_dx_ctx {
     const float *w, *dyt;
     const nn_conv_shape *s;
-    float *scratch, *dx;
+    float *dx;
     int oc, chunk, overwrite;
 } conv_dx_ctx;
-
 
 /* Images [n_lo, n_hi) of dx, a chunk of images at a time: all their col
  * rows = W^T dy into this thread's scratch, then col2im (over zeros when
@@ -377,14 +379,14 @@ static void conv_dx_images(const conv_dx_ctx *t, int n_lo, int n_hi, float *scra
         }
 #endif
         if (t->overwrite) memset(dx, 0, (size_t)part.n * s->c * hw * sizeof(float));
-        col2im_channels(scratch, &part, 0, s->c, dx);
+        col2im(scratch, &part, dx);
     }
 }
 
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,
                   int chunk, int overwrite, float *dx)
 {
-    conv_dx_ctx ctx = {w, dyt, s, scratch, dx, oc, chunk, overwrite};
+    conv_dx_ctx ctx = {w, dyt, s, dx, oc, chunk, overwrite};
     size_t work = (size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw * oc;
     size_t slot = (size_t)s->c * s->kh * s->kw * chunk * s->oh * s->ow;
     (void)work; /* read only by the OpenMP pragma */
@@ -408,11 +410,7 @@ void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const floa
         for (int c = 0; c < C; c++) {
             const float *s = src + ((size_t)c * N + n) * inner;
             float *d = dst + ((size_t)n * C + c) * inner;
-            float b = bias ? bias[c] : 0.0f;
-            for (size_t i = 0; i < inner; i++) {
-                float v = s[i] + b;
-                d[i] = relu && !(v > 0.0f) ? 0.0f : v;
-            }
+            bias_relu_row(inner, s, bias ? bias[c] : 0.0f, relu, d);
         }
 }
 
