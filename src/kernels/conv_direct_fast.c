@@ -72,6 +72,18 @@ FAST_FORWARD_IMAGE(9)
 FAST_FORWARD_IMAGE(25)
 FAST_FORWARD_IMAGE(27)
 
+/* One image's forward, by fast_taps' count T. */
+static void forward_image(int T, const float *xn, const nn_conv_shape *s, const int *off, int oc,
+                          const float *w, const float *bias, int relu, float *yn)
+{
+    if (T == 9)
+        fast_forward_image_9(xn, s, off, oc, w, bias, relu, yn);
+    else if (T == 25)
+        fast_forward_image_25(xn, s, off, oc, w, bias, relu, yn);
+    else
+        fast_forward_image_27(xn, s, off, oc, w, bias, relu, yn);
+}
+
 static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, const float *w,
                          const float *bias, int relu, float *y)
 {
@@ -79,16 +91,8 @@ static void fast_forward(int T, const float *x, const nn_conv_shape *s, int oc, 
     tap_offsets(s, off);
     const size_t chw = (size_t)s->c * s->h * s->w, ohw = (size_t)s->oh * s->ow;
 #pragma omp parallel for schedule(static) if ((size_t)s->n * oc * ohw * T > PAR_MIN_WORK)
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x + n * chw;
-        float *yn = y + (size_t)n * oc * ohw;
-        if (T == 9)
-            fast_forward_image_9(xn, s, off, oc, w, bias, relu, yn);
-        else if (T == 25)
-            fast_forward_image_25(xn, s, off, oc, w, bias, relu, yn);
-        else
-            fast_forward_image_27(xn, s, off, oc, w, bias, relu, yn);
-    }
+    for (int n = 0; n < s->n; n++)
+        forward_image(T, x + n * chw, s, off, oc, w, bias, relu, y + (size_t)n * oc * ohw);
 }
 
 /* dW and db rows [o0, o1) (at most DW_ROWS) over the whole batch, from dy
@@ -212,7 +216,6 @@ static void fast_dw(int T, const float *x, const nn_conv_shape *s, int oc, const
 }
 #endif
 
-
 int nn_k_conv_direct_fast_taps(const nn_conv_shape *s)
 {
 #if defined(__AVX512F__)
@@ -262,13 +265,7 @@ void nn_k_conv_direct_maxpool_relu(const float *x, const nn_conv_shape *s, int o
         me = omp_get_thread_num();
 #endif
         float *conv_out = scratch + (size_t)me * oc * ohw; /* this image's, in cache */
-        const float *xn = x + n * chw;
-        if (T == 9)
-            fast_forward_image_9(xn, s, off, oc, w, bias, 0, conv_out);
-        else if (T == 25)
-            fast_forward_image_25(xn, s, off, oc, w, bias, 0, conv_out);
-        else
-            fast_forward_image_27(xn, s, off, oc, w, bias, 0, conv_out);
+        forward_image(T, x + n * chw, s, off, oc, w, bias, 0, conv_out);
         for (int o = 0; o < oc; o++)
             nn_k_maxpool_plane(conv_out + o * ohw, pool, 1, y + ((size_t)n * oc + o) * pohw,
                                argmax + ((size_t)n * oc + o) * pohw);
