@@ -10,10 +10,6 @@
  * the output's panels are written to NCHW as the GEMM finishes them. */
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "kernels.h"
 #include "simd.h"
 
@@ -345,19 +341,21 @@ static void col2im_plane(const col2im_plan *p, const float *src, size_t tap_stri
 typedef struct conv_dx_ctx {
     const float *w, *dyt;
     const nn_conv_shape *s;
-    float *dx;
+    float *scratch, *dx;
     int oc, chunk, overwrite;
 } conv_dx_ctx;
 
 /* Images [n_lo, n_hi) of dx, a chunk of images at a time: all their col
- * rows = W^T dy into this thread's scratch, then col2im (over zeros when
- * overwriting). Splitting the batch rather than the channels between
+ * rows = W^T dy into this thread's scratch slot, then col2im (over zeros
+ * when overwriting). Splitting the batch rather than the channels between
  * threads, each thread packs only its own columns of dy. */
-static void conv_dx_images(const conv_dx_ctx *t, int n_lo, int n_hi, float *scratch)
+static void conv_dx_images(void *ctx, int n_lo, int n_hi, int slot)
 {
+    const conv_dx_ctx *t = ctx;
     const nn_conv_shape *s = t->s;
     const int kk = s->kh * s->kw, ckk = s->c * kk;
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
+    float *scratch = t->scratch + (size_t)slot * ckk * t->chunk * ohw;
 #if defined(__AVX512F__)
     col2im_plan plan;
     int in_registers = col2im_plan_make(s, &plan);
@@ -386,20 +384,9 @@ static void conv_dx_images(const conv_dx_ctx *t, int n_lo, int n_hi, float *scra
 void nn_k_conv_dx(const float *w, int oc, const float *dyt, const nn_conv_shape *s, float *scratch,
                   int chunk, int overwrite, float *dx)
 {
-    conv_dx_ctx ctx = {w, dyt, s, dx, oc, chunk, overwrite};
+    conv_dx_ctx ctx = {w, dyt, s, scratch, dx, oc, chunk, overwrite};
     size_t work = (size_t)s->n * s->oh * s->ow * s->c * s->kh * s->kw * oc;
-    size_t slot = (size_t)s->c * s->kh * s->kw * chunk * s->oh * s->ow;
-    (void)work; /* read only by the OpenMP pragma */
-#pragma omp parallel if (work > PAR_MIN_WORK)
-    {
-        int nt = 1, me = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        int lo = (int)((long)s->n * me / nt), hi = (int)((long)s->n * (me + 1) / nt);
-        if (lo < hi) conv_dx_images(&ctx, lo, hi, scratch + (size_t)me * slot);
-    }
+    nn_k_parallel_rows(s->n, 1, work > PAR_MIN_WORK, conv_dx_images, &ctx);
 }
 
 void nn_k_cn_to_nc_bias(int C, int N, size_t inner, const float *src, const float *bias, int relu,

@@ -56,10 +56,11 @@ int nn_sgemm_to_sink(int M, int N, int K, float alpha, const float *A, int lda,
 /* Run fn over rows [0, rows) split between the threads in contiguous ranges
  * that start at multiples of align (one call per thread, on the whole range
  * when parallel is 0 or there is one thread). For work whose rows are
- * independent, such as a recurrence over a batch: each row's result is the
- * same whatever the split. */
-void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx, int r0, int r1),
-                        void *ctx);
+ * independent, such as a recurrence over a batch or the images of a batch:
+ * each row's result is the same whatever the split. slot is the calling
+ * thread's index, below nn_get_threads(), for per-thread scratch. */
+void nn_k_parallel_rows(int rows, int align, int parallel,
+                        void (*fn)(void *ctx, int r0, int r1, int slot), void *ctx);
 
 /* Elementwise arithmetic over n floats. */
 void nn_k_add(size_t n, const float *a, const float *b, float *out);

@@ -22,8 +22,8 @@ int nn_get_threads(void)
 #endif
 }
 
-void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx, int r0, int r1),
-                        void *ctx)
+void nn_k_parallel_rows(int rows, int align, int parallel,
+                        void (*fn)(void *ctx, int r0, int r1, int slot), void *ctx)
 {
     int blocks = (rows + align - 1) / align;
     (void)parallel; /* read only by the OpenMP pragma */
@@ -36,6 +36,6 @@ void nn_k_parallel_rows(int rows, int align, int parallel, void (*fn)(void *ctx,
 #endif
         int r0 = (int)((long)blocks * me / nt) * align, r1 = (int)((long)blocks * (me + 1) / nt) * align;
         if (r1 > rows) r1 = rows;
-        if (r0 < r1) fn(ctx, r0, r1);
+        if (r0 < r1) fn(ctx, r0, r1, me);
     }
 }

@@ -82,8 +82,9 @@ static const float *pack_w_hh(nn_graph *g, const rnn_info *r, int tb, int K, int
 
 /* Forward steps 0..T-1 for batch rows [b0, b1): z += h_{t-1} W_hh^T, then
  * the cell. */
-static void forward_rows(void *p, int b0, int b1)
+static void forward_rows(void *p, int b0, int b1, int slot)
 {
+    (void)slot;
     const bptt_ctx *x = p;
     const rnn_info *r = x->r;
     int B = r->B, H = r->H, GH = r->G * r->H, nb = b1 - b0;
@@ -105,8 +106,9 @@ static void forward_rows(void *p, int b0, int b1)
 
 /* Backward steps T-1..0 for batch rows [b0, b1): the cell's gradient into
  * dz, then the gradient reaching h_{t-1} through W_hh. */
-static void bptt_rows(void *p, int b0, int b1)
+static void bptt_rows(void *p, int b0, int b1, int slot)
 {
+    (void)slot;
     const bptt_ctx *x = p;
     const rnn_info *r = x->r;
     int B = r->B, H = r->H, GH = r->G * r->H, nb = b1 - b0;
