@@ -37,7 +37,7 @@ static int relu_then_maxpool(const sequential *s, int i)
 static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
 {
     for (int i = 0; i < s->count && x; i++) {
-        if (i + 2 < s->count && nn__is_conv_layer(s->layers[i]) && relu_then_maxpool(s, i + 1)) {
+        if (nn__is_conv_layer(s->layers[i]) && relu_then_maxpool(s, i + 1)) {
             x = nn__conv_relu_maxpool_forward(s->layers[i], s->layers[i + 2], g, x);
             i += 2; /* the ReLU and the pooling ran inside */
             continue;
@@ -47,7 +47,7 @@ static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
             i++; /* the ReLU ran inside the pooling */
             continue;
         }
-        if (pair_at(s, i, nn__is_conv_layer, nn__is_relu_layer) && !relu_then_maxpool(s, i + 1)) {
+        if (pair_at(s, i, nn__is_conv_layer, nn__is_relu_layer)) {
             x = nn__conv_layer_forward(s->layers[i], g, x, 1);
             i++; /* the ReLU ran inside the convolution */
             continue;
