@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "../../src/kernels/kernels.h"
 #include "nn.h"
 
@@ -88,6 +92,51 @@ static double peak_gflops(int threads)
         best = gf > best ? gf : best;
     }
     return best;
+}
+
+/* ---- memory read bandwidth: each thread sums its own buffer, far larger
+ * than the caches (what a GEMM that packs its B from memory is fed by) ---- */
+#define STREAM_FLOATS ((size_t)16 << 20) /* 64 MB per thread */
+
+static double read_gbps(int threads)
+{
+    double best = 0;
+    float *buf[8] = {0};
+    int ok = threads <= 8;
+    for (int t = 0; t < threads && ok; t++) ok = (buf[t] = aligned_alloc(64, STREAM_FLOATS * sizeof(float))) != NULL;
+    for (int rep = 0; rep < 5 && ok; rep++) {
+        float sink = 0;
+        double t0 = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            int me = 0;
+#ifdef _OPENMP
+            me = omp_get_thread_num();
+#endif
+            float *b = buf[me];
+            if (rep == 0) /* the first pass touches the pages; it is not timed */
+                for (size_t i = 0; i < STREAM_FLOATS; i++) b[i] = 1.0f;
+#pragma omp barrier
+#pragma omp master
+            t0 = now();
+#pragma omp barrier
+            pvec acc[4] = {{0}};
+            for (size_t i = 0; i + 4 * PV <= STREAM_FLOATS; i += 4 * PV)
+                for (int k = 0; k < 4; k++) {
+                    pvec v;
+                    memcpy(&v, b + i + (size_t)k * PV, sizeof v);
+                    acc[k] += v;
+                }
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < PV; j++) sink += acc[k][j];
+        }
+        double secs = now() - t0;
+        (void)sink;
+        double gbps = (double)threads * STREAM_FLOATS * sizeof(float) / secs / 1e9;
+        best = gbps > best ? gbps : best;
+    }
+    for (int t = 0; t < threads && t < 8; t++) free(buf[t]);
+    return ok ? best : 0;
 }
 
 /* ---- GEMM shapes ---- */
@@ -318,7 +367,12 @@ static void run_isolated(workload_fn fn, const bench_opts *o, int threads, resul
     waitpid(pid, NULL, 0);
 }
 
-static void w_peak(const bench_opts *o, int t, result *r) { (void)o; r->value[0] = peak_gflops(t); }
+static void w_peak(const bench_opts *o, int t, result *r)
+{
+    (void)o;
+    r->value[0] = peak_gflops(t);
+    r->value[1] = read_gbps(t);
+}
 static void w1_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 1); }
 static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
 static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
@@ -389,6 +443,7 @@ int main(int argc, char **argv)
             run_isolated(w_peak, &o, t, &r);
             peak[t] = r.value[0];
             report("peak", t, "gflops", r.value[0]);
+            report("peak", t, "mem_read_gbps", r.value[1]);
         }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (!wanted(&o, shapes[s].name)) continue;
