@@ -273,67 +273,37 @@ static void col2im(const float *col, const nn_conv_shape *s, float *dx)
 }
 
 #if defined(__AVX512F__)
-/* col2im of a whole input plane held in registers, for stride 1 without
- * padding: each 16-float piece of the plane takes, from every tap's row of
- * col, the entries that land in it - consecutive in col (a window row's
- * columns, then the next row's), so one expanding load puts them in their
- * lanes. Adding tap after tap in registers, instead of adding 11-float
- * rows into memory that the next row's vector overlaps, makes no store
- * wait for another. Per tap and piece: which lanes, and where in the
- * tap's row of col they start. */
-#define C2I_TAPS_MAX 25
-#define C2I_VECS_MAX 64 /* planes of up to 1024 floats */
-#define C2I_BLOCK 8     /* pieces accumulated at a time */
-typedef struct col2im_plan {
-    int taps, vecs;
-    __mmask16 lanes[C2I_TAPS_MAX][C2I_VECS_MAX];
-    int start[C2I_TAPS_MAX][C2I_VECS_MAX];
-} col2im_plan;
-
-static int col2im_plan_make(const nn_conv_shape *s, col2im_plan *p)
-{
-    int hw = s->h * s->w;
-    p->taps = s->kh * s->kw;
-    p->vecs = (hw + 15) / 16;
-    if (s->sh != 1 || s->sw != 1 || !conv_interior(s) || p->taps > C2I_TAPS_MAX ||
-        p->vecs > C2I_VECS_MAX)
-        return 0;
-    memset(p->lanes, 0, sizeof p->lanes); /* pieces past the plane take nothing */
-    for (int t = 0; t < p->taps; t++)
-        for (int v = 0; v < p->vecs; v++) {
-            p->start[t][v] = 0;
-            for (int l = 0; l < 16 && 16 * v + l < hw; l++) {
-                int oh = (16 * v + l) / s->w - t / s->kw, ow = (16 * v + l) % s->w - t % s->kw;
-                if (oh < 0 || oh >= s->oh || ow < 0 || ow >= s->ow) continue;
-                if (!p->lanes[t][v]) p->start[t][v] = oh * s->ow + ow;
-                p->lanes[t][v] |= (__mmask16)(1u << l);
-            }
-        }
-    return 1;
-}
-
-/* plane (h*w floats) += col2im of its taps' rows (src, rows tap_stride
- * apart), or = when fresh (its old contents ignored). Taps are added in
- * order, as col2im does, so the sums are the same. */
-static void col2im_plane(const col2im_plan *p, const float *src, size_t tap_stride, int hw, int fresh,
+/* col2im of one input plane for stride 1 without padding, a 16-float piece
+ * of an input row at a time in a register: tap (ky, kx) adds output row
+ * ih - ky of its row of col, shifted kx lanes to the right, which is one
+ * masked load (lanes outside the output row masked off). Adding tap after
+ * tap in registers, instead of adding rows into memory that the next row
+ * overlaps, makes no store wait for another; masked loads, unlike
+ * expanding ones, issue two a cycle. plane (h*w floats) += the taps' rows
+ * (src, rows tap_stride apart), or = when fresh (its old contents
+ * ignored); taps are added in order, as col2im does, so the sums are the
+ * same. */
+static void col2im_plane(const nn_conv_shape *s, const float *src, size_t tap_stride, int fresh,
                          float *plane)
 {
-    for (int v0 = 0; v0 < p->vecs; v0 += C2I_BLOCK) {
-        __m512 acc[C2I_BLOCK];
-        for (int b = 0; b < C2I_BLOCK; b++)
-            acc[b] = fresh ? _mm512_setzero_ps()
-                           : _mm512_maskz_loadu_ps(first_lanes(hw - 16 * (v0 + b)), plane + 16 * (v0 + b));
-        for (int t = 0; t < p->taps; t++) {
-            const float *row = src + (size_t)t * tap_stride;
-            for (int b = 0; b < C2I_BLOCK; b++) {
-                __mmask16 m = p->lanes[t][v0 + b];
-                acc[b] = _mm512_mask_add_ps(acc[b], m, acc[b],
-                                            _mm512_maskz_expandloadu_ps(m, row + p->start[t][v0 + b]));
+    int pieces = (s->w + 15) / 16;
+    for (int ih = 0; ih < s->h; ih++) {
+        int ky_lo = ih - s->oh + 1 > 0 ? ih - s->oh + 1 : 0, ky_hi = ih + 1 < s->kh ? ih + 1 : s->kh;
+        float *row = plane + (size_t)ih * s->w;
+        for (int p = 0; p < pieces; p++) {
+            __mmask16 piece = first_lanes(s->w - 16 * p);
+            __m512 acc = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(piece, row + 16 * p);
+            for (int ky = ky_lo; ky < ky_hi; ky++) {
+                const float *out_row = src + (size_t)(ih - ky) * s->ow + 16 * p;
+                for (int kx = 0; kx < s->kw; kx++) {
+                    /* lanes l with 0 <= 16p + l - kx < ow */
+                    __mmask16 m = (__mmask16)(first_lanes(kx + s->ow - 16 * p) & ~first_lanes(kx - 16 * p));
+                    const float *tap = out_row + (size_t)(ky * s->kw + kx) * tap_stride;
+                    if (m) acc = _mm512_mask_add_ps(acc, m, acc, _mm512_maskz_loadu_ps(m, tap - kx));
+                }
             }
+            _mm512_mask_storeu_ps(row + 16 * p, piece, acc);
         }
-        for (int b = 0; b < C2I_BLOCK; b++)
-            if (16 * (v0 + b) < hw)
-                _mm512_mask_storeu_ps(plane + 16 * (v0 + b), first_lanes(hw - 16 * (v0 + b)), acc[b]);
     }
 }
 #endif
@@ -357,8 +327,7 @@ static void conv_dx_images(void *ctx, int n_lo, int n_hi, int slot)
     const size_t ohw = (size_t)s->oh * s->ow, cols = (size_t)s->n * ohw, hw = (size_t)s->h * s->w;
     float *scratch = t->scratch + (size_t)slot * ckk * t->chunk * ohw;
 #if defined(__AVX512F__)
-    col2im_plan plan;
-    int in_registers = col2im_plan_make(s, &plan);
+    int in_registers = s->sh == 1 && s->sw == 1 && conv_interior(s);
 #endif
     for (int n0 = n_lo; n0 < n_hi; n0 += t->chunk) {
         nn_conv_shape part = *s;
@@ -371,8 +340,8 @@ static void conv_dx_images(void *ctx, int n_lo, int n_hi, int slot)
         if (in_registers) {
             for (int n = 0; n < part.n; n++)
                 for (int c = 0; c < s->c; c++)
-                    col2im_plane(&plan, scratch + (size_t)c * kk * pcols + (size_t)n * ohw, (size_t)pcols,
-                                 (int)hw, t->overwrite, dx + ((size_t)n * s->c + c) * hw);
+                    col2im_plane(s, scratch + (size_t)c * kk * pcols + (size_t)n * ohw, (size_t)pcols,
+                                 t->overwrite, dx + ((size_t)n * s->c + c) * hw);
             continue;
         }
 #endif
