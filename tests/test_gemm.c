@@ -380,6 +380,44 @@ static void test_conv_direct_matches_definition(void)
         }
 }
 
+/* The two-bias kernels of the recurrent layers against two calls of the
+ * one-bias kernels, bit for bit, on 1 and 2 threads: big enough to be
+ * split, with a column count that is not a whole number of vectors. */
+static void test_two_biases_equal_two_calls(void)
+{
+    const int N = 700, C = 181;
+    nn_rng r;
+    nn_rng_seed(&r, 16);
+    float *x = random_matrix(&r, (size_t)N * C), *b1 = random_matrix(&r, C), *b2 = random_matrix(&r, C);
+    float *want = malloc((size_t)N * C * sizeof *want), *got = malloc((size_t)N * C * sizeof *got);
+    float *g1 = random_matrix(&r, C), *g2 = random_matrix(&r, C);
+    float *w1 = malloc(C * sizeof *w1), *w2 = malloc(C * sizeof *w2), *h1 = malloc(C * sizeof *h1),
+          *h2 = malloc(C * sizeof *h2);
+    nn_k_add_bias(N, C, 1, x, b1, want);
+    nn_k_add_bias(N, C, 1, want, b2, want);
+    memcpy(w1, g1, C * sizeof *w1);
+    memcpy(w2, g2, C * sizeof *w2);
+    nn_k_bias_grad_acc(N, C, 1, x, w1);
+    nn_k_bias_grad_acc(N, C, 1, x, w2);
+    int saved = nn_get_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_set_threads(threads);
+        nn_k_add_two_biases(N, C, x, b1, b2, got);
+        CHECK_MSG(memcmp(got, want, (size_t)N * C * sizeof *got) == 0, "add, %d threads", threads);
+        memcpy(h1, g1, C * sizeof *h1);
+        memcpy(h2, g2, C * sizeof *h2);
+        nn_k_two_bias_grads_acc(N, C, x, h1, h2);
+        CHECK_MSG(memcmp(h1, w1, C * sizeof *h1) == 0 && memcmp(h2, w2, C * sizeof *h2) == 0,
+                  "sums, %d threads", threads);
+        memcpy(h2, g2, C * sizeof *h2);
+        nn_k_two_bias_grads_acc(N, C, x, NULL, h2); /* one of them absent */
+        CHECK_MSG(memcmp(h2, w2, C * sizeof *h2) == 0, "second sum alone, %d threads", threads);
+    }
+    nn_set_threads(saved);
+    free(x), free(b1), free(b2), free(want), free(got), free(g1), free(g2), free(w1), free(w2), free(h1),
+        free(h2);
+}
+
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
@@ -392,4 +430,5 @@ const test_case gemm_tests[] = {
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},
     {"conv_dx_matches_col2im_definition", test_conv_dx_matches_col2im_definition},
     {"conv_direct_matches_definition", test_conv_direct_matches_definition},
+    {"two_biases_equal_two_calls", test_two_biases_equal_two_calls},
     {NULL, NULL}};

@@ -2,6 +2,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels.h"
 #include "nn/tensor.h"
 
@@ -151,6 +155,48 @@ void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db)
         double s = 0.0;
         for (int n = 0; n < N; n++) s += nn_k_row_sum(inner, dy + ((size_t)n * C + c) * inner);
         db[c] += (float)s;
+    }
+}
+
+#define TWO_BIAS_PAR_MIN 100000 /* elements below which threads cost more than they save */
+
+void nn_k_add_two_biases(int N, int C, const float *x, const float *b1, const float *b2, float *out)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C > TWO_BIAS_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *yr = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] + b1[c]) + b2[c];
+    }
+}
+
+/* Columns [c0, c1) of both sums, rows in order. */
+static void two_bias_grads_cols(int N, int C, int c0, int c1, const float *dy, float *db1, float *db2)
+{
+    for (int n = 0; n < N; n++) {
+        const float *d = dy + (size_t)n * C;
+        if (db1)
+            for (int c = c0; c < c1; c++) db1[c] += d[c];
+        if (db2)
+            for (int c = c0; c < c1; c++) db2[c] += d[c];
+    }
+}
+
+void nn_k_two_bias_grads_acc(int N, int C, const float *dy, float *db1, float *db2)
+{
+    int parallel = (size_t)N * C > TWO_BIAS_PAR_MIN;
+    (void)parallel; /* read only by the OpenMP pragma */
+#pragma omp parallel if (parallel)
+    {
+        int nt = 1, me = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        me = omp_get_thread_num();
+#endif
+        int vecs = (C + 15) / 16; /* whole cache lines per thread */
+        int c0 = (int)((long)vecs * me / nt) * 16, c1 = (int)((long)vecs * (me + 1) / nt) * 16;
+        if (c1 > C) c1 = C;
+        if (c0 < c1) two_bias_grads_cols(N, C, c0, c1, dy, db1, db2);
     }
 }
 

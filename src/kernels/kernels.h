@@ -91,6 +91,12 @@ void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned ch
 /* x viewed as (N, C, inner): out = x + bias[c]; db[c] += sum of dy over n, inner. */
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out);
 void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db);
+/* The same for two biases over one (N, C) x in one pass (a recurrent
+ * layer's input and hidden biases): out = (x + b1[c]) + b2[c], and db1,
+ * db2 (either may be NULL) each += dy summed over n. The same bits as two
+ * calls of the above; rows (columns for the sums) split between threads. */
+void nn_k_add_two_biases(int N, int C, const float *x, const float *b1, const float *b2, float *out);
+void nn_k_two_bias_grads_acc(int N, int C, const float *dy, float *db1, float *db2);
 
 /* Activations: forward y = f(x); backward dx += dy * f'(.) from the saved
  * output y (relu may use y or x: y > 0 iff x > 0). */

@@ -159,8 +159,7 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
         if (r->h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, r->h_init, H, 1.0f, g_whh, H);
     }
     if (g_wih) nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
-    if (g_bih) nn_k_bias_grad_acc(T * B, GH, 1, dz, g_bih);
-    if (g_bhh) nn_k_bias_grad_acc(T * B, GH, 1, dz, g_bhh);
+    if (g_bih || g_bhh) nn_k_two_bias_grads_acc(T * B, GH, dz, g_bih, g_bhh);
     if (g_x) nn_sgemm(0, 0, T * B, I, GH, 1.0f, dz, GH, w_ih->data, I, 1.0f, g_x, I);
     float *g_h0 = nn__grad(g, h0), *g_c0 = r->cell == NN_CELL_LSTM ? nn__grad(g, c0) : NULL;
     if (g_h0) nn_k_axpy(bh, 1.0f, dh_next, g_h0 + r->offset);
@@ -209,8 +208,7 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
 
     /* Input projections of every step at once, then the biases. */
     nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
-    nn_k_add_bias(T * B, GH, 1, gates, b_ih->data, gates);
-    nn_k_add_bias(T * B, GH, 1, gates, b_hh->data, gates);
+    nn_k_add_two_biases(T * B, GH, gates, b_ih->data, b_hh->data, gates);
     int ok;
     const float *wp = pack_w_hh(g, r, 1, H, GH, w_hh->data, &ok);
     if (!ok) return NULL;
