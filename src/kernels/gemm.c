@@ -171,10 +171,14 @@ static void pack_a_panel(const float *A, int lda, int i0, int mr, int p0, int kc
 static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0, int kc,
                           float alpha, float *pa)
 {
+    int full = t1 * MR <= M ? t1 : M / MR; /* tiles [t0, full) are MR wide */
     for (int k = 0; k < kc; k++) {
         const float *src = A + (size_t)(p0 + k) * lda;
-        for (int t = t0; t < t1; t++) {
-            float *d = pa + (size_t)(t - t0) * MR * kc + (size_t)k * MR;
+        float *d = pa + (size_t)k * MR;
+        int t = t0;
+        for (; t < full; t++, d += (size_t)MR * kc) /* fixed width: vector moves */
+            for (int r = 0; r < MR; r++) d[r] = alpha * src[t * MR + r];
+        for (; t < t1; t++, d += (size_t)MR * kc) {
             int mr = span(M, t * MR, MR);
             for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
             for (int r = mr; r < MR; r++) d[r] = 0.0f;
