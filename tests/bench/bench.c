@@ -158,10 +158,22 @@ static double read_gbps(int threads)
 }
 
 /* ---- GEMM shapes ---- */
+/* n zeroed floats aligned as libnn allocates a tensor's data (64 bytes). */
+static float *tensor_like(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes);
+    if (!p) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
 static double gemm_gflops(int M, int N, int K, int ta, int tb, int reps)
 {
-    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
-    float *C = calloc((size_t)M * N, sizeof(float));
+    float *A = tensor_like(M * K), *B = tensor_like(K * N), *C = tensor_like(M * N);
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 13) * 0.01f;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 7) * 0.01f;
     nn_sgemm(ta, tb, M, N, K, 1, A, ta ? M : K, B, tb ? K : N, 0, C, N); /* warm-up */
