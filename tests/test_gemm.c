@@ -77,6 +77,38 @@ static void test_gemm_wide_n_spans_panels(void)
     CHECK(gemm_error(0, 0, 16, 4100, 20, 1.0f, 0.0f) < 1e-5); /* N > NC */
 }
 
+/* A C too big for the caches, written once (beta 0, one K block), goes
+ * out by streaming stores (above 8 MB): the same bits as the product
+ * computed in column chunks small enough for ordinary stores, on 1
+ * and 2 threads, with NaNs in C's old contents ignored, edge tiles (M, N
+ * not multiples of the tile), and rows that are not 64-byte aligned
+ * (stored as usual). */
+static void test_gemm_streamed_c_same_bits(void)
+{
+    enum { M = 139, N = 15990, K = 33, LDC = 16000, CHUNK = 4000 };
+    nn_rng r;
+    nn_rng_seed(&r, 17);
+    float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * N);
+    float *c = aligned_alloc(64, sizeof(float) * M * LDC), *want = malloc(sizeof(float) * M * LDC);
+    int saved = nn_get_threads();
+    for (int j = 0; j < N; j += CHUNK) /* each chunk's C stays under 8 MB */
+        nn_sgemm(1, 0, M, N - j < CHUNK ? N - j : CHUNK, K, 1.0f, A, M, B + j, N, 0.0f, want + j, LDC);
+    const int ldcs[2] = {LDC, N + 1}; /* rows on cache lines (streamed), and not */
+    for (int l = 0; l < 2; l++)
+        for (int threads = 1; threads <= 2; threads++) {
+            int ldc = ldcs[l];
+            nn_set_threads(threads);
+            for (size_t i = 0; i < (size_t)M * LDC; i++) c[i] = NAN;
+            nn_sgemm(1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, c, ldc);
+            int bad = 0;
+            for (int i = 0; i < M; i++)
+                bad += memcmp(c + (size_t)i * ldc, want + (size_t)i * LDC, N * sizeof(float)) != 0;
+            CHECK_MSG(bad == 0, "ldc %d, %d threads: %d rows differ", ldc, threads, bad);
+        }
+    nn_set_threads(saved);
+    free(A), free(B), free(c), free(want);
+}
+
 static void test_gemm_beta_zero_ignores_nan(void)
 {
     float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
@@ -425,6 +457,7 @@ const test_case gemm_tests[] = {
     {"gemm_alpha_beta", test_gemm_alpha_beta},
     {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
     {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
+    {"gemm_streamed_c_same_bits", test_gemm_streamed_c_same_bits},
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},

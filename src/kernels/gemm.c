@@ -10,6 +10,7 @@
  *
  * The micro-kernel uses the vector type of simd.h (16 floats with AVX-512,
  * 8 with AVX, else 4). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,10 +51,11 @@ static inline int span(int total, int start, int size) { return total - start < 
 
 /* c[0..mr) x [0..nr) += a-panel (kc x MR) times the first nv vectors of
  * each row of a b-panel (kc x NR), or = when overwrite is set (C's old
- * contents are not read). The accumulators start at zero and are added to
- * C once, so C's value does not depend on how K is split between calls
- * beyond the KC blocking. Inlined with nv constant, so acc stays in
- * registers. */
+ * contents are not read; 2: the tile's only write, by streaming stores
+ * where the tile is whole and aligned, see STREAM_C_BYTES). The
+ * accumulators start at zero and are added to C once, so C's value does
+ * not depend on how K is split between calls beyond the KC blocking.
+ * Inlined with nv constant, so acc stays in registers. */
 static inline __attribute__((always_inline)) void
 micro_tile(int nv, int kc, const float *restrict a, const float *restrict b, float *restrict c,
            int ldc, int mr, int nr, int overwrite)
@@ -62,8 +64,9 @@ micro_tile(int nv, int kc, const float *restrict a, const float *restrict b, flo
      * bigger than the caches (a convolution's output), and its loads - or,
      * when it is only written, the ownership requests of its stores - would
      * stall at the end. */
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
+    if (overwrite != 2)
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
     vf acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
@@ -80,6 +83,15 @@ micro_tile(int nv, int kc, const float *restrict a, const float *restrict b, flo
         a += MR;
         b += NR;
     }
+#if defined(__AVX512F__)
+    if (overwrite == 2 && mr == MR && nr == nv * VEC && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) _mm512_stream_ps(c + (size_t)r * ldc + v * VEC, (__m512)acc[r][v]);
+        return;
+    }
+#endif
     if (mr == MR && nr == nv * VEC) {
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
@@ -455,6 +467,16 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst)
 static _Thread_local float *sink_buf;
 static _Thread_local size_t sink_cap;
 
+/* A C of more than this many bytes, written once (beta 0, one K block),
+ * is stored by streaming stores: ordinary stores first read each of its
+ * lines from memory, and most of it would not be in cache when the caller
+ * reads it anyway. Below it (four times a core's 2 MB L2 here) enough of C
+ * is still cached to pay: an LSTM's 5 MB gates, read right after they are
+ * written, made a char-rnn step 4-6% slower streamed (on 1 and 2 threads),
+ * where an 8.9 MB C (conv2 dX) is written 5-15% faster. */
+#define STREAM_C_BYTES ((size_t)8 << 20)
+#define STREAM_MIN_K 32 /* below, tiles are stored faster than streamed lines drain */
+
 /* One thread's share: C tiles [it0, it1) x [jt0, jt1), or with a sink (C
  * unused, beta 0, A resident: nn_sgemm_to_sink checks) each column of tiles
  * made in sink_buf and handed over whole. 0 if memory ran out and op(B) is
@@ -462,10 +484,12 @@ static _Thread_local size_t sink_cap;
  * stands in). */
 static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, int lda,
                      const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink,
-                     int it0, int it1, int jt0, int jt1)
+                     int stream, int it0, int it1, int jt0, int jt1)
 {
     int kblocks, kc_max;
     k_blocking(K, &kblocks, &kc_max);
+    /* the first K block's stores: streaming when they are also the last */
+    int first_store = beta != 0.0f ? 0 : stream && !sink && kblocks == 1 ? 2 : 1;
     int rows = (it1 - it0) * MR;
     size_t a_block = (size_t)rows * kc_max;
     /* Rows of A that fit in cache are packed for every K block at once, and
@@ -505,20 +529,23 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
                 int p0 = kb * kc_max, kc = span(K, p0, kc_max);
                 sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), c_top,
                              cb ? NR : ldc, p0, kc, jt, it0, it1, pa + kb * a_block,
-                             overwrite && kb == 0);
+                             kb == 0 ? first_store : 0);
             }
             if (cb) sink->store(sink->ctx, i0, m, b->j0 + jt * NR, span(N, jt * NR, NR), cb, NR);
         }
-        return 1;
+    } else {
+        for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
+            int p0 = kb * kc_max, kc = span(K, p0, kc_max);
+            pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
+            for (int jt = jt0; jt < jt1; jt++)
+                sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
+                             C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1, pa,
+                             kb == 0 ? first_store : 0);
+        }
     }
-    for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
-        int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-        pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
-        for (int jt = jt0; jt < jt1; jt++)
-            sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
-                         C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1, pa,
-                         overwrite && kb == 0);
-    }
+#if defined(__AVX512F__)
+    if (first_store == 2) _mm_sfence(); /* the streamed lines are visible before the threads join */
+#endif
     return 1;
 }
 
@@ -551,7 +578,7 @@ static int gemm_ksplit(int ta, int M, int N, int K, float alpha, const float *A,
         b_operand chunk_b = *b;
         chunk_b.k0 += k0;
         ok = gemm_rect(ta, M, N, k1 - k0, alpha, ta ? A + (size_t)k0 * lda : A + k0, lda, &chunk_b,
-                       0.0f, part + (size_t)ch * mn, N, NULL, 0, m_tiles, 0, n_tiles) && ok;
+                       0.0f, part + (size_t)ch * mn, N, NULL, 0, 0, m_tiles, 0, n_tiles) && ok;
     }
     if (!ok) return 0;
     sum_partials(M, N, chunks, part, 1.0f, beta, C, ldc); /* alpha is in the partials */
@@ -573,6 +600,7 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
 #endif
     if (!sink && is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
         return 1;
+    int stream = (size_t)M * N * sizeof(float) > STREAM_C_BYTES && K >= STREAM_MIN_K;
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded) reduction(&& : ok)
     {
@@ -584,7 +612,7 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
         if (split_along_m(M, N, nthreads)) {
             int lo = (int)((long)m_tiles * me / nthreads), hi = (int)((long)m_tiles * (me + 1) / nthreads);
             if (lo < hi)
-                ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, lo, hi, 0, n_tiles);
+                ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, stream, lo, hi, 0, n_tiles);
         } else { /* columns [c0, c1): the product of those columns of op(B) */
             int vecs = (N + VEC - 1) / VEC;
             int c0 = (int)((long)vecs * me / nthreads) * VEC, c1 = (int)((long)vecs * (me + 1) / nthreads) * VEC;
@@ -593,7 +621,7 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
             cols.j0 += c0;
             if (c0 < c1)
                 ok = gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, sink ? NULL : C + c0, ldc,
-                               sink, 0, m_tiles, 0, (c1 - c0 + NR - 1) / NR);
+                               sink, stream, 0, m_tiles, 0, (c1 - c0 + NR - 1) / NR);
         }
     }
     return ok;
@@ -645,6 +673,6 @@ void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A,
         return;
     }
     b_operand b = {tb, B, ldb, NULL, bp, 0, 0};
-    gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, NULL, 0, (M + MR - 1) / MR, 0,
+    gemm_rect(0, M, N, K, alpha, A, lda, &b, beta, C, ldc, NULL, 0, 0, (M + MR - 1) / MR, 0,
               (N + NR - 1) / NR);
 }
