@@ -2,10 +2,6 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "kernels.h"
 #include "nn/tensor.h"
 
@@ -170,34 +166,31 @@ void nn_k_add_two_biases(int N, int C, const float *x, const float *b1, const fl
     }
 }
 
+typedef struct two_bias_grads {
+    int N, C;
+    const float *dy;
+    float *db1, *db2;
+} two_bias_grads;
+
 /* Columns [c0, c1) of both sums, rows in order. */
-static void two_bias_grads_cols(int N, int C, int c0, int c1, const float *dy, float *db1, float *db2)
+static void two_bias_grads_cols(void *ctx, int c0, int c1, int slot)
 {
-    for (int n = 0; n < N; n++) {
-        const float *d = dy + (size_t)n * C;
-        if (db1)
-            for (int c = c0; c < c1; c++) db1[c] += d[c];
-        if (db2)
-            for (int c = c0; c < c1; c++) db2[c] += d[c];
+    (void)slot;
+    const two_bias_grads *t = ctx;
+    for (int n = 0; n < t->N; n++) {
+        const float *d = t->dy + (size_t)n * t->C;
+        if (t->db1)
+            for (int c = c0; c < c1; c++) t->db1[c] += d[c];
+        if (t->db2)
+            for (int c = c0; c < c1; c++) t->db2[c] += d[c];
     }
 }
 
 void nn_k_two_bias_grads_acc(int N, int C, const float *dy, float *db1, float *db2)
 {
-    int parallel = (size_t)N * C > TWO_BIAS_PAR_MIN;
-    (void)parallel; /* read only by the OpenMP pragma */
-#pragma omp parallel if (parallel)
-    {
-        int nt = 1, me = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        int vecs = (C + 15) / 16; /* whole cache lines per thread */
-        int c0 = (int)((long)vecs * me / nt) * 16, c1 = (int)((long)vecs * (me + 1) / nt) * 16;
-        if (c1 > C) c1 = C;
-        if (c0 < c1) two_bias_grads_cols(N, C, c0, c1, dy, db1, db2);
-    }
+    two_bias_grads t = {N, C, dy, db1, db2};
+    /* columns split 16 at a time: whole cache lines per thread */
+    nn_k_parallel_rows(C, 16, (size_t)N * C > TWO_BIAS_PAR_MIN, two_bias_grads_cols, &t);
 }
 
 void nn_k_relu(size_t n, const float *x, float *y)
