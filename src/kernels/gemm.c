@@ -481,15 +481,18 @@ static _Thread_local size_t sink_cap;
  * unused, beta 0, A resident: nn_sgemm_to_sink checks) each column of tiles
  * made in sink_buf and handed over whole. 0 if memory ran out and op(B) is
  * generated or C goes to a sink (otherwise a plain loop over the stored B
- * stands in). */
+ * stands in). stream (never with a sink): C is big enough for streaming
+ * stores where it is written once (see STREAM_C_BYTES). */
 static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, int lda,
                      const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink,
                      int stream, int it0, int it1, int jt0, int jt1)
 {
     int kblocks, kc_max;
     k_blocking(K, &kblocks, &kc_max);
-    /* the first K block's stores: streaming when they are also the last */
-    int first_store = beta != 0.0f ? 0 : stream && !sink && kblocks == 1 ? 2 : 1;
+    /* beta = 0: the first K block stores instead of adding (C is not read,
+     * so NaNs in it do not propagate), by streaming stores when they are
+     * also the last; other betas scale C first. */
+    int first_store = beta != 0.0f ? 0 : stream && kblocks == 1 ? 2 : 1;
     int rows = (it1 - it0) * MR;
     size_t a_block = (size_t)rows * kc_max;
     /* Rows of A that fit in cache are packed for every K block at once, and
@@ -501,15 +504,12 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
     if (!pa && (b->gen || sink)) return 0;
     int i0 = it0 * MR, j0 = jt0 * NR;
     int m = M - i0 < rows ? M - i0 : rows, n = N - j0 < (jt1 - jt0) * NR ? N - j0 : (jt1 - jt0) * NR;
-    /* beta = 0: the first K block stores instead of adding (C is not read,
-     * so NaNs in it do not propagate); other betas scale C first. */
-    int overwrite = beta == 0.0f;
     float *cb = NULL;
     if (sink) {
         cb = grow(&sink_buf, &sink_cap, (size_t)rows * NR);
         if (!cb || !resident) return 0;
     } else {
-        if (!overwrite || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
+        if (!first_store || !pa) scale_c(m, n, beta, C + (size_t)i0 * ldc + j0, ldc);
         if (!pa) { /* out of memory: the unpacked loop, same result to rounding */
             int jb = b->j0 + j0;
             const float *B = b->tb ? b->B + (size_t)jb * b->ldb + b->k0 : b->B + (size_t)b->k0 * b->ldb + jb;
@@ -600,7 +600,7 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
 #endif
     if (!sink && is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
         return 1;
-    int stream = (size_t)M * N * sizeof(float) > STREAM_C_BYTES && K >= STREAM_MIN_K;
+    int stream = !sink && (size_t)M * N * sizeof(float) > STREAM_C_BYTES && K >= STREAM_MIN_K;
     (void)threaded; /* read only by the OpenMP pragma */
 #pragma omp parallel if (threaded) reduction(&& : ok)
     {
