@@ -97,7 +97,7 @@ static void gather_row(const float *x, int roff, int rih, int riw, const col_coo
                   vriw = _mm512_set1_epi32(riw), vh = _mm512_set1_epi32(s->h),
                   vw = _mm512_set1_epi32(s->w);
     for (int j = 0; j < n; j += 16) {
-        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __mmask16 lanes = first_lanes(n - j), m = lanes;
         __m512i idx = _mm512_add_epi32(vroff, _mm512_maskz_loadu_epi32(m, col->off + j));
         if (padded) {
             __m512i ih = _mm512_add_epi32(vrih, _mm512_maskz_loadu_epi32(m, col->ih + j));
@@ -105,7 +105,7 @@ static void gather_row(const float *x, int roff, int rih, int riw, const col_coo
             m &= _mm512_cmplt_epu32_mask(ih, vh) & _mm512_cmplt_epu32_mask(iw, vw);
         }
         __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, x, 4);
-        _mm512_mask_storeu_ps(d + j, n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1), v);
+        _mm512_mask_storeu_ps(d + j, lanes, v);
     }
 #else
     for (int j = 0; j < n; j++) {
