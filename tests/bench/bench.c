@@ -158,22 +158,15 @@ static double read_gbps(int threads)
 }
 
 /* ---- GEMM shapes ---- */
-/* n zeroed floats aligned as libnn allocates a tensor's data (64 bytes). */
-static float *tensor_like(size_t n)
+static double gemm_gflops(int M, int N, int K, int ta, int tb, int reps)
 {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    float *p = aligned_alloc(64, bytes);
-    if (!p) {
+    /* the matrices as libnn's tensors (so aligned as training sees them) */
+    nn_tensor *a_t = nn_tensor_new2(M, K), *b_t = nn_tensor_new2(K, N), *c_t = nn_tensor_new2(M, N);
+    if (!a_t || !b_t || !c_t) {
         fprintf(stderr, "bench: out of memory\n");
         exit(1);
     }
-    memset(p, 0, bytes);
-    return p;
-}
-
-static double gemm_gflops(int M, int N, int K, int ta, int tb, int reps)
-{
-    float *A = tensor_like(M * K), *B = tensor_like(K * N), *C = tensor_like(M * N);
+    float *A = a_t->data, *B = b_t->data, *C = c_t->data;
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 13) * 0.01f;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 7) * 0.01f;
     nn_sgemm(ta, tb, M, N, K, 1, A, ta ? M : K, B, tb ? K : N, 0, C, N); /* warm-up */
@@ -188,9 +181,9 @@ static double gemm_gflops(int M, int N, int K, int ta, int tb, int reps)
         } while (t < 0.2);
         v[r] = 2.0 * M * N * K * calls / t / 1e9;
     }
-    free(A);
-    free(B);
-    free(C);
+    nn_tensor_free(a_t);
+    nn_tensor_free(b_t);
+    nn_tensor_free(c_t);
     return median(v, reps);
 }
 
