@@ -109,6 +109,36 @@ static void test_gemm_streamed_c_same_bits(void)
     free(A), free(B), free(c), free(want);
 }
 
+/* A product with few columns reads A's full row tiles in place; with many
+ * columns A is packed. Both must give the same bits: the first columns of
+ * a wide product equal the narrow product of those columns of B (an edge
+ * row tile, B stored and transposed, accumulating into C, 1 and 2 threads). */
+static void test_gemm_a_in_place_same_bits(void)
+{
+    enum { M = 61, K = 700, WIDE = 1500, NARROW = 100 };
+    nn_rng r;
+    nn_rng_seed(&r, 23);
+    float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * WIDE);
+    float *C0 = random_matrix(&r, (size_t)M * WIDE);
+    float *wide = malloc(sizeof(float) * M * WIDE), *narrow = malloc(sizeof(float) * M * WIDE);
+    int saved = nn_get_threads();
+    for (int tb = 0; tb <= 1; tb++)
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_threads(threads);
+            int ldb = tb ? K : WIDE;
+            memcpy(wide, C0, sizeof(float) * M * WIDE);
+            memcpy(narrow, C0, sizeof(float) * M * WIDE);
+            nn_sgemm(0, tb, M, WIDE, K, 1.0f, A, K, B, ldb, 0.5f, wide, WIDE);
+            nn_sgemm(0, tb, M, NARROW, K, 1.0f, A, K, B, ldb, 0.5f, narrow, WIDE);
+            int bad = 0;
+            for (int i = 0; i < M; i++)
+                bad += memcmp(wide + (size_t)i * WIDE, narrow + (size_t)i * WIDE, NARROW * sizeof(float)) != 0;
+            CHECK_MSG(bad == 0, "tb %d, %d threads: %d rows differ", tb, threads, bad);
+        }
+    nn_set_threads(saved);
+    free(A), free(B), free(C0), free(wide), free(narrow);
+}
+
 static void test_gemm_beta_zero_ignores_nan(void)
 {
     float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
@@ -458,6 +488,7 @@ const test_case gemm_tests[] = {
     {"gemm_wide_n_spans_panels", test_gemm_wide_n_spans_panels},
     {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
     {"gemm_streamed_c_same_bits", test_gemm_streamed_c_same_bits},
+    {"gemm_a_in_place_same_bits", test_gemm_a_in_place_same_bits},
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},
