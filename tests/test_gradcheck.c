@@ -661,6 +661,17 @@ static void test_grad_maxpool2d_relu(void)
  * copied out (out[0] = y, then the three gradients). A fixed random probe,
  * not y itself: y*y would give zero gradient wherever y is 0, hiding a
  * wrong ReLU mask. */
+/* 1 if a and b (n floats) agree to float rounding of sums reordered:
+ * within 1e-5 of the largest magnitude in b. */
+static int same_to_rounding(const float *a, const float *b, size_t n)
+{
+    float scale = 0.0f;
+    for (size_t i = 0; i < n; i++) scale = fabsf(b[i]) > scale ? fabsf(b[i]) : scale;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= 1e-5f * scale)) return 0;
+    return 1;
+}
+
 static void run_and_copy(nn_graph *g, nn_tensor *y, nn_tensor **p, float **out)
 {
     nn_rng r;
@@ -679,9 +690,11 @@ static void run_and_copy(nn_graph *g, nn_tensor *y, nn_tensor **p, float **out)
 }
 
 /* A sequential model's conv2d + ReLU + max pooling layers (which it runs as
- * nn_conv2d_maxpool2d_relu: fused for an unpadded direct convolution, else
- * a plain convolution then nn_maxpool2d_relu) give exactly the values and
- * gradients of the three ops by hand, on both convolution paths. */
+ * nn_conv2d_maxpool2d_relu) give exactly the values of the three ops by
+ * hand, on both convolution paths, and their gradients: exactly on the
+ * direct paths, to rounding where the im2col path leaves out the
+ * convolution's last column, which the pooling never reads (its weight
+ * gradient then sums fewer terms, in other groups). */
 static void test_sequential_relu_maxpool_equals_ops(void)
 {
     /* 18 taps, padded: direct path; 36: im2col; 9 unpadded: fused */
@@ -712,7 +725,9 @@ static void test_sequential_relu_maxpool_equals_ops(void)
         }
         size_t sizes[4] = {out_size, p[0]->size, p[1]->size, p[2]->size};
         for (int i = 0; i < 4; i++) {
-            CHECK_MSG(memcmp(got[0][i], got[1][i], sizes[i] * sizeof(float)) == 0,
+            int exact = i == 0 || c * 9 <= 32; /* the output; the direct paths */
+            CHECK_MSG(exact ? memcmp(got[0][i], got[1][i], sizes[i] * sizeof(float)) == 0
+                            : same_to_rounding(got[0][i], got[1][i], sizes[i]),
                       "%s differs (%d channels)", i ? "a gradient" : "the output", c);
             free(got[0][i]);
             free(got[1][i]);
@@ -739,15 +754,19 @@ static nn_tensor *conv_pool_by_hand(nn_graph *g, nn_tensor **in, const conv_pool
     return nn_maxpool2d(g, nn_relu(g, nn_conv2d(g, in[0], in[1], in[2], k->conv)), k->kh, k->kw, k->pool);
 }
 
-/* Finite differences through the fused op, on its fused path (1 and 3
- * input channels of 3x3 taps; the input without a gradient, so the weight
- * gradient comes from the pooled gradient spread an image at a time) and
- * with the input's gradient (the convolution's output gradient whole). */
+/* Finite differences through the fused op, on its fused direct path (1 and
+ * 3 input channels of 3x3 taps; the input without a gradient, so the weight
+ * gradient comes from the pooled gradient spread an image at a time), with
+ * the input's gradient (the convolution's output gradient whole), and on
+ * the im2col path (4 channels), whose 3 x 4 convolution output is cut to
+ * the 2 x 4 the pooling reads. */
 static void test_grad_conv2d_maxpool2d_relu(void)
 {
     const conv_pool_ctx k = {2, 2, {1, 1, 0, 0, 0, 0}, {2, 2, 0, 0, 0, 0}};
-    for (int c = 1; c <= 3; c += 2)
+    static const int channels[] = {1, 3, 4};
+    for (int ci = 0; ci < 3; ci++)
         for (int x_grad = 0; x_grad <= 1; x_grad++) {
+            int c = channels[ci];
             nn_rng r;
             nn_rng_seed(&r, 90 + c + x_grad); /* no window within EPS of a tie or of 0 */
             nn_tensor *in[3] = {input(&r, 4, (int[]){2, c, 5, 6}, 0), input(&r, 4, (int[]){3, c, 3, 3}, 0),
@@ -764,11 +783,15 @@ static void test_grad_conv2d_maxpool2d_relu(void)
         }
 }
 
-/* The fused op against the three ops by hand, bit for bit: output and every
- * gradient, on 1 and 2 threads, for tap counts with a fused direct path
- * (1x3x3, 1x5x5 without bias, 3x3x3), a padded direct convolution, im2col
- * convolutions (4x3x3, and 5x3x3 padded without bias), 2x2 and overlapping
- * 3x3 pooling, the input with and without a gradient. */
+/* The fused op against the three ops by hand: output and every gradient,
+ * bit for bit between 1 and 2 threads, and against the ops by hand for tap
+ * counts with a fused direct path (1x3x3, 1x5x5 without bias, 3x3x3), a
+ * padded direct convolution, im2col convolutions (4x3x3, and 5x3x3 padded
+ * without bias), 2x2 and overlapping 3x3 pooling, the input with and
+ * without a gradient. Against the ops by hand the output is exact, and so
+ * are the gradients except where the im2col convolution is shortened to
+ * the rows and columns the pooling reads (4x3x3: its 21 x 19 output pooled
+ * to 10 x 9 reads 20 x 18), whose gradients agree to rounding. */
 static void test_conv2d_maxpool2d_relu_equals_ops(void)
 {
     static const struct {
@@ -819,8 +842,10 @@ static void test_conv2d_maxpool2d_relu_equals_ops(void)
             for (int run = 1; run < 3; run++)
                 for (int i = 0; i < 4; i++) {
                     if (!got[0][i] && !got[run][i]) continue; /* no gradient kept */
+                    int exact = run == 1 || i == 0 || t != 4;
                     CHECK_MSG(got[0][i] && got[run][i] &&
-                                  memcmp(got[0][i], got[run][i], sizes[i] * sizeof(float)) == 0,
+                                  (exact ? memcmp(got[0][i], got[run][i], sizes[i] * sizeof(float)) == 0
+                                         : same_to_rounding(got[0][i], got[run][i], sizes[i])),
                               "case %zu, input gradient %d: %s differs from %s", t, x_grad,
                               i ? "a gradient" : "the output", run == 1 ? "2 threads" : "the ops by hand");
                 }

@@ -122,7 +122,12 @@ nn_tensor *nn_avgpool2d(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d w
 nn_tensor *nn_maxpool2d_relu(nn_graph *g, nn_tensor *x, int kh, int kw, nn_window2d win);
 
 /* nn_maxpool2d_relu(nn_conv2d(x, weight, bias, conv_win), kh, kw, pool_win)
- * in one op, with the same values and gradients (bit for bit). Where the
+ * in one op, with the same values (bit for bit) and gradients. An im2col
+ * convolution whose last output rows or columns no unpadded pooling window
+ * reads (11 rows pooled 2 by 2 at stride 2 read 10) is computed without
+ * them, forward and backward: the weight and bias gradients then sum fewer
+ * terms (the dropped ones are zero) in other groups, equal to rounding;
+ * otherwise the gradients are the same bit for bit. Where the
  * convolution runs direct (few taps per output, as in a first layer; stride
  * 1, no padding) on an AVX-512 build, each image's convolution output is
  * made, pooled and dropped while in cache, and the backward spreads the

@@ -290,6 +290,22 @@ static void conv_pool_backward(nn_graph *g, const nn_node *n)
     nn_k_conv_direct_bwd(x->data, s, oc, w->data, NULL, dconv, dx, dw, db);
 }
 
+/* Max pooling without padding whose windows stop short of the last rows or
+ * columns of the convolution's output (11 rows pooled 2 by 2 at stride 2
+ * read rows 0-9) never reads them: for the im2col path, the convolution
+ * is shortened to the rows and columns pooled, which spares their share of
+ * all three GEMMs (17% of a 3x3 convolution on 13x13 inputs). The pooled
+ * output is the same, and so is the gradient of every input: the dropped
+ * outputs' gradients are zero. */
+static void crop_to_pooled(conv_pool *cp, nn_window2d pool_win)
+{
+    nn_conv_shape *conv = &cp->conv, *pool = &cp->pool;
+    if (pool_win.pad_top || pool_win.pad_bottom || pool_win.pad_left || pool_win.pad_right) return;
+    int rows = (pool->oh - 1) * pool->sh + pool->kh, cols = (pool->ow - 1) * pool->sw + pool->kw;
+    if (rows < conv->oh) conv->oh = pool->h = rows;
+    if (cols < conv->ow) conv->ow = pool->w = cols;
+}
+
 nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias,
                                     nn_window2d conv_win, int kh, int kw, nn_window2d pool_win)
 {
@@ -304,6 +320,10 @@ nn_tensor *nn_conv2d_maxpool2d_relu(nn_graph *g, nn_tensor *x, nn_tensor *weight
     /* the convolution's output, as pooling sees it */
     nn_tensor conv_out = {.ndim = 4, .shape = {s->n, oc, s->oh, s->ow}};
     if (!pool_shape(g, op, &conv_out, kh, kw, pool_win, &cp->pool)) return NULL;
+    if (!conv_is_direct(s)) {
+        crop_to_pooled(cp, pool_win);
+        s = &cp->conv;
+    }
     size_t per_image = (size_t)oc * s->oh * s->ow;
     nn_tensor *y = nn__new_output(g, 4, (int[]){s->n, oc, cp->pool.oh, cp->pool.ow});
     int *argmax = y ? nn__arena_alloc(g, y->size * sizeof(int)) : NULL;
