@@ -9,7 +9,9 @@
  * Prints a table for people and, for scripts, one line per figure:
  *   BENCH workload=<W1|W2|W3|gemm-...|peak> threads=<n> metric=<name> value=<number>
  * Each workload runs in a child process so its peak RSS is its own.
- * Figures are medians of --reps repetitions (default 3). */
+ * Figures are medians of --reps repetitions (default 3). W1's speedup_vs_1t
+ * times one thread and N threads in turn in one process, each repetition,
+ * so the ratio is not skewed by the load moving between separate runs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,41 +242,86 @@ static int load_data(const bench_opts *o, nn_dataset *d)
     return 1;
 }
 
+/* A model (the seed CNN or the MLP) with its optimizer, graph and batcher,
+ * trained step by step as mnist_train does. */
+typedef struct trainer {
+    nn_dataset d;
+    nn_layer *m;
+    nn_params p;
+    nn_optim *opt;
+    nn_graph *g;
+    nn_batcher b;
+} trainer;
+
+static int trainer_init(trainer *t, const bench_opts *o, int cnn)
+{
+    if (!load_data(o, &t->d)) return 0;
+    t->m = cnn ? build_cnn(1) : build_mlp(1);
+    nn_params_init(&t->p);
+    nn_layer_params(t->m, &t->p);
+    t->opt = nn_optim_adam_new(&t->p, nn_adam_defaults(1e-3f));
+    t->g = nn_graph_new();
+    nn_batcher_init(&t->b, &t->d, 64, cnn ? NN_LAYOUT_NCHW : NN_LAYOUT_FLAT, 1, 1, NULL);
+    return 1;
+}
+
+/* Seconds per step over `steps` training steps. */
+static double trainer_run(trainer *t, int steps)
+{
+    double t0 = now();
+    for (int s = 0; s < steps; s++) {
+        if (!nn_batcher_next(&t->b)) {
+            nn_batcher_start_epoch(&t->b);
+            nn_batcher_next(&t->b);
+        }
+        nn_graph_reset(t->g);
+        nn_optim_zero_grad(t->opt);
+        nn_tensor *loss = nn_softmax_cross_entropy(t->g, nn_layer_forward(t->m, t->g, t->b.x), t->b.labels);
+        nn_backward(t->g, loss, NULL);
+        nn_optim_step(t->opt);
+    }
+    return (now() - t0) / steps;
+}
+
+static void trainer_free(trainer *t)
+{
+    nn_batcher_free(&t->b);
+    nn_graph_free(t->g);
+    nn_optim_free(t->opt);
+    nn_params_free(&t->p);
+    nn_layer_free(t->m);
+    nn_dataset_free(&t->d);
+}
+
 /* Median seconds per training step over reps runs of o->steps steps. */
 static double train_step_seconds(const bench_opts *o, int cnn)
 {
-    nn_dataset d;
-    if (!load_data(o, &d)) return NAN;
-    nn_layer *m = cnn ? build_cnn(1) : build_mlp(1);
-    nn_params p;
-    nn_params_init(&p);
-    nn_layer_params(m, &p);
-    nn_optim *opt = nn_optim_adam_new(&p, nn_adam_defaults(1e-3f));
-    nn_graph *g = nn_graph_new();
-    nn_batcher b;
-    nn_batcher_init(&b, &d, 64, cnn ? NN_LAYOUT_NCHW : NN_LAYOUT_FLAT, 1, 1, NULL);
+    trainer t;
+    if (!trainer_init(&t, o, cnn)) return NAN;
     double v[32];
-    for (int r = -1; r < o->reps; r++) { /* r = -1 warms up */
-        double t0 = now();
-        for (int s = 0; s < o->steps; s++) {
-            if (!nn_batcher_next(&b)) {
-                nn_batcher_start_epoch(&b);
-                nn_batcher_next(&b);
-            }
-            nn_graph_reset(g);
-            nn_optim_zero_grad(opt);
-            nn_tensor *loss = nn_softmax_cross_entropy(g, nn_layer_forward(m, g, b.x), b.labels);
-            nn_backward(g, loss, NULL);
-            nn_optim_step(opt);
-        }
-        if (r >= 0) v[r] = (now() - t0) / o->steps;
+    trainer_run(&t, o->steps); /* warm-up */
+    for (int r = 0; r < o->reps; r++) v[r] = trainer_run(&t, o->steps);
+    trainer_free(&t);
+    return median(v, o->reps);
+}
+
+/* How much faster `threads` threads train the seed CNN than one: each
+ * repetition times o->steps steps on one thread and then on `threads` in
+ * the same process, so both see the same machine (a shared machine's load
+ * moves between the separate runs above); the median of the ratios. */
+static double cnn_speedup(const bench_opts *o, int threads)
+{
+    trainer t;
+    if (!trainer_init(&t, o, 1)) return NAN;
+    double v[32];
+    for (int r = -1; r < o->reps; r++) { /* r = -1 warms up both */
+        nn_set_threads(1);
+        double one = trainer_run(&t, o->steps);
+        nn_set_threads(threads);
+        double many = trainer_run(&t, o->steps);
+        if (r >= 0) v[r] = one / many;
     }
-    nn_batcher_free(&b);
-    nn_graph_free(g);
-    nn_optim_free(opt);
-    nn_params_free(&p);
-    nn_layer_free(m);
-    nn_dataset_free(&d);
+    trainer_free(&t);
     return median(v, o->reps);
 }
 
@@ -397,6 +444,7 @@ static void w_peak(const bench_opts *o, int t, result *r)
     r->value[1] = read_gbps(t);
 }
 static void w1_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 1); }
+static void w1_speedup(const bench_opts *o, int t, result *r) { r->value[0] = cnn_speedup(o, t); }
 static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
 static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
 static void w3_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = lstm_step_ms(o); }
@@ -483,6 +531,10 @@ int main(int argc, char **argv)
             report("W1", t, "peak_rss_mb", r.rss_mb);
             run_isolated(w1_infer, &o, t, &r);
             report("W1", t, "infer_img_per_s", r.value[0]);
+            if (t > 1) {
+                run_isolated(w1_speedup, &o, t, &r);
+                report("W1", t, "speedup_vs_1t", r.value[0]);
+            }
         }
         if (wanted(&o, "W2")) {
             run_isolated(w2_train, &o, t, &r);
