@@ -139,6 +139,53 @@ static void test_gemm_a_in_place_same_bits(void)
     free(A), free(B), free(C0), free(wide), free(narrow);
 }
 
+/* One-hot products against nn_sgemm, bit for bit: detection (a second 1,
+ * a 2, a NaN or an empty row is not one-hot), X W^T as row copies, and
+ * dW += dY^T X as block sums on 1 and 2 threads (a char-rnn layer's 2500
+ * rows, and 700 rows in 3 blocks); the gradient declines the shapes
+ * nn_sgemm sums otherwise (tiny, long K in chunks). */
+static void test_one_hot_products_match_gemm(void)
+{
+    enum { ROWS = 2500, N = 512, K = 65 };
+    nn_rng r;
+    nn_rng_seed(&r, 31);
+    float *x = calloc((size_t)ROWS * K, sizeof(float));
+    int *idx = malloc(sizeof(int) * ROWS);
+    for (int i = 0; i < ROWS; i++) x[(size_t)i * K + nn_rng_below(&r, K)] = 1.0f;
+    CHECK(nn_k_one_hot_rows(ROWS, K, x, idx));
+    int ok = 1;
+    for (int i = 0; i < ROWS; i++) ok &= x[(size_t)i * K + idx[i]] == 1.0f;
+    CHECK_MSG(ok, "one-hot columns found wrong");
+    const float not_one_hot[4][3] = {{1, 0, 1}, {0, 2, 0}, {NAN, 1, 0}, {0, 0, 0}};
+    for (int c = 0; c < 4; c++) CHECK_MSG(!nn_k_one_hot_rows(1, 3, not_one_hot[c], idx), "case %d", c);
+    CHECK(nn_k_one_hot_rows(ROWS, K, x, idx));
+
+    float *w = random_matrix(&r, (size_t)N * K), *wt = malloc(sizeof(float) * N * K);
+    float *want = malloc(sizeof(float) * ROWS * N), *got = malloc(sizeof(float) * ROWS * N);
+    nn_sgemm(0, 1, ROWS, N, K, 1.0f, x, K, w, K, 0.0f, want, N);
+    nn_k_one_hot_times_wt(ROWS, N, K, idx, w, wt, got);
+    CHECK_MSG(memcmp(want, got, sizeof(float) * ROWS * N) == 0, "X W^T differs from nn_sgemm");
+
+    float *dy = random_matrix(&r, (size_t)ROWS * N), *dw0 = random_matrix(&r, (size_t)N * K);
+    float *dw_want = malloc(sizeof(float) * N * K), *dw_got = malloc(sizeof(float) * N * K);
+    int saved = nn_get_threads();
+    const int rows[2] = {ROWS, 700};
+    for (int s = 0; s < 2; s++)
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_threads(threads);
+            memcpy(dw_want, dw0, sizeof(float) * N * K);
+            memcpy(dw_got, dw0, sizeof(float) * N * K);
+            nn_sgemm(1, 0, N, K, rows[s], 1.0f, dy, N, x, K, 1.0f, dw_want, K);
+            CHECK(nn_k_one_hot_grad_acc(rows[s], N, K, dy, idx, wt, dw_got));
+            CHECK_MSG(memcmp(dw_want, dw_got, sizeof(float) * N * K) == 0,
+                      "dW += dY^T X differs from nn_sgemm: %d rows, %d threads", rows[s], threads);
+        }
+    nn_set_threads(saved);
+    CHECK(!nn_k_one_hot_grad_acc(4, 8, 3, dy, idx, wt, dw_got)); /* tiny */
+    CHECK(!nn_k_one_hot_grad_acc(7000, 16, 3, dy, idx, wt, dw_got)); /* K in chunks: not read */
+    free(x), free(idx), free(w), free(wt), free(want), free(got), free(dy), free(dw0), free(dw_want), free(dw_got);
+}
+
 static void test_gemm_beta_zero_ignores_nan(void)
 {
     float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
@@ -489,6 +536,7 @@ const test_case gemm_tests[] = {
     {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
     {"gemm_streamed_c_same_bits", test_gemm_streamed_c_same_bits},
     {"gemm_a_in_place_same_bits", test_gemm_a_in_place_same_bits},
+    {"one_hot_products_match_gemm", test_one_hot_products_match_gemm},
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},
     {"maxpool_2x2_matches_definition", test_maxpool_2x2_matches_definition},

@@ -1036,6 +1036,31 @@ static void test_grad_lstm_through_time(void)
     nn_layer_free(l);
 }
 
+/* A one-hot input (a character model's), large enough that W_ih's
+ * projection and gradient take the row-copy and row-sum paths (T = B = 8,
+ * 16 inputs, hidden 8): finite differences through all of it. */
+static void test_grad_lstm_one_hot_input(void)
+{
+    enum { T = 8, B = 8, I = 16, H = 8 };
+    nn_rng r;
+    nn_rng_seed(&r, 43);
+    nn_layer *l = nn_lstm_new(I, H, 1, &r);
+    nn_tensor *in[3 + 16];
+    in[0] = nn_tensor_new3(T, B, I); /* no gradient: it stays one-hot */
+    for (int i = 0; i < T * B; i++) in[0]->data[(size_t)i * I + nn_rng_below(&r, I)] = 1.0f;
+    in[1] = input(&r, 3, (int[]){1, B, H}, 0);
+    in[2] = input(&r, 3, (int[]){1, B, H}, 0);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(l, &p);
+    for (int i = 0; i < p.count; i++) in[3 + i] = p.tensors[i];
+    rec_ctx ctx = {l, 1};
+    CHECK(gradcheck("lstm, one-hot input", b_recurrent, in, 3 + p.count, &ctx));
+    nn_params_free(&p);
+    free_all(in, 3);
+    nn_layer_free(l);
+}
+
 static void test_grad_rnn_through_time(void)
 {
     nn_rng r;
@@ -1047,6 +1072,7 @@ static void test_grad_rnn_through_time(void)
 
 const test_case gradcheck_tests[] = {
     {"grad_lstm_through_time", test_grad_lstm_through_time},
+    {"grad_lstm_one_hot_input", test_grad_lstm_one_hot_input},
     {"grad_rnn_through_time", test_grad_rnn_through_time},
     {"grad_conv2d", test_grad_conv2d},
     {"grad_conv2d_relu", test_grad_conv2d_relu},

@@ -663,6 +663,13 @@ static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A,
     return ok;
 }
 
+int nn_k_gemm_k_blocks(int M, int N, int K, int *kblocks, int *kc_max)
+{
+    if (K <= 0 || 2.0 * M * N * K < 65536.0 || is_ksplit_shape(M, N, K)) return 0;
+    k_blocking(K, kblocks, kc_max);
+    return 1;
+}
+
 void nn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {

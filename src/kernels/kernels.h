@@ -25,6 +25,27 @@ void nn_k_pack_b(int tb, int K, int N, const float *B, int ldb, float *dst);
 void nn_sgemm_packed_b(int tb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, const float *bp, float beta, float *C, int ldc);
 
+/* 1 if nn_sgemm with tb = 0, alpha 1 and an M x N x K shape cuts K into
+ * kblocks blocks of kc_max (the last may be shorter), each summed on its own
+ * from zero in order of k and then added to C in order; 0 if the shape takes
+ * another path (tiny products, long K in chunks). */
+int nn_k_gemm_k_blocks(int M, int N, int K, int *kblocks, int *kc_max);
+
+/* One-hot products (one_hot.c), with nn_sgemm's results (the same K blocks;
+ * a zero term changes no sum but, at most, a zero's sign):
+ * nn_k_one_hot_rows: 1 if every one of the rows of x (rows x cols) holds
+ * exactly one 1 and zeros elsewhere, with each row's column in idx; else 0.
+ * nn_k_one_hot_times_wt: out (rows x n) = X w^T for the one-hot X of idx
+ * (rows x k) and w (n x k): row i of out is column idx[i] of w, through
+ * wt (k x n floats of scratch).
+ * nn_k_one_hot_grad_acc: dw (n x k) += dy^T X for dy (rows x n) and the
+ * one-hot X of idx, through sums (k x n floats of scratch), summed in the K
+ * blocks nn_k_gemm_k_blocks gives; 0 (nothing done) for shapes where
+ * nn_sgemm sums otherwise. */
+int nn_k_one_hot_rows(size_t rows, int cols, const float *x, int *idx);
+void nn_k_one_hot_times_wt(int rows, int n, int k, const int *idx, const float *w, float *wt, float *out);
+int nn_k_one_hot_grad_acc(int rows, int n, int k, const float *dy, const int *idx, float *sums, float *dw);
+
 /* A B operand that is never stored whole (a convolution's im2col columns):
  * block() writes rows [r0, r0+nrows) x columns [c0, c0+ncols) of op(B)
  * to dst, rows ldd apart, when the product packs them (ncols is at most

@@ -15,6 +15,7 @@ typedef struct rnn_info {
      * pass may overwrite it: callers carrying state pass the same tensor as
      * h0 and h_n. */
     float *h_init, *c_init;
+    const int *one_hot; /* each input row's column when x is one-hot, else NULL */
 } rnn_info;
 
 /* Arena copy of n floats of t at offset, or NULL when t is NULL. */
@@ -158,7 +159,11 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
             nn_sgemm(1, 0, GH, H, (T - 1) * B, 1.0f, dz + bgh, GH, hs, H, 1.0f, g_whh, H);
         if (r->h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, r->h_init, H, 1.0f, g_whh, H);
     }
-    if (g_wih) nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
+    if (g_wih) {
+        float *sums = r->one_hot ? nn__arena_alloc(g, (size_t)I * GH * sizeof(float)) : NULL;
+        if (!sums || !nn_k_one_hot_grad_acc(T * B, GH, I, dz, r->one_hot, sums, g_wih))
+            nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
+    }
     if (g_bih || g_bhh) nn_k_two_bias_grads_acc(T * B, GH, dz, g_bih, g_bhh);
     if (g_x) nn_sgemm(0, 0, T * B, I, GH, 1.0f, dz, GH, w_ih->data, I, 1.0f, g_x, I);
     float *g_h0 = nn__grad(g, h0), *g_c0 = r->cell == NN_CELL_LSTM ? nn__grad(g, c0) : NULL;
@@ -201,13 +206,25 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     if (!r || !gates || !hs) return NULL;
     int oom = 0;
     *r = (rnn_info){cell, T, B, I, H, G, state_offset, NULL, snapshot(g, h0, state_offset, bh, &oom),
-                    snapshot(g, in[6], state_offset, bh, &oom)};
+                    snapshot(g, in[6], state_offset, bh, &oom), NULL};
     if (oom) return NULL;
     if (cell == NN_CELL_LSTM && !(r->cs = nn__arena_alloc(g, (size_t)T * bh * sizeof(float))))
         return NULL;
 
-    /* Input projections of every step at once, then the biases. */
-    nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
+    /* Input projections of every step at once, then the biases. For
+     * one-hot inputs (a character model's) the projection is a copy of a
+     * column of W_ih per row, and W_ih's gradient sums of rows of the gates'
+     * gradient: the GEMMs' results, at a fraction of their cost. */
+    int *one_hot = nn__arena_alloc(g, (size_t)T * B * sizeof(int));
+    float *wt = one_hot && nn_k_one_hot_rows((size_t)T * B, I, x->data, one_hot)
+                    ? nn__arena_alloc(g, (size_t)I * GH * sizeof(float))
+                    : NULL;
+    if (wt) {
+        r->one_hot = one_hot;
+        nn_k_one_hot_times_wt(T * B, GH, I, one_hot, w_ih->data, wt, gates);
+    } else {
+        nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
+    }
     nn_k_add_two_biases(T * B, GH, gates, b_ih->data, b_hh->data, gates);
     int ok;
     const float *wp = pack_w_hh(g, r, 1, H, GH, w_hh->data, &ok);
