@@ -108,6 +108,15 @@ static nn_tensor *b_bce(nn_graph *g, nn_tensor **in, const void *c) { (void)c; r
 static nn_tensor *b_mse(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mse(g, in[0], in[1]); }
 static nn_tensor *b_reshape(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_reshape(g, in[0], 2, (int[]){4, 6}); }
 static nn_tensor *b_flatten(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_flatten(g, in[0]); }
+/* x reached through a reshape and directly: the reshape's gradient is added
+ * to one already there (its first one is copied) */
+static nn_tensor *b_reshape_and_direct(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    nn_tensor *direct = nn_reshape(g, in[0], 2, (int[]){4, 6}); /* its backward runs last: adds */
+    nn_tensor *squared = nn_reshape(g, nn_mul(g, in[0], in[0]), 2, (int[]){4, 6}); /* copied */
+    return nn_add(g, squared, direct);
+}
 static nn_tensor *b_sum(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_sum(g, in[0]); }
 static nn_tensor *b_mean(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_mean(g, in[0]); }
 
@@ -187,6 +196,10 @@ static void test_grad_softmax(void) { UNARY_CHECK(b_softmax, "softmax", 3, SHAPE
 static void test_grad_log_softmax(void) { UNARY_CHECK(b_log_softmax, "log_softmax", 3, SHAPE(2, 3, 5), 0, NULL); }
 static void test_grad_reshape(void) { UNARY_CHECK(b_reshape, "reshape", 3, SHAPE(2, 3, 4), 0, NULL); }
 static void test_grad_flatten(void) { UNARY_CHECK(b_flatten, "flatten", 4, SHAPE(2, 3, 2, 2), 0, NULL); }
+static void test_grad_reshape_accumulates(void)
+{
+    UNARY_CHECK(b_reshape_and_direct, "reshape + direct use", 3, SHAPE(2, 3, 4), 0, NULL);
+}
 static void test_grad_sum(void) { UNARY_CHECK(b_sum, "sum", 2, SHAPE(3, 4), 0, NULL); }
 static void test_grad_mean(void) { UNARY_CHECK(b_mean, "mean", 2, SHAPE(3, 4), 0, NULL); }
 
@@ -1111,6 +1124,7 @@ const test_case gradcheck_tests[] = {
     {"frozen_params_pass_gradient_through", test_frozen_params_pass_gradient_through},
     {"grad_reshape", test_grad_reshape},
     {"grad_flatten", test_grad_flatten},
+    {"grad_reshape_accumulates", test_grad_reshape_accumulates},
     {"grad_sum", test_grad_sum},
     {"grad_mean", test_grad_mean},
     {"grad_dense_layer", test_grad_dense_layer},

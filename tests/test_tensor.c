@@ -90,6 +90,21 @@ static void test_rng_is_seeded_and_independent(void)
     }
 }
 
+/* A fill gives the same numbers as that many single draws, and leaves the
+ * generator where they would. */
+static void test_rng_uniform_fill_equals_draws(void)
+{
+    nn_rng a, b;
+    nn_rng_seed(&a, 9);
+    nn_rng_seed(&b, 9);
+    float got[1000];
+    nn_rng_uniform_fill(&a, 1000, got);
+    int same = 1;
+    for (int i = 0; i < 1000; i++) same &= got[i] == nn_rng_uniform(&b);
+    CHECK(same);
+    CHECK(nn_rng_u64(&a) == nn_rng_u64(&b));
+}
+
 static void test_rng_normal_moments(void)
 {
     nn_rng r;
@@ -177,6 +192,7 @@ const test_case tensor_tests[] = {
     {"tensor_reshape_within_capacity", test_tensor_reshape_within_capacity},
     {"tensor_requires_grad_allocates_zeroed_grad", test_requires_grad_allocates_zeroed_grad},
     {"rng_is_seeded_and_independent", test_rng_is_seeded_and_independent},
+    {"rng_uniform_fill_equals_draws", test_rng_uniform_fill_equals_draws},
     {"rng_normal_moments", test_rng_normal_moments},
     {"rng_shuffle_is_permutation", test_shuffle_is_permutation},
     {"init_he_xavier_scale", test_initializers_have_expected_scale},

@@ -93,6 +93,8 @@ void nn_rng_seed(nn_rng *r, uint64_t seed);
 uint64_t nn_rng_u64(nn_rng *r);
 /* Uniform float in [0, 1). */
 float nn_rng_uniform(nn_rng *r);
+/* out[0..n) = n uniforms, the same as n calls of nn_rng_uniform (faster). */
+void nn_rng_uniform_fill(nn_rng *r, size_t n, float *out);
 /* Standard normal float (Box-Muller). */
 float nn_rng_normal(nn_rng *r);
 /* Uniform integer in [0, n); n must be > 0. */

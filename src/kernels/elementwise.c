@@ -235,7 +235,8 @@ void nn_k_tanh_bwd_acc(size_t n, const float *y, const float *dy, float *dx)
 void nn_k_dropout_mask(size_t n, float p, nn_rng *rng, float *mask)
 {
     float keep = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) mask[i] = nn_rng_uniform(rng) < p ? 0.0f : keep;
+    nn_rng_uniform_fill(rng, n, mask); /* the draws first, then a vector pass */
+    for (size_t i = 0; i < n; i++) mask[i] = mask[i] < p ? 0.0f : keep;
 }
 
 void nn_k_leaky_relu(size_t n, float slope, const float *x, float *y)

@@ -1,4 +1,6 @@
 /* reshape/flatten and whole-tensor reductions. */
+#include <string.h>
+
 #include "nn/ops.h"
 
 #include "../autograd/graph_internal.h"
@@ -7,8 +9,13 @@
 
 static void reshape_backward(nn_graph *g, const nn_node *n)
 {
-    float *dx = nn__grad(g, n->in[0]);
-    if (dx) nn_k_axpy(n->out->size, 1.0f, n->out->grad, dx);
+    int fresh;
+    float *dx = nn__grad_fresh(g, n->in[0], &fresh);
+    if (!dx) return;
+    if (fresh) /* a copy, not zeros plus an add: a flatten's gradient each step */
+        memcpy(dx, n->out->grad, n->out->size * sizeof(float));
+    else
+        nn_k_axpy(n->out->size, 1.0f, n->out->grad, dx);
 }
 
 nn_tensor *nn_reshape(nn_graph *g, nn_tensor *x, int ndim, const int *shape)

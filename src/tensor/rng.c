@@ -19,7 +19,7 @@ void nn_rng_seed(nn_rng *r, uint64_t seed)
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t nn_rng_u64(nn_rng *r)
+static inline uint64_t next_u64(nn_rng *r)
 {
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -33,9 +33,17 @@ uint64_t nn_rng_u64(nn_rng *r)
     return result;
 }
 
-float nn_rng_uniform(nn_rng *r)
+static inline float uniform_of(uint64_t u) { return (float)(u >> 40) * (1.0f / 16777216.0f); } /* 24 bits */
+
+uint64_t nn_rng_u64(nn_rng *r) { return next_u64(r); }
+
+float nn_rng_uniform(nn_rng *r) { return uniform_of(next_u64(r)); }
+
+void nn_rng_uniform_fill(nn_rng *r, size_t n, float *out)
 {
-    return (float)(nn_rng_u64(r) >> 40) * (1.0f / 16777216.0f); /* 24 random bits */
+    nn_rng local = *r; /* the state in registers for the whole loop, not in memory per call */
+    for (size_t i = 0; i < n; i++) out[i] = uniform_of(next_u64(&local));
+    *r = local;
 }
 
 float nn_rng_normal(nn_rng *r)
