@@ -429,6 +429,43 @@ static void test_batcher_covers_each_example_once(void)
     nn_dataset_free(&d);
 }
 
+/* A batch's conversion (nn_k_u8_images: threads split the images) equals
+ * converting each image by itself, on 1 and 2 threads, with and without
+ * translations; a batch big enough to be split. */
+static void test_u8_images_match_per_image(void)
+{
+    enum { COUNT = 70, SIDE = 28, PIX = SIDE * SIDE };
+    unsigned char *images = malloc(100 * PIX);
+    int index[COUNT], shifts[2 * COUNT];
+    for (int i = 0; i < 100 * PIX; i++) images[i] = (unsigned char)(i * 37 + i / 300);
+    for (int i = 0; i < COUNT; i++) {
+        index[i] = (i * 13) % 100;
+        shifts[2 * i] = i % 3 - 1;
+        shifts[2 * i + 1] = (i / 3) % 5 - 2;
+    }
+    float *want = malloc(sizeof(float) * COUNT * PIX), *got = malloc(sizeof(float) * COUNT * PIX);
+    int saved = nn_get_threads();
+    for (int shifted = 0; shifted <= 1; shifted++) {
+        for (int i = 0; i < COUNT; i++) {
+            const unsigned char *src = images + (size_t)index[i] * PIX;
+            if (shifted)
+                nn_k_u8_image_shifted(SIDE, SIDE, shifts[2 * i], shifts[2 * i + 1], src, 0.5f, -1.0f,
+                                      want + (size_t)i * PIX);
+            else
+                nn_k_u8_to_float(PIX, src, 0.5f, -1.0f, want + (size_t)i * PIX);
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_threads(threads);
+            memset(got, 0, sizeof(float) * COUNT * PIX);
+            nn_k_u8_images(COUNT, SIDE, SIDE, images, index, shifted ? shifts : NULL, 0.5f, -1.0f, got);
+            CHECK_MSG(memcmp(want, got, sizeof(float) * COUNT * PIX) == 0, "shifted %d, %d threads", shifted,
+                      threads);
+        }
+    }
+    nn_set_threads(saved);
+    free(images), free(want), free(got);
+}
+
 static void test_batcher_shift_augmentation(void)
 {
     nn_dataset d;
@@ -521,6 +558,7 @@ const test_case data_tests[] = {
     {"mnist_load_raw_and_gzip", test_mnist_load_raw_and_gzip},
     {"mnist_load_errors", test_mnist_load_errors},
     {"batcher_covers_each_example_once", test_batcher_covers_each_example_once},
+    {"u8_images_match_per_image", test_u8_images_match_per_image},
     {"batcher_shift_augmentation", test_batcher_shift_augmentation},
     {"real_mnist_test_split", test_real_mnist_test_split},
     {NULL, NULL}};

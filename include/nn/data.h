@@ -107,6 +107,7 @@ typedef struct nn_batcher {
     int *order;     /* example order of this epoch */
     float scale, shift; /* pixel -> float: scale * p + shift */
     int max_shift;      /* augmentation: random translation in pixels */
+    int *shifts;        /* the current batch's translations (dy, dx per example) */
     nn_rng rng;
 } nn_batcher;
 

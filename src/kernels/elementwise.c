@@ -119,6 +119,46 @@ void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned ch
     }
 }
 
+/* Images are read in shuffled order, each a cache (and TLB) miss: each
+ * thread prefetches the image this many ahead of the one it converts (a
+ * batch of 64 MNIST images on one thread: 54-62 -> 38-42 us). */
+#define U8_PREFETCH_AHEAD 16
+
+typedef struct u8_images {
+    int rows, cols;
+    const unsigned char *images;
+    const int *index, *shifts;
+    float scale, shift;
+    float *out;
+} u8_images;
+
+static void u8_images_range(void *ctx, int i0, int i1, int slot)
+{
+    (void)slot;
+    const u8_images *t = ctx;
+    size_t pixels = (size_t)t->rows * t->cols;
+    for (int i = i0; i < i1; i++) {
+        if (i + U8_PREFETCH_AHEAD < i1) {
+            const char *next = (const char *)(t->images + (size_t)t->index[i + U8_PREFETCH_AHEAD] * pixels);
+            for (size_t at = 0; at < pixels; at += 64) __builtin_prefetch(next + at);
+        }
+        const unsigned char *src = t->images + (size_t)t->index[i] * pixels;
+        float *dst = t->out + (size_t)i * pixels;
+        if (t->shifts)
+            nn_k_u8_image_shifted(t->rows, t->cols, t->shifts[2 * i], t->shifts[2 * i + 1], src, t->scale,
+                                  t->shift, dst);
+        else
+            nn_k_u8_to_float(pixels, src, t->scale, t->shift, dst);
+    }
+}
+
+void nn_k_u8_images(int count, int rows, int cols, const unsigned char *images, const int *index,
+                    const int *shifts, float scale, float shift, float *out)
+{
+    u8_images t = {rows, cols, images, index, shifts, scale, shift, out};
+    nn_k_parallel_rows(count, 1, (size_t)count * rows * cols > 32768, u8_images_range, &t);
+}
+
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out)
 {
     if (inner == 1) { /* dense layout (N, C): vectorize along C */

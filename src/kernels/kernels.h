@@ -109,6 +109,13 @@ void nn_k_u8_to_float(size_t n, const unsigned char *in, float scale, float shif
 void nn_k_u8_image_shifted(int rows, int cols, int dy, int dx, const unsigned char *in, float scale,
                            float shift, float *out);
 
+/* count byte images of rows x cols, image i at images + index[i] * rows *
+ * cols, converted one after another into out as nn_k_u8_to_float does, or
+ * translated by (shifts[2i], shifts[2i+1]) as nn_k_u8_image_shifted does
+ * when shifts is not NULL; split between threads by image. */
+void nn_k_u8_images(int count, int rows, int cols, const unsigned char *images, const int *index,
+                    const int *shifts, float scale, float shift, float *out);
+
 /* x viewed as (N, C, inner): out = x + bias[c]; db[c] += sum of dy over n, inner. */
 void nn_k_add_bias(int N, int C, size_t inner, const float *x, const float *bias, float *out);
 void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db);
