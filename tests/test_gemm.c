@@ -163,8 +163,13 @@ static void test_one_hot_products_match_gemm(void)
     float *w = random_matrix(&r, (size_t)N * K), *wt = malloc(sizeof(float) * N * K);
     float *want = malloc(sizeof(float) * ROWS * N), *got = malloc(sizeof(float) * ROWS * N);
     nn_sgemm(0, 1, ROWS, N, K, 1.0f, x, K, w, K, 0.0f, want, N);
-    nn_k_one_hot_times_wt(ROWS, N, K, idx, w, wt, got);
+    nn_k_one_hot_times_wt(ROWS, N, K, idx, w, NULL, NULL, wt, got);
     CHECK_MSG(memcmp(want, got, sizeof(float) * ROWS * N) == 0, "X W^T differs from nn_sgemm");
+    float *b1 = random_matrix(&r, N), *b2 = random_matrix(&r, N);
+    nn_k_add_two_biases(ROWS, N, want, b1, b2, want);
+    nn_k_one_hot_times_wt(ROWS, N, K, idx, w, b1, b2, wt, got);
+    CHECK_MSG(memcmp(want, got, sizeof(float) * ROWS * N) == 0, "X W^T + biases differs");
+    free(b1), free(b2);
 
     float *dy = random_matrix(&r, (size_t)ROWS * N), *dw0 = random_matrix(&r, (size_t)N * K);
     float *dw_want = malloc(sizeof(float) * N * K), *dw_got = malloc(sizeof(float) * N * K);

@@ -37,13 +37,15 @@ int nn_k_gemm_k_blocks(int M, int N, int K, int *kblocks, int *kc_max);
  * exactly one 1 and zeros elsewhere, with each row's column in idx; else 0.
  * nn_k_one_hot_times_wt: out (rows x n) = X w^T for the one-hot X of idx
  * (rows x k) and w (n x k): row i of out is column idx[i] of w, through
- * wt (k x n floats of scratch).
+ * wt (k x n floats of scratch); with biases b1, b2 (n each, or both NULL)
+ * added as nn_k_add_two_biases adds them.
  * nn_k_one_hot_grad_acc: dw (n x k) += dy^T X for dy (rows x n) and the
  * one-hot X of idx, through sums (k x n floats of scratch), summed in the K
  * blocks nn_k_gemm_k_blocks gives; 0 (nothing done) for shapes where
  * nn_sgemm sums otherwise. */
 int nn_k_one_hot_rows(size_t rows, int cols, const float *x, int *idx);
-void nn_k_one_hot_times_wt(int rows, int n, int k, const int *idx, const float *w, float *wt, float *out);
+void nn_k_one_hot_times_wt(int rows, int n, int k, const int *idx, const float *w, const float *b1,
+                           const float *b2, float *wt, float *out);
 int nn_k_one_hot_grad_acc(int rows, int n, int k, const float *dy, const int *idx, float *sums, float *dw);
 
 /* A B operand that is never stored whole (a convolution's im2col columns):

@@ -37,10 +37,16 @@ static void copy_rows(void *p, int r0, int r1, int slot)
         memcpy(c->out + (size_t)i * c->n, c->wt + (size_t)c->idx[i] * c->n, (size_t)c->n * sizeof(float));
 }
 
-void nn_k_one_hot_times_wt(int rows, int n, int k, const int *idx, const float *w, float *wt, float *out)
+void nn_k_one_hot_times_wt(int rows, int n, int k, const int *idx, const float *w, const float *b1,
+                           const float *b2, float *wt, float *out)
 {
-    for (int j = 0; j < n; j++) /* wt = w^T, so that each output row is one copy */
-        for (int v = 0; v < k; v++) wt[(size_t)v * n + j] = w[(size_t)j * k + v];
+    /* wt = w^T (so that each output row is one copy) plus the biases, added
+     * as nn_k_add_two_biases adds them to each row */
+    for (int j = 0; j < n; j++)
+        for (int v = 0; v < k; v++) {
+            float x = w[(size_t)j * k + v];
+            wt[(size_t)v * n + j] = b1 ? (x + b1[j]) + b2[j] : x;
+        }
     one_hot_rows_ctx c = {idx, wt, n, out};
     nn_k_parallel_rows(rows, 16, (size_t)rows * n > 65536, copy_rows, &c);
 }

@@ -219,13 +219,13 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     float *wt = one_hot && nn_k_one_hot_rows((size_t)T * B, I, x->data, one_hot)
                     ? nn__arena_alloc(g, (size_t)I * GH * sizeof(float))
                     : NULL;
-    if (wt) {
+    if (wt) { /* the biases go into the copied rows */
         r->one_hot = one_hot;
-        nn_k_one_hot_times_wt(T * B, GH, I, one_hot, w_ih->data, wt, gates);
+        nn_k_one_hot_times_wt(T * B, GH, I, one_hot, w_ih->data, b_ih->data, b_hh->data, wt, gates);
     } else {
         nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
+        nn_k_add_two_biases(T * B, GH, gates, b_ih->data, b_hh->data, gates);
     }
-    nn_k_add_two_biases(T * B, GH, gates, b_ih->data, b_hh->data, gates);
     int ok;
     const float *wp = pack_w_hh(g, r, 1, H, GH, w_hh->data, &ok);
     if (!ok) return NULL;
