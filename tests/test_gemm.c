@@ -112,10 +112,18 @@ static void test_gemm_streamed_c_same_bits(void)
 /* A product with few columns reads A's full row tiles in place; with many
  * columns A is packed. Both must give the same bits: the first columns of
  * a wide product equal the narrow product of those columns of B (an edge
- * row tile, B stored and transposed, accumulating into C, 1 and 2 threads). */
+ * row tile, B stored and transposed, accumulating into C, 1 and 2 threads;
+ * A kept in cache whole, 61 rows, or a K block at a time, 1003 rows). */
+static void gemm_a_in_place_case(int M);
 static void test_gemm_a_in_place_same_bits(void)
 {
-    enum { M = 61, K = 700, WIDE = 1500, NARROW = 100 };
+    for (int big = 0; big <= 1; big++)
+        gemm_a_in_place_case(big ? 1003 : 61);
+}
+
+static void gemm_a_in_place_case(int M)
+{
+    enum { K = 700, WIDE = 1500, NARROW = 100 };
     nn_rng r;
     nn_rng_seed(&r, 23);
     float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * WIDE);
@@ -133,7 +141,7 @@ static void test_gemm_a_in_place_same_bits(void)
             int bad = 0;
             for (int i = 0; i < M; i++)
                 bad += memcmp(wide + (size_t)i * WIDE, narrow + (size_t)i * WIDE, NARROW * sizeof(float)) != 0;
-            CHECK_MSG(bad == 0, "tb %d, %d threads: %d rows differ", tb, threads, bad);
+            CHECK_MSG(bad == 0, "%d rows, tb %d, %d threads: %d rows differ", M, tb, threads, bad);
         }
     nn_set_threads(saved);
     free(A), free(B), free(C0), free(wide), free(narrow);

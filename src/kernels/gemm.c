@@ -538,15 +538,16 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
             return 1;
         }
     }
-    /* A stored row by row, unscaled and cache-resident, that meets only a
-     * few columns of tiles is read in place: packing its full tiles would
-     * cost about as much as the products they serve (an edge tile is still
-     * packed). Measured with A in L2, one process alternating: 64 x 128 x
-     * 1600 (A.B^T, 2 columns of tiles per thread) +15% on 2 threads and
-     * +7% on 1 (3 columns), 256^3 (3 per thread) +9%; with many columns
-     * (conv2 fwd, 81) packed tiles stream better (4% faster). */
-    const float *a_rows =
-        resident && !ta && alpha == 1.0f && jt1 - jt0 <= A_IN_PLACE_MAX_TILES ? A + (size_t)i0 * lda : NULL;
+    /* A stored row by row and unscaled that meets only a few columns of
+     * tiles is read in place: packing its full tiles would cost about as
+     * much as the products they serve (an edge tile is still packed).
+     * Measured on 2 threads, one process alternating: 64 x 128 x 1600
+     * (A.B^T, A in L2, 2 columns of tiles per thread) +15% (+7% on 1
+     * thread), 256^3 +9%, and with A streamed from memory 2500 x 65 x 128
+     * +15%, 2500 x 128 x 512 +5% (an LSTM's output layer and input
+     * gradient); with many columns (conv2 fwd, 81) packed tiles stream
+     * better (4% faster, and 12% for 1024^3). */
+    const float *a_rows = !ta && alpha == 1.0f && jt1 - jt0 <= A_IN_PLACE_MAX_TILES ? A + (size_t)i0 * lda : NULL;
     int pack_from = a_rows ? (M - i0 < rows ? it1 - 1 : it1) : it0; /* the tiles packed */
     if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
@@ -567,11 +568,11 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
     } else {
         for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
             int p0 = kb * kc_max, kc = span(K, p0, kc_max);
-            pack_a_block(ta, A, lda, M, it0, it1, p0, kc, alpha, pa);
+            pack_a_block(ta, A, lda, M, pack_from, it1, p0, kc, alpha, pa + (size_t)(pack_from - it0) * MR * kc);
             for (int jt = jt0; jt < jt1; jt++)
                 sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
                              C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1, pa,
-                             kb == 0 ? first_store : 0, NULL, lda);
+                             kb == 0 ? first_store : 0, a_rows, lda);
         }
     }
 #if defined(__AVX512F__)
