@@ -16,6 +16,7 @@ typedef struct rnn_info {
      * h0 and h_n. */
     float *h_init, *c_init;
     const int *one_hot; /* each input row's column when x is one-hot, else NULL */
+    float *one_hot_scratch; /* I x GH floats: W_ih^T in the forward, row sums in the backward */
 } rnn_info;
 
 /* Arena copy of n floats of t at offset, or NULL when t is NULL. */
@@ -160,8 +161,7 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
         if (r->h_init) nn_sgemm(1, 0, GH, H, B, 1.0f, dz, GH, r->h_init, H, 1.0f, g_whh, H);
     }
     if (g_wih) {
-        float *sums = r->one_hot ? nn__arena_alloc(g, (size_t)I * GH * sizeof(float)) : NULL;
-        if (!sums || !nn_k_one_hot_grad_acc(T * B, GH, I, dz, r->one_hot, sums, g_wih))
+        if (!r->one_hot || !nn_k_one_hot_grad_acc(T * B, GH, I, dz, r->one_hot, r->one_hot_scratch, g_wih))
             nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
     }
     if (g_bih || g_bhh) nn_k_two_bias_grads_acc(T * B, GH, dz, g_bih, g_bhh);
@@ -206,7 +206,7 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
     if (!r || !gates || !hs) return NULL;
     int oom = 0;
     *r = (rnn_info){cell, T, B, I, H, G, state_offset, NULL, snapshot(g, h0, state_offset, bh, &oom),
-                    snapshot(g, in[6], state_offset, bh, &oom), NULL};
+                    snapshot(g, in[6], state_offset, bh, &oom), NULL, NULL};
     if (oom) return NULL;
     if (cell == NN_CELL_LSTM && !(r->cs = nn__arena_alloc(g, (size_t)T * bh * sizeof(float))))
         return NULL;
@@ -221,6 +221,7 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
                     : NULL;
     if (wt) { /* the biases go into the copied rows */
         r->one_hot = one_hot;
+        r->one_hot_scratch = wt;
         nn_k_one_hot_times_wt(T * B, GH, I, one_hot, w_ih->data, b_ih->data, b_hh->data, wt, gates);
     } else {
         nn_sgemm(0, 1, T * B, GH, I, 1.0f, x->data, I, w_ih->data, I, 0.0f, gates, GH);
