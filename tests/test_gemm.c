@@ -147,6 +147,44 @@ static void gemm_a_in_place_case(int M)
     free(A), free(B), free(C0), free(wide), free(narrow);
 }
 
+/* A bottom edge tile of 1-7 rows is computed by a shorter micro-kernel
+ * (two, four or eight rows): its rows must equal, bit for bit, the same
+ * rows computed inside a full tile (A stored and transposed, B stored and
+ * transposed, the three tile widths, two K blocks, accumulating and
+ * overwriting, 1 and 2 threads). */
+static void test_gemm_short_edge_tiles_same_bits(void)
+{
+    enum { FULL = 32, N = 112, K = 300 };
+    nn_rng r;
+    nn_rng_seed(&r, 29);
+    float *A = random_matrix(&r, (size_t)FULL * K), *B = random_matrix(&r, (size_t)K * N);
+    float *C0 = random_matrix(&r, (size_t)FULL * N);
+    float *full = malloc(sizeof(float) * FULL * N), *part = malloc(sizeof(float) * FULL * N);
+    int saved = nn_get_threads(), bad_cases = 0;
+    for (int ta = 0; ta <= 1; ta++)
+        for (int tb = 0; tb <= 1; tb++)
+            for (int threads = 1; threads <= 2; threads++)
+                for (int beta_one = 0; beta_one <= 1; beta_one++)
+                    for (int M = FULL - 7; M < FULL; M++) {
+                        nn_set_threads(threads);
+                        float beta = beta_one ? 1.0f : 0.0f;
+                        int lda = ta ? FULL : K, ldb = tb ? K : N;
+                        memcpy(full, C0, sizeof(float) * FULL * N);
+                        memcpy(part, C0, sizeof(float) * FULL * N);
+                        nn_sgemm(ta, tb, FULL, N, K, 1.0f, A, lda, B, ldb, beta, full, N);
+                        nn_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, part, N);
+                        int bad = memcmp(full, part, sizeof(float) * M * N) != 0 ||
+                                  memcmp(C0 + (size_t)M * N, part + (size_t)M * N,
+                                         sizeof(float) * (FULL - M) * N) != 0;
+                        CHECK_MSG(!bad, "ta %d tb %d, %d threads, beta %g, %d rows: differ", ta, tb,
+                                  threads, beta, M);
+                        bad_cases += bad;
+                    }
+    CHECK(bad_cases == 0);
+    nn_set_threads(saved);
+    free(A), free(B), free(C0), free(full), free(part);
+}
+
 /* One-hot products against nn_sgemm, bit for bit: detection (a second 1,
  * a 2, a NaN or an empty row is not one-hot), X W^T as row copies, and
  * dW += dY^T X as block sums on 1 and 2 threads (a char-rnn layer's 2500
@@ -549,6 +587,7 @@ const test_case gemm_tests[] = {
     {"gemm_beta_zero_ignores_nan", test_gemm_beta_zero_ignores_nan},
     {"gemm_streamed_c_same_bits", test_gemm_streamed_c_same_bits},
     {"gemm_a_in_place_same_bits", test_gemm_a_in_place_same_bits},
+    {"gemm_short_edge_tiles_same_bits", test_gemm_short_edge_tiles_same_bits},
     {"one_hot_products_match_gemm", test_one_hot_products_match_gemm},
     {"im2col_block_matches_definition", test_im2col_block_matches_definition},
     {"conv_gemm_equals_stored_columns", test_conv_gemm_equals_stored_columns},

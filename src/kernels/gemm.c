@@ -54,13 +54,16 @@ static inline int span(int total, int start, int size) { return total - start < 
  * stored A, lda apart, read in place) times the first nv vectors of
  * each row of a b-panel (kc x NR), or = when overwrite is set (C's old
  * contents are not read; 2: the tile's only write, by streaming stores
- * where the tile is whole and aligned, see STREAM_C_BYTES). The
- * accumulators start at zero and are added to C once, so C's value does
- * not depend on how K is split between calls beyond the KC blocking.
- * Inlined with nv and a_rows constant, so acc stays in registers. */
+ * where the tile is whole and aligned, see STREAM_C_BYTES). Only the
+ * first `rows` rows (mr <= rows <= MR) are computed: an edge tile of one or
+ * two rows costs a quarter of a full one, not all of it (each row's sums
+ * are the same either way). The accumulators start at zero and are added
+ * to C once, so C's value does not depend on how K is split between calls
+ * beyond the KC blocking. Inlined with nv, rows and a_rows constant, so
+ * acc stays in registers. */
 static inline __attribute__((always_inline)) void
-micro_tile(int nv, int a_rows, int kc, const float *restrict a, int lda, const float *restrict b,
-           float *restrict c, int ldc, int mr, int nr, int overwrite)
+micro_tile(int nv, int rows, int a_rows, int kc, const float *restrict a, int lda,
+           const float *restrict b, float *restrict c, int ldc, int mr, int nr, int overwrite)
 {
     /* Fetch the C tile for writing while the k loop runs: C is often far
      * bigger than the caches (a convolution's output), and its loads - or,
@@ -71,7 +74,7 @@ micro_tile(int nv, int a_rows, int kc, const float *restrict a, int lda, const f
             for (int j = 0; j < nr; j += 16) __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
     vf acc[MR][NV];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < rows; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[r][v] = (vf){0};
     for (int k = 0; k < kc; k++) {
@@ -79,24 +82,24 @@ micro_tile(int nv, int a_rows, int kc, const float *restrict a, int lda, const f
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) bv[v] = vload(b + v * VEC);
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < rows; r++)
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) acc[r][v] += (a_rows ? a[(size_t)r * lda + k] : a[r]) * bv[v];
         if (!a_rows) a += MR;
         b += NR;
     }
 #if defined(__AVX512F__)
-    if (overwrite == 2 && mr == MR && nr == nv * VEC && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0) {
+    if (overwrite == 2 && mr == rows && nr == nv * VEC && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0) {
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < rows; r++)
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) _mm512_stream_ps(c + (size_t)r * ldc + v * VEC, (__m512)acc[r][v]);
         return;
     }
 #endif
-    if (mr == MR && nr == nv * VEC) {
+    if (mr == rows && nr == nv * VEC) {
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < rows; r++) {
             float *cr = c + (size_t)r * ldc;
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++)
@@ -105,7 +108,7 @@ micro_tile(int nv, int a_rows, int kc, const float *restrict a, int lda, const f
         return;
     }
     float tile[MR][NR];
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < rows; r++)
         for (int v = 0; v < nv; v++) vstore(&tile[r][v * VEC], acc[r][v]);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++)
@@ -114,15 +117,29 @@ micro_tile(int nv, int a_rows, int kc, const float *restrict a, int lda, const f
 
 /* Edge tiles narrower than NR use fewer vectors instead of multiplying
  * zero padding (a 128-wide layer is 48 + 48 + 32). */
+static inline __attribute__((always_inline)) void
+micro_tile_cols(int rows, int kc, const float *restrict a, const float *restrict b,
+                float *restrict c, int ldc, int mr, int nr, int overwrite)
+{
+    if (nr > 2 * VEC)
+        micro_tile(NV, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+    else if (nr > VEC)
+        micro_tile(2, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+    else
+        micro_tile(1, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+}
+
+/* ... and edge tiles of one or two rows (a thread's 26 of a 50-row LSTM
+ * batch are 8 + 8 + 8 + 2) compute two rows, of three or four, four. */
 static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
                          float *restrict c, int ldc, int mr, int nr, int overwrite)
 {
-    if (nr > 2 * VEC)
-        micro_tile(NV, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
-    else if (nr > VEC)
-        micro_tile(2, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+    if (mr > 4)
+        micro_tile_cols(MR, kc, a, b, c, ldc, mr, nr, overwrite);
+    else if (mr > 2)
+        micro_tile_cols(4, kc, a, b, c, ldc, mr, nr, overwrite);
     else
-        micro_tile(1, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+        micro_tile_cols(2, kc, a, b, c, ldc, mr, nr, overwrite);
 }
 
 /* The same for a full tile whose A rows are read in place (lda apart). */
@@ -130,11 +147,11 @@ static void micro_kernel_a_rows(int kc, const float *restrict a, int lda, const 
                                 float *restrict c, int ldc, int nr, int overwrite)
 {
     if (nr > 2 * VEC)
-        micro_tile(NV, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+        micro_tile(NV, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
     else if (nr > VEC)
-        micro_tile(2, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+        micro_tile(2, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
     else
-        micro_tile(1, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+        micro_tile(1, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
 }
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
