@@ -1,5 +1,8 @@
 /* Optimizer steps against values worked out by hand (one parameter p = 1,
  * gradients set directly; see the comments for the arithmetic). */
+#include <math.h>
+
+#include "../src/kernels/kernels.h"
 #include "nn.h"
 #include "test.h"
 
@@ -98,6 +101,43 @@ static void test_adam(void)
     teardown(&s, o);
 }
 
+/* A parameter whose gradient turns 0 (a dead unit) must not leave its
+ * optimizer state subnormal (slow arithmetic on x86), nor may gradients
+ * that are subnormal or nearly so: after 2000 steps no state value is
+ * subnormal, the decayed ones are exactly 0, and the parameter stays put
+ * once they are. Ordinary gradients keep the exact torch rule (the tests
+ * above). */
+static void test_optim_state_never_subnormal(void)
+{
+    enum { N = 4, STEPS = 2000 };
+    float p[N], g[N], m[N] = {0}, v[N] = {0}, buf[N] = {0}, q[N];
+    for (int i = 0; i < N; i++) p[i] = q[i] = 1.0f;
+    int subnormal = 0;
+    for (int t = 1; t <= STEPS; t++) {
+        /* a gradient that stops, a tiny one, a subnormal one, an ordinary one */
+        g[0] = t <= 5 ? 1e-3f : 0.0f;
+        g[1] = 1e-19f;
+        g[2] = 1e-40f;
+        g[3] = t % 2 ? 0.25f : -0.25f;
+        float c1 = 1.0f - powf(0.9f, (float)t), c2 = 1.0f - powf(0.999f, (float)t);
+        nn_k_adam(N, p, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, c1, c2, 0);
+        nn_k_sgd(N, q, g, buf, 1e-3f, 0.9f, 0.0f, 0, t == 1);
+        for (int i = 0; i < N; i++)
+            subnormal += fpclassify(m[i]) == FP_SUBNORMAL || fpclassify(v[i]) == FP_SUBNORMAL ||
+                         fpclassify(buf[i]) == FP_SUBNORMAL || fpclassify(p[i]) == FP_SUBNORMAL ||
+                         fpclassify(q[i]) == FP_SUBNORMAL;
+    }
+    CHECK_MSG(subnormal == 0, "%d subnormal state values", subnormal);
+    CHECK(m[0] == 0.0f && buf[0] == 0.0f); /* 0.9^2000 of 1e-4: below any float */
+    CHECK(m[1] == 0.0f && v[1] == 0.0f && m[2] == 0.0f && v[2] == 0.0f);
+    CHECK(p[1] == 1.0f && p[2] == 1.0f && q[1] == 1.0f && q[2] == 1.0f);
+    CHECK(m[3] != 0.0f && v[3] > 0.0f && buf[3] != 0.0f);
+    float p0 = p[0];
+    g[0] = 0.0f;
+    nn_k_adam(1, p, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 1.0f, 0);
+    CHECK(p[0] == p0);
+}
+
 static void test_adam_l2_weight_decay(void)
 {
     one_param s;
@@ -178,6 +218,7 @@ const test_case optim_tests[] = {
                                  {"optim_sgd_weight_decay", test_sgd_weight_decay},
                                  {"optim_rejects_bad_options", test_sgd_rejects_bad_options},
                                  {"optim_adam", test_adam},
+                                 {"optim_state_never_subnormal", test_optim_state_never_subnormal},
                                  {"optim_adam_l2_weight_decay", test_adam_l2_weight_decay},
                                  {"optim_adamw", test_adamw_decoupled_weight_decay},
                                  {"optim_zero_grad_and_lr", test_zero_grad_and_lr},

@@ -3,7 +3,11 @@
  * An optimizer holds the parameter list it was created with (the tensors, not
  * copies) and its own state (momentum, Adam moments), allocated once at
  * creation: a step allocates nothing. Update rules follow PyTorch's torch.optim
- * so results can be compared one to one. */
+ * so results can be compared one to one, with one difference far below
+ * float rounding of any ordinary update: gradients under 1e-17 in magnitude
+ * count as zero and state values (momentum, moments) under 1e-30 are stored
+ * as zero, so that a parameter whose gradient stops never leaves its state
+ * subnormal (slow arithmetic on x86). */
 #ifndef NN_OPTIM_H
 #define NN_OPTIM_H
 
