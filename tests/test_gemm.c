@@ -293,6 +293,55 @@ static void test_gemm_same_bits_for_any_thread_count(void)
     }
 }
 
+/* The fused softmax cross-entropy (rows in parallel, fast exponentials, sums
+ * in 16 fixed lanes) against double precision, and bit for bit on 1 and 2
+ * threads: row lengths under, at and past 16 lanes with a tail, label
+ * smoothing on and off, logits in [-20, 20). */
+static void test_softmax_xent_matches_reference(void)
+{
+    static const int cols_cases[] = {10, 16, 65};
+    enum { ROWS = 3000 };
+    nn_rng r;
+    nn_rng_seed(&r, 41);
+    int saved = nn_get_threads();
+    for (size_t c = 0; c < sizeof cols_cases / sizeof cols_cases[0]; c++)
+        for (int smooth = 0; smooth <= 1; smooth++) {
+            int cols = cols_cases[c];
+            float smoothing = smooth ? 0.1f : 0.0f;
+            size_t n = (size_t)ROWS * cols;
+            float *x = random_matrix(&r, n), *p1 = malloc(n * sizeof(float)), *p2 = malloc(n * sizeof(float));
+            double *row_loss = malloc(ROWS * sizeof(double));
+            int *labels = malloc(ROWS * sizeof(int));
+            for (size_t i = 0; i < n; i++) x[i] *= 20.0f;
+            for (int i = 0; i < ROWS; i++) labels[i] = (int)nn_rng_below(&r, (uint32_t)cols);
+            nn_set_threads(1);
+            double l1 = nn_k_softmax_xent(ROWS, cols, x, labels, smoothing, p1, row_loss);
+            nn_set_threads(2);
+            double l2 = nn_k_softmax_xent(ROWS, cols, x, labels, smoothing, p2, row_loss);
+            double want = 0.0, worst_p = 0.0;
+            for (int i = 0; i < ROWS; i++) {
+                const float *xr = x + (size_t)i * cols;
+                double m = xr[0], s = 0.0, mean = 0.0;
+                for (int j = 1; j < cols; j++) m = xr[j] > m ? xr[j] : m;
+                for (int j = 0; j < cols; j++) s += exp((double)xr[j] - m), mean += xr[j] / (double)cols;
+                double lse = m + log(s);
+                want += (1.0 - smoothing) * (lse - xr[labels[i]]) + smoothing * (lse - mean);
+                for (int j = 0; j < cols; j++) {
+                    double e = fabs(p1[(size_t)i * cols + j] - exp((double)xr[j] - lse));
+                    worst_p = e > worst_p ? e : worst_p;
+                }
+            }
+            want /= ROWS;
+            CHECK_MSG(fabs(l1 - want) < 1e-6 * fabs(want), "cols %d smoothing %g: loss %.9g, want %.9g",
+                      cols, smoothing, l1, want);
+            CHECK_MSG(worst_p < 1e-6, "cols %d smoothing %g: probability off by %g", cols, smoothing, worst_p);
+            CHECK_MSG(l1 == l2 && memcmp(p1, p2, n * sizeof(float)) == 0,
+                      "cols %d smoothing %g: 1 and 2 threads differ", cols, smoothing);
+            free(x), free(p1), free(p2), free(row_loss), free(labels);
+        }
+    nn_set_threads(saved);
+}
+
 /* The vectorizable exp/sigmoid/tanh of the recurrent kernels against libm. */
 static void test_fast_math_matches_libm(void)
 {
@@ -580,6 +629,7 @@ static void test_two_biases_equal_two_calls(void)
 
 const test_case gemm_tests[] = {
     {"fast_math_matches_libm", test_fast_math_matches_libm},
+    {"softmax_xent_matches_reference", test_softmax_xent_matches_reference},
     {"gemm_same_bits_any_thread_count", test_gemm_same_bits_for_any_thread_count},
     {"gemm_all_transposes_and_edges", test_gemm_all_transposes_and_edges},
     {"gemm_alpha_beta", test_gemm_alpha_beta},

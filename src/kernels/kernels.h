@@ -153,9 +153,10 @@ void nn_k_log_softmax_bwd_acc(int rows, int cols, const float *y, const float *d
 
 /* Fused softmax cross-entropy against targets q = (1 - smoothing) * onehot +
  * smoothing / cols: writes probabilities to prob and returns the mean over
- * rows of -sum q log p. Backward: dx += scale * (p - q). */
+ * rows of -sum q log p (row_loss: rows doubles of scratch). Backward:
+ * dx += scale * (p - q). */
 double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, float smoothing,
-                         float *prob);
+                         float *prob, double *row_loss);
 void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
                                float smoothing, float scale, float *dx);
 

@@ -84,9 +84,10 @@ nn_tensor *nn_softmax_cross_entropy_smoothed(nn_graph *g, nn_tensor *logits, con
                             "label %d of example %d is outside [0, %d) for logits %s", labels[i],
                             i, C, nn__shape(logits, &s));
     float *prob = nn__arena_alloc(g, logits->size * sizeof(float));
+    double *row_loss = nn__arena_alloc(g, (size_t)N * sizeof(double));
     nn_tensor *loss = nn__new_output(g, 1, (int[]){1});
-    if (!prob || !loss) return NULL;
-    loss->data[0] = (float)nn_k_softmax_xent(N, C, logits->data, labels, smoothing, prob);
+    if (!prob || !row_loss || !loss) return NULL;
+    loss->data[0] = (float)nn_k_softmax_xent(N, C, logits->data, labels, smoothing, prob, row_loss);
     nn_node *n = nn__record(g, xent_backward, loss, &logits, 1);
     if (n) {
         n->aux = prob;
