@@ -194,9 +194,21 @@ static void test_clip_grad_norm(void)
     CHECK_NEAR(nn_clip_grad_norm(&p, 1.0f), 5.0, 1e-6);
     CHECK_NEAR(a->grad[0], 0.6, 1e-5);
     CHECK_NEAR(b->grad[0], 0.8, 1e-5);
+    /* a longer gradient (the sum of squares runs in 16 lanes plus a tail):
+     * integers, so the exact norm is known */
+    nn_tensor *c = nn_tensor_new1(1037);
+    nn_tensor_requires_grad(c, 1);
+    nn_params_add(&p, "c", c);
+    double want = 0.36 + 0.64;
+    for (int i = 0; i < 1037; i++) {
+        c->grad[i] = (float)(i % 7 - 3);
+        want += (double)(i % 7 - 3) * (i % 7 - 3);
+    }
+    CHECK_NEAR(nn_clip_grad_norm(&p, 1e6f), sqrt(want), 1e-4);
     nn_params_free(&p);
     nn_tensor_free(a);
     nn_tensor_free(b);
+    nn_tensor_free(c);
 }
 
 static void test_lr_schedules(void)

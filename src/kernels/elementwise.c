@@ -59,8 +59,17 @@ float nn_k_row_sum(size_t n, const float *x)
 
 double nn_k_sum_sq(size_t n, const float *x)
 {
+    /* 16 interleaved partial sums added in order at the end: the same on
+     * every build, and vectorizable, where one running sum waits out an
+     * add's latency per element (0.27 ms of a char-rnn step's gradient
+     * clipping, for 240k gradients) */
+    double part[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) part[l] += (double)x[i + l] * x[i + l];
+    for (int l = 0; i + l < n; l++) part[l] += (double)x[i + l] * x[i + l];
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (int l = 0; l < 16; l++) s += part[l];
     return s;
 }
 
