@@ -215,6 +215,15 @@ void nn_k_add_two_biases(int N, int C, const float *x, const float *b1, const fl
     }
 }
 
+void nn_k_row_block_sums_acc(int rows, int cols, const float *x, int block, float *sums)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        float *s = sums + (size_t)(r / block) * cols;
+        for (int c = 0; c < cols; c++) s[c] += xr[c];
+    }
+}
+
 typedef struct two_bias_grads {
     int N, C;
     const float *dy;

@@ -127,6 +127,11 @@ void nn_k_bias_grad_acc(int N, int C, size_t inner, const float *dy, float *db);
  * calls of the above; rows (columns for the sums) split between threads. */
 void nn_k_add_two_biases(int N, int C, const float *x, const float *b1, const float *b2, float *out);
 void nn_k_two_bias_grads_acc(int N, int C, const float *dy, float *db1, float *db2);
+/* sums[r / block] += row r of x (rows x cols), rows in order: column sums
+ * of a few rows at a time while they are in cache, kept per block of rows
+ * so that the result does not depend on how rows are split between threads
+ * (splits at multiples of block). */
+void nn_k_row_block_sums_acc(int rows, int cols, const float *x, int block, float *sums);
 
 /* Activations: forward y = f(x); backward dx += dy * f'(.) from the saved
  * output y (relu may use y or x: y > 0 iff x > 0). */

@@ -46,6 +46,7 @@ typedef struct bptt_ctx {
     float *gates, *hs; /* activated gates and hidden states: the forward writes them */
     const float *dhs;  /* the backward's incoming gradient */
     float *dz, *dh_next, *dc, *dh;
+    float *dz_block_sums; /* (B / ROW_ALIGN rounded up) x G*H: dz summed per block of batch rows, or NULL */
 } bptt_ctx;
 
 /* 1: split the batch (and pack W_hh once); chosen by shape alone, so that
@@ -127,6 +128,9 @@ static void bptt_rows(void *p, int b0, int b1, int slot)
         } else {
             nn_k_rnn_cell_bwd((size_t)nb * H, x->hs + (size_t)t * bh + rh, dh, dzt);
         }
+        /* the bias gradients' sums, while dz's rows are in cache */
+        if (x->dz_block_sums)
+            nn_k_row_block_sums_acc(nb, GH, dzt, ROW_ALIGN, x->dz_block_sums + (size_t)(b0 / ROW_ALIGN) * GH);
         w_hh_gemm(x, 0, nb, H, GH, dzt, GH, 0.0f, dh_next, H);
     }
 }
@@ -147,14 +151,21 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
     if (!dz || !dh_next || !dc || !dh) return;
     memset(dh_next, 0, bh * sizeof(float));
     memset(dc, 0, bh * sizeof(float));
+    float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh);
+    int blocks = (B + ROW_ALIGN - 1) / ROW_ALIGN;
+    float *dz_sums = NULL;
+    if (g_bih || g_bhh) {
+        if (!(dz_sums = nn__arena_alloc(g, (size_t)blocks * GH * sizeof(float)))) return;
+        memset(dz_sums, 0, (size_t)blocks * GH * sizeof(float));
+    }
     int ok;
     const float *wp = pack_w_hh(g, r, 0, GH, H, w_hh->data, &ok);
     if (!ok) return;
     bptt_ctx ctx = {.r = r, .w_hh = w_hh->data, .w_packed = wp, .gates = gates, .hs = hs,
-                    .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh};
+                    .dhs = dhs, .dz = dz, .dh_next = dh_next, .dc = dc, .dh = dh,
+                    .dz_block_sums = dz_sums};
     nn_k_parallel_rows(B, ROW_ALIGN, wp != NULL, bptt_rows, &ctx);
-    float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh);
-    float *g_bih = nn__grad(g, b_ih), *g_bhh = nn__grad(g, b_hh), *g_x = nn__grad(g, x);
+    float *g_wih = nn__grad(g, w_ih), *g_whh = nn__grad(g, w_hh), *g_x = nn__grad(g, x);
     if (g_whh) {
         if (T > 1) /* steps 1..T-1 see h_0..h_{T-2}: one GEMM */
             nn_sgemm(1, 0, GH, H, (T - 1) * B, 1.0f, dz + bgh, GH, hs, H, 1.0f, g_whh, H);
@@ -164,7 +175,7 @@ static void recurrent_backward(nn_graph *g, const nn_node *n)
         if (!r->one_hot || !nn_k_one_hot_grad_acc(T * B, GH, I, dz, r->one_hot, r->one_hot_scratch, g_wih))
             nn_sgemm(1, 0, GH, I, T * B, 1.0f, dz, GH, x->data, I, 1.0f, g_wih, I);
     }
-    if (g_bih || g_bhh) nn_k_two_bias_grads_acc(T * B, GH, dz, g_bih, g_bhh);
+    if (dz_sums) nn_k_two_bias_grads_acc(blocks, GH, dz_sums, g_bih, g_bhh); /* blocks in order */
     if (g_x) nn_sgemm(0, 0, T * B, I, GH, 1.0f, dz, GH, w_ih->data, I, 1.0f, g_x, I);
     float *g_h0 = nn__grad(g, h0), *g_c0 = r->cell == NN_CELL_LSTM ? nn__grad(g, c0) : NULL;
     if (g_h0) nn_k_axpy(bh, 1.0f, dh_next, g_h0 + r->offset);
