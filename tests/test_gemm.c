@@ -112,8 +112,10 @@ static void test_gemm_streamed_c_same_bits(void)
 /* A product with few columns reads A's full row tiles in place; with many
  * columns A is packed. Both must give the same bits: the first columns of
  * a wide product equal the narrow product of those columns of B (an edge
- * row tile, B stored and transposed, accumulating into C, 1 and 2 threads;
- * A kept in cache whole, 61 rows, or a K block at a time, 1003 rows). */
+ * row tile, B stored and transposed, accumulating into C and overwriting a
+ * C of NaNs, 1 and 2 threads; A kept in cache whole, 61 rows, or a K block
+ * at a time, 1003 rows, where the narrow product runs each row of tiles
+ * across all its columns per K block). */
 static void gemm_a_in_place_case(int M);
 static void test_gemm_a_in_place_same_bits(void)
 {
@@ -130,19 +132,24 @@ static void gemm_a_in_place_case(int M)
     float *C0 = random_matrix(&r, (size_t)M * WIDE);
     float *wide = malloc(sizeof(float) * M * WIDE), *narrow = malloc(sizeof(float) * M * WIDE);
     int saved = nn_get_threads();
-    for (int tb = 0; tb <= 1; tb++)
-        for (int threads = 1; threads <= 2; threads++) {
-            nn_set_threads(threads);
-            int ldb = tb ? K : WIDE;
-            memcpy(wide, C0, sizeof(float) * M * WIDE);
-            memcpy(narrow, C0, sizeof(float) * M * WIDE);
-            nn_sgemm(0, tb, M, WIDE, K, 1.0f, A, K, B, ldb, 0.5f, wide, WIDE);
-            nn_sgemm(0, tb, M, NARROW, K, 1.0f, A, K, B, ldb, 0.5f, narrow, WIDE);
-            int bad = 0;
-            for (int i = 0; i < M; i++)
-                bad += memcmp(wide + (size_t)i * WIDE, narrow + (size_t)i * WIDE, NARROW * sizeof(float)) != 0;
-            CHECK_MSG(bad == 0, "%d rows, tb %d, %d threads: %d rows differ", M, tb, threads, bad);
-        }
+    for (int overwrite = 0; overwrite <= 1; overwrite++)
+        for (int tb = 0; tb <= 1; tb++)
+            for (int threads = 1; threads <= 2; threads++) {
+                nn_set_threads(threads);
+                int ldb = tb ? K : WIDE;
+                float beta = overwrite ? 0.0f : 0.5f;
+                if (overwrite)
+                    for (size_t i = 0; i < (size_t)M * WIDE; i++) wide[i] = narrow[i] = NAN;
+                else
+                    memcpy(wide, C0, sizeof(float) * M * WIDE), memcpy(narrow, C0, sizeof(float) * M * WIDE);
+                nn_sgemm(0, tb, M, WIDE, K, 1.0f, A, K, B, ldb, beta, wide, WIDE);
+                nn_sgemm(0, tb, M, NARROW, K, 1.0f, A, K, B, ldb, beta, narrow, WIDE);
+                int bad = 0;
+                for (int i = 0; i < M; i++)
+                    bad += memcmp(wide + (size_t)i * WIDE, narrow + (size_t)i * WIDE, NARROW * sizeof(float)) != 0;
+                CHECK_MSG(bad == 0, "%d rows, tb %d, beta %g, %d threads: %d rows differ", M, tb, beta, threads,
+                          bad);
+            }
     nn_set_threads(saved);
     free(A), free(B), free(C0), free(wide), free(narrow);
 }
