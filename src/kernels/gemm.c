@@ -434,6 +434,17 @@ static int split_along_m(int M, int N, int p)
     return prefer_m;
 }
 
+/* One C tile's K block: A's rows read in place (a_rows, lda apart) when
+ * they are given and the tile is full, else its packed tile at pa. */
+static inline void tile_product(int kc, const float *a_rows, int lda, const float *pa, const float *panel,
+                                float *c, int ldc, int mr, int nr, int overwrite)
+{
+    if (a_rows && mr == MR)
+        micro_kernel_a_rows(kc, a_rows, lda, panel, c, ldc, nr, overwrite);
+    else
+        micro_kernel(kc, pa, panel, c, ldc, mr, nr, overwrite);
+}
+
 /* The K block [p0, p0+kc) for C tiles [it0, it1) x column jt: pack that
  * slice of op(B) (unless panel holds it packed already) and run the
  * micro-kernel down the column, whose tile it0 is at c_top. pa holds the
@@ -448,34 +459,22 @@ static void sweep_column(const b_operand *b, int M, int N, const float *panel, f
         pack_b(b, p0, kc, jt * NR, nr, pack_b_local);
         panel = pack_b_local;
     }
-    for (int it = it0; it < it1; it++) {
-        int mr = span(M, it * MR, MR);
-        float *c = c_top + (size_t)(it - it0) * MR * ldc;
-        if (a_rows && mr == MR)
-            micro_kernel_a_rows(kc, a_rows + (size_t)(it - it0) * MR * lda + p0, lda, panel, c, ldc, nr,
-                                overwrite);
-        else
-            micro_kernel(kc, pa + (size_t)(it - it0) * MR * kc, panel, c, ldc, mr, nr, overwrite);
-    }
+    for (int it = it0; it < it1; it++)
+        tile_product(kc, a_rows ? a_rows + (size_t)(it - it0) * MR * lda + p0 : NULL, lda,
+                     pa + (size_t)(it - it0) * MR * kc, panel, c_top + (size_t)(it - it0) * MR * ldc, ldc,
+                     span(M, it * MR, MR), nr, overwrite);
 }
 
-/* The K block [p0, p0+kc) for C tile row it across columns [jt0, jt1),
+/* One K block (kc deep) for C tile row it across columns [jt0, jt1),
  * whose panels are packed in panels (kc x NR each, in order), the tile
- * (it, jt0) at c_left; A as in sweep_column: its rows in place at a_rows
- * when the tile is full, else its packed tile at pa. */
+ * (it, jt0) at c_left; A as in tile_product. */
 static void sweep_row(int M, int N, const float *panels, float *c_left, int ldc, int kc, int it,
                       int jt0, int jt1, const float *pa, int overwrite, const float *a_rows, int lda)
 {
-    int mr = span(M, it * MR, MR);
-    for (int jt = jt0; jt < jt1; jt++) {
-        int nr = span(N, jt * NR, NR);
-        const float *panel = panels + (size_t)(jt - jt0) * kc * NR;
-        float *c = c_left + (size_t)(jt - jt0) * NR;
-        if (a_rows && mr == MR)
-            micro_kernel_a_rows(kc, a_rows, lda, panel, c, ldc, nr, overwrite);
-        else
-            micro_kernel(kc, pa, panel, c, ldc, mr, nr, overwrite);
-    }
+    for (int jt = jt0; jt < jt1; jt++)
+        tile_product(kc, a_rows, lda, pa, panels + (size_t)(jt - jt0) * kc * NR,
+                     c_left + (size_t)(jt - jt0) * NR, ldc, span(M, it * MR, MR), span(N, jt * NR, NR),
+                     overwrite);
 }
 
 /* K blocks of equal depth (288 = 2 x 144, not 256 + 32). */
