@@ -12,6 +12,7 @@
 #include "nn/data.h"
 #include "nn/threads.h"
 #include "nn/io.h"
+#include "nn/model.h"
 
 #define NN_VERSION "0.1.0"
 

@@ -52,8 +52,12 @@ const char *nn_graph_error(const nn_graph *g);
 
 /* Run the tape backward from loss, which must be a 1-element tensor produced
  * by ops on this graph. Seeds d(loss)/d(loss) = 1 and accumulates gradients
- * into every tensor that requires them. Returns NN_ERR_ARG (with a message in
- * err) if loss is NULL, not a scalar or not recorded on this graph, and
+ * into every tensor that requires them. Calling it again on the same graph
+ * (without a reset) is allowed: intermediate gradients restart from zero and
+ * the parameters' gradients accumulate a second contribution, as with
+ * PyTorch's retain_graph=True. Returns NN_ERR_ARG (with a message in
+ * err) if g or loss is NULL, loss is not a scalar or not recorded on this
+ * graph (e.g. on another graph), and
  * NN_ERR_NUMERIC without touching any gradient if the loss is NaN or
  * infinite. */
 nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err);

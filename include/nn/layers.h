@@ -42,6 +42,31 @@ void nn_params_free(nn_params *p);
 
 typedef struct nn_layer nn_layer;
 
+/* A layer's kind and hyperparameters: what a model file records and what
+ * nn_layer_from_config (model.h) rebuilds the layer from. Fields a kind does
+ * not use are 0.
+ *   kind         "dense", "conv2d", "maxpool2d", "avgpool2d", "relu",
+ *                "sigmoid", "tanh", "leaky_relu", "dropout", "flatten",
+ *                "lstm", "rnn", "select_step", "standardize", "sequential",
+ *                or a custom layer's vtable kind
+ *   in, out      dense: features; conv2d: channels; lstm/rnn: input and
+ *                hidden size; standardize: features (in = out)
+ *   kernel, stride, padding   conv2d and pooling (padding NN_PAD_SAME = -1)
+ *   num_layers, batch_first   lstm/rnn
+ *   step, batch_first         select_step (step < 0 counts from the end)
+ *   rate         dropout probability; leaky_relu slope
+ *   inverse      standardize: 1 for y = x * std + mean
+ *   seed         dropout's mask seed */
+typedef struct nn_layer_config {
+    const char *kind;
+    int in, out;
+    int kernel, stride, padding;
+    int num_layers, batch_first, step;
+    float rate;
+    int inverse;
+    uint64_t seed;
+} nn_layer_config;
+
 /* What a layer implementation provides; custom layers fill one in and embed
  * nn_layer as their first member. */
 typedef struct nn_layer_vtable {
@@ -53,6 +78,8 @@ typedef struct nn_layer_vtable {
     /* Propagate a mode change to children; may be NULL. */
     void (*set_training)(nn_layer *self, int training);
     void (*destroy)(nn_layer *self);
+    /* Fill in the hyperparameters (kind is set by the caller); may be NULL. */
+    void (*get_config)(const nn_layer *self, nn_layer_config *out);
 } nn_layer_vtable;
 
 struct nn_layer {
@@ -74,6 +101,18 @@ void nn_layer_set_training(nn_layer *l, int training);
 
 /* Free a layer, its parameters and (for containers) its children. */
 void nn_layer_free(nn_layer *l);
+
+/* The layer's kind ("dense", "relu", ...; see nn_layer_config), or "" for
+ * NULL. */
+const char *nn_layer_kind(const nn_layer *l);
+
+/* The layer's kind and hyperparameters (all zero with kind "" for NULL). */
+nn_layer_config nn_layer_get_config(const nn_layer *l);
+
+/* The message of the last constructor of this thread that returned NULL
+ * (bad arguments or out of memory), e.g. "nn_dense_new: in_features must
+ * be >= 1, got 0"; "" if none has failed. */
+const char *nn_layer_last_error(void);
 
 /* ---- concrete layers --------------------------------------------------- */
 
@@ -153,6 +192,25 @@ nn_layer *nn_rnn_new(int input_size, int hidden_size, int num_layers, nn_rng *rn
  * nn_layer_forward(l, g, x) is this with all four NULL. */
 nn_tensor *nn_recurrent_forward(nn_layer *l, nn_graph *g, nn_tensor *x, nn_tensor *h0,
                                 nn_tensor *c0, nn_tensor *h_n, nn_tensor *c_n);
+
+/* Make a recurrent layer take (B, T, input_size) and return (B, T, hidden)
+ * (batch first, the layout nn_data_batcher makes by default) instead of
+ * time-major. NN_ERR_ARG if l is not an LSTM or RNN. */
+nn_status nn_recurrent_set_batch_first(nn_layer *l, int batch_first);
+
+/* A layer that keeps one time step of a sequence: (T, B, F) -> (B, F), or
+ * (B, T, F) -> (B, F) with batch_first. step < 0 counts from the end, so
+ * nn_select_step_new(-1, 1) after a batch-first LSTM makes
+ * LSTM -> last step -> dense one nn_sequential. */
+nn_layer *nn_select_step_new(int step, int batch_first);
+
+/* Per-feature standardisation with fixed statistics: y = (x - mean) / std
+ * over dimension 1 (x is (N, features) or (N, features, ...)), or with
+ * inverse y = x * std + mean (to put a regression output back into the
+ * target's units). mean and std (features values each, std > 0) are
+ * copied; NULL gives 0 and 1. They are parameters named "mean" and "std",
+ * so model files carry them, but frozen: optimizers never change them. */
+nn_layer *nn_standardize_new(int features, const float *mean, const float *std, int inverse);
 
 /* Hidden size and layer count of a recurrent layer (0 if l is not one). */
 int nn_recurrent_hidden_size(const nn_layer *l);

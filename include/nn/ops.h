@@ -29,6 +29,10 @@ nn_tensor *nn_matmul_ex(nn_graph *g, nn_tensor *a, nn_tensor *b, int trans_a, in
  * bias has C elements (any shape with C elements). */
 nn_tensor *nn_add_bias(nn_graph *g, nn_tensor *x, nn_tensor *bias);
 
+/* y = x * scale[c] + shift[c] along dimension 1 (x is (N, C) or (N, C, ...);
+ * scale and shift have C elements); gradients flow into all three. */
+nn_tensor *nn_channel_affine(nn_graph *g, nn_tensor *x, nn_tensor *scale, nn_tensor *shift);
+
 /* ---- elementwise ------------------------------------------------------- */
 
 /* a + b, a - b and a * b (elementwise) for tensors of the same shape. */
@@ -173,6 +177,15 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
 nn_tensor *nn_reshape(nn_graph *g, nn_tensor *x, int ndim, const int *shape);
 /* (N, ...) -> (N, product of the rest). */
 nn_tensor *nn_flatten(nn_graph *g, nn_tensor *x);
+
+/* Swap the first two axes: (A, B, ...) -> (B, A, ...), e.g. a batch-first
+ * sequence (B, T, F) to the time-major (T, B, F) the recurrent ops take. */
+nn_tensor *nn_transpose01(nn_graph *g, nn_tensor *x);
+
+/* One time step of a sequence: x is (T, B, F) with time_axis 0 or (B, T, F)
+ * with time_axis 1; returns (B, F). step < 0 counts from the end (-1 is the
+ * last step, what a sequence classifier reads). */
+nn_tensor *nn_select_step(nn_graph *g, nn_tensor *x, int step, int time_axis);
 
 /* Sum / mean of all elements; a 1-element tensor. */
 nn_tensor *nn_sum(nn_graph *g, nn_tensor *x);

@@ -27,6 +27,7 @@ struct nn_graph {
     int abort_on_error;
     int has_error;
     char error[NN_ERROR_MSG_MAX];
+    char context[64]; /* prefix of misuse messages, e.g. "layer 3 (dense)" */
     size_t mallocs, arena_bytes, arena_used;
 };
 
@@ -53,6 +54,7 @@ void nn_graph_free(nn_graph *g)
 
 void nn_graph_reset(nn_graph *g)
 {
+    if (!g) return;
     for (arena_block *b = g->first; b; b = b->next) b->used = 0;
     g->cur = g->first;
     g->tape_len = 0;
@@ -61,10 +63,20 @@ void nn_graph_reset(nn_graph *g)
     g->error[0] = '\0';
 }
 
-void nn_graph_set_grad_enabled(nn_graph *g, int enabled) { g->grad_enabled = enabled != 0; }
-int nn_graph_grad_enabled(const nn_graph *g) { return g->grad_enabled; }
-void nn_graph_set_abort_on_error(nn_graph *g, int on) { g->abort_on_error = on != 0; }
-const char *nn_graph_error(const nn_graph *g) { return g->has_error ? g->error : NULL; }
+void nn_graph_set_grad_enabled(nn_graph *g, int enabled)
+{
+    if (g) g->grad_enabled = enabled != 0;
+}
+int nn_graph_grad_enabled(const nn_graph *g) { return g && g->grad_enabled; }
+void nn_graph_set_abort_on_error(nn_graph *g, int on)
+{
+    if (g) g->abort_on_error = on != 0;
+}
+const char *nn_graph_error(const nn_graph *g)
+{
+    if (!g) return "graph is NULL";
+    return g->has_error ? g->error : NULL;
+}
 
 nn_graph_stats nn_graph_get_stats(const nn_graph *g)
 {
@@ -241,7 +253,9 @@ const char *nn__shape(const nn_tensor *t, nn__shape_buf *b)
 nn_tensor *nn__fail(nn_graph *g, const char *op, const char *fmt, ...)
 {
     char msg[NN_ERROR_MSG_MAX];
-    int w = snprintf(msg, sizeof msg, "%s: ", op);
+    int w = g->context[0] ? snprintf(msg, sizeof msg, "%s: %s: ", g->context, op)
+                          : snprintf(msg, sizeof msg, "%s: ", op);
+    if (w < 0 || (size_t)w >= sizeof msg) w = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg + w, sizeof msg - (size_t)w, fmt, ap);
@@ -257,6 +271,11 @@ nn_tensor *nn__fail(nn_graph *g, const char *op, const char *fmt, ...)
     return NULL;
 }
 
+void nn__set_context(nn_graph *g, const char *context)
+{
+    snprintf(g->context, sizeof g->context, "%s", context ? context : "");
+}
+
 int nn__inputs_ok(nn_graph *g, const char *op, nn_tensor *const *in, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -267,8 +286,17 @@ int nn__inputs_ok(nn_graph *g, const char *op, nn_tensor *const *in, int n)
     return 1;
 }
 
+/* 1 if t is the output of an op recorded on g's tape since the last reset. */
+static int on_tape(const nn_graph *g, const nn_tensor *t)
+{
+    for (size_t i = g->tape_len; i-- > 0;)
+        if (g->tape[i].out == t) return 1;
+    return 0;
+}
+
 nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err)
 {
+    if (!g) return nn_error_set(err, NN_ERR_ARG, "nn_backward: graph is NULL");
     if (g->has_error)
         return nn_error_set(err, NN_ERR_ARG, "nn_backward: an op failed earlier: %s", g->error);
     if (!loss) return nn_error_set(err, NN_ERR_ARG, "nn_backward: loss is NULL");
@@ -282,7 +310,7 @@ nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err)
                             "nn_backward: loss is %g; gradients would be meaningless (diverged "
                             "training? lower the learning rate)",
                             (double)loss->data[0]);
-    if (!(loss->flags & NN_IN_ARENA) || !(loss->flags & NN_REQUIRES_GRAD))
+    if (!(loss->flags & NN_IN_ARENA) || !(loss->flags & NN_REQUIRES_GRAD) || !on_tape(g, loss))
         return nn_error_set(err, NN_ERR_ARG,
                             "nn_backward: loss was not computed on this graph from any tensor "
                             "that requires a gradient");

@@ -71,6 +71,10 @@ nn_tensor *nn__fail(nn_graph *g, const char *op, const char *fmt, ...)
 #endif
     ;
 
+/* Prefix later misuse messages with context (e.g. "layer 3 (dense)"); ""
+ * or NULL clears it. */
+void nn__set_context(nn_graph *g, const char *context);
+
 /* 1 if all n inputs are non-NULL. A NULL input either continues an earlier
  * failure (returns 0 quietly) or is itself misuse (reported against op). */
 int nn__inputs_ok(nn_graph *g, const char *op, nn_tensor *const *in, int n);

@@ -91,6 +91,12 @@ void nn_k_sub(size_t n, const float *a, const float *b, float *out);
 void nn_k_mul(size_t n, const float *a, const float *b, float *out);
 void nn_k_scale(size_t n, float s, const float *a, float *out);
 void nn_k_axpy(size_t n, float alpha, const float *x, float *y);          /* y += alpha x */
+/* y = x * scale[c] + shift[c] over (n, c, s); the backward adds into the
+ * gradients that are not NULL. */
+void nn_k_channel_affine(int n, int c, size_t s, const float *x, const float *scale,
+                         const float *shift, float *y);
+void nn_k_channel_affine_backward(int n, int c, size_t s, const float *x, const float *scale,
+                                  const float *dy, float *dx, float *dscale, float *dshift);
 void nn_k_mul_acc(size_t n, const float *a, const float *b, float *y);    /* y += a * b */
 double nn_k_sum(size_t n, const float *x);
 double nn_k_sum_sq(size_t n, const float *x);

@@ -22,20 +22,21 @@ static nn_tensor *activation_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 
 static void activation_destroy(nn_layer *l) { free(l); }
 
-static const nn_layer_vtable activation_vt = {"activation", activation_forward, NULL, NULL,
-                                              activation_destroy};
+/* One vtable per kind, so that nn_layer_kind tells them apart. */
+static const nn_layer_vtable relu_vt = {"relu", activation_forward, NULL, NULL, activation_destroy, NULL};
+static const nn_layer_vtable sigmoid_vt = {"sigmoid", activation_forward, NULL, NULL,
+                                           activation_destroy, NULL};
+static const nn_layer_vtable tanh_vt = {"tanh", activation_forward, NULL, NULL, activation_destroy, NULL};
 
-int nn__is_relu_layer(const nn_layer *l)
-{
-    return l && l->vt == &activation_vt && ((const activation *)l)->kind == NN_ACT_RELU;
-}
+int nn__is_relu_layer(const nn_layer *l) { return l && l->vt == &relu_vt; }
 
 nn_layer *nn_activation_new(nn_activation kind)
 {
-    if (kind != NN_ACT_RELU && kind != NN_ACT_SIGMOID && kind != NN_ACT_TANH) return NULL;
+    if (kind != NN_ACT_RELU && kind != NN_ACT_SIGMOID && kind != NN_ACT_TANH)
+        return nn__layer_fail("nn_activation_new: unknown activation %d", (int)kind);
     activation *a = calloc(1, sizeof *a);
-    if (!a) return NULL;
-    a->base.vt = &activation_vt;
+    if (!a) return nn__layer_fail("nn_activation_new: out of memory");
+    a->base.vt = kind == NN_ACT_RELU ? &relu_vt : kind == NN_ACT_SIGMOID ? &sigmoid_vt : &tanh_vt;
     a->base.training = 1;
     a->kind = kind;
     return &a->base;
@@ -51,18 +52,22 @@ static nn_tensor *leaky_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
     return nn_leaky_relu(g, x, ((leaky *)l)->slope);
 }
 
-static const nn_layer_vtable leaky_vt = {"leaky_relu", leaky_forward, NULL, NULL, activation_destroy};
+static void leaky_config(const nn_layer *l, nn_layer_config *c) { c->rate = ((const leaky *)l)->slope; }
+
+static const nn_layer_vtable leaky_vt = {"leaky_relu", leaky_forward, NULL, NULL, activation_destroy,
+                                         leaky_config};
 
 int nn__is_activation_layer(const nn_layer *l)
 {
-    return l && (l->vt == &activation_vt || l->vt == &leaky_vt);
+    return l && (l->vt == &relu_vt || l->vt == &sigmoid_vt || l->vt == &tanh_vt || l->vt == &leaky_vt);
 }
 
 nn_layer *nn_leaky_relu_new(float slope)
 {
-    if (!(slope >= 0.0f && slope < 1.0f)) return NULL;
+    if (!(slope >= 0.0f && slope < 1.0f))
+        return nn__layer_fail("nn_leaky_relu_new: slope must be in [0, 1), got %g", (double)slope);
     leaky *a = calloc(1, sizeof *a);
-    if (!a) return NULL;
+    if (!a) return nn__layer_fail("nn_leaky_relu_new: out of memory");
     a->base.vt = &leaky_vt;
     a->base.training = 1;
     a->slope = slope;

@@ -80,16 +80,30 @@ static void conv_destroy(nn_layer *l)
     free(c);
 }
 
-static const nn_layer_vtable conv_vt = {"conv2d", conv_forward, conv_params, NULL, conv_destroy};
+static void conv_config(const nn_layer *l, nn_layer_config *cfg)
+{
+    const conv *c = (const conv *)l;
+    cfg->in = c->weight->shape[1];
+    cfg->out = c->weight->shape[0];
+    cfg->kernel = c->weight->shape[2];
+    cfg->stride = c->stride;
+    cfg->padding = c->padding;
+}
+
+static const nn_layer_vtable conv_vt = {"conv2d", conv_forward, conv_params, NULL, conv_destroy,
+                                        conv_config};
 
 nn_layer *nn_conv2d_new(int in_channels, int out_channels, int kernel, int stride, int padding,
                         nn_rng *rng)
 {
     if (in_channels < 1 || out_channels < 1 || kernel < 1 || stride < 1 ||
         (padding < 0 && padding != NN_PAD_SAME) || !rng)
-        return NULL;
+        return nn__layer_fail("nn_conv2d_new: need channels, kernel and stride >= 1, padding >= 0 "
+                              "or NN_PAD_SAME and an rng, got in %d, out %d, kernel %d, stride %d, "
+                              "padding %d%s", in_channels, out_channels, kernel, stride, padding,
+                              rng ? "" : ", rng NULL");
     conv *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
+    if (!c) return nn__layer_fail("nn_conv2d_new: out of memory");
     c->base.vt = &conv_vt;
     c->base.training = 1;
     c->stride = stride;
@@ -98,7 +112,7 @@ nn_layer *nn_conv2d_new(int in_channels, int out_channels, int kernel, int strid
     c->bias = nn__param_new(1, (int[]){out_channels});
     if (!c->weight || !c->bias) {
         conv_destroy(&c->base);
-        return NULL;
+        return nn__layer_fail("nn_conv2d_new: out of memory");
     }
     nn_init_he(c->weight, in_channels * kernel * kernel, rng);
     return &c->base;
@@ -140,8 +154,18 @@ static nn_tensor *pool_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 
 static void pool_destroy(nn_layer *l) { free(l); }
 
-static const nn_layer_vtable maxpool_vt = {"maxpool2d", pool_forward, NULL, NULL, pool_destroy};
-static const nn_layer_vtable avgpool_vt = {"avgpool2d", pool_forward, NULL, NULL, pool_destroy};
+static void pool_config(const nn_layer *l, nn_layer_config *c)
+{
+    const pool *p = (const pool *)l;
+    c->kernel = p->kernel;
+    c->stride = p->stride;
+    c->padding = p->padding;
+}
+
+static const nn_layer_vtable maxpool_vt = {"maxpool2d", pool_forward, NULL, NULL, pool_destroy,
+                                           pool_config};
+static const nn_layer_vtable avgpool_vt = {"avgpool2d", pool_forward, NULL, NULL, pool_destroy,
+                                           pool_config};
 
 int nn__is_maxpool_layer(const nn_layer *l) { return l && l->vt == &maxpool_vt; }
 
@@ -152,9 +176,12 @@ int nn__is_conv_or_pool_layer(const nn_layer *l)
 
 static nn_layer *pool_new(int kernel, int stride, int padding, int is_max)
 {
-    if (kernel < 1 || stride < 0 || padding < 0 || (is_max && 2 * padding > kernel)) return NULL;
+    if (kernel < 1 || stride < 0 || padding < 0 || (is_max && 2 * padding > kernel))
+        return nn__layer_fail("%s: need kernel >= 1, stride >= 0, padding >= 0%s, got kernel %d, "
+                              "stride %d, padding %d", is_max ? "nn_maxpool2d_new" : "nn_avgpool2d_new",
+                              is_max ? " and at most kernel / 2" : "", kernel, stride, padding);
     pool *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p) return nn__layer_fail("pooling layer: out of memory");
     p->base.vt = is_max ? &maxpool_vt : &avgpool_vt;
     p->base.training = 1;
     p->kernel = kernel;

@@ -38,23 +38,33 @@ static void dense_destroy(nn_layer *l)
     free(d);
 }
 
+static void dense_config(const nn_layer *l, nn_layer_config *c)
+{
+    const dense *d = (const dense *)l;
+    c->in = d->weight->shape[1];
+    c->out = d->weight->shape[0];
+}
+
 static const nn_layer_vtable dense_vt = {"dense", dense_forward, dense_params, NULL,
-                                         dense_destroy};
+                                         dense_destroy, dense_config};
 
 int nn__is_dense_layer(const nn_layer *l) { return l && l->vt == &dense_vt; }
 
 nn_layer *nn_dense_new(int in_features, int out_features, nn_init init, nn_rng *rng)
 {
-    if (in_features < 1 || out_features < 1 || !rng) return NULL;
+    if (in_features < 1 || out_features < 1 || !rng)
+        return nn__layer_fail("nn_dense_new: need in_features >= 1, out_features >= 1 and an rng, "
+                              "got %d, %d, %s", in_features, out_features, rng ? "an rng" : "NULL");
     dense *d = calloc(1, sizeof *d);
-    if (!d) return NULL;
+    if (!d) return nn__layer_fail("nn_dense_new: out of memory");
     d->base.vt = &dense_vt;
     d->base.training = 1;
     d->weight = nn__param_new(2, (int[]){out_features, in_features});
     d->bias = nn__param_new(1, (int[]){out_features});
     if (!d->weight || !d->bias) {
         dense_destroy(&d->base);
-        return NULL;
+        return nn__layer_fail("nn_dense_new: out of memory for a %d x %d weight", out_features,
+                              in_features);
     }
     if (init == NN_INIT_HE)
         nn_init_he(d->weight, in_features, rng);

@@ -31,5 +31,13 @@ int nn__is_conv_or_pool_layer(const nn_layer *l);
 int nn__is_dense_layer(const nn_layer *l);
 int nn__is_dropout_or_flatten_layer(const nn_layer *l);
 int nn__is_activation_layer(const nn_layer *l);
+int nn__is_standardize_layer(const nn_layer *l);
+
+/* Record a constructor's refusal for nn_layer_last_error and return NULL. */
+void *nn__layer_fail(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
 
 #endif

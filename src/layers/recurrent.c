@@ -11,6 +11,7 @@ typedef struct recurrent {
     nn_layer base;
     nn_cell cell;
     int input, hidden, layers;
+    int batch_first; /* input and output (B, T, F) instead of (T, B, F) */
     nn_tensor **w_ih, **w_hh, **b_ih, **b_hh; /* one per layer */
 } recurrent;
 
@@ -42,7 +43,17 @@ nn_tensor *nn_recurrent_forward(nn_layer *l, nn_graph *g, nn_tensor *x, nn_tenso
 
 static nn_tensor *recurrent_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
-    return nn_recurrent_forward(l, g, x, NULL, NULL, NULL, NULL);
+    if (!((recurrent *)l)->batch_first) return nn_recurrent_forward(l, g, x, NULL, NULL, NULL, NULL);
+    return nn_transpose01(g, nn_recurrent_forward(l, g, nn_transpose01(g, x), NULL, NULL, NULL, NULL));
+}
+
+static void recurrent_config(const nn_layer *l, nn_layer_config *c)
+{
+    const recurrent *r = (const recurrent *)l;
+    c->in = r->input;
+    c->out = r->hidden;
+    c->num_layers = r->layers;
+    c->batch_first = r->batch_first;
 }
 
 static nn_status recurrent_params(nn_layer *l, const char *prefix, nn_params *out)
@@ -78,17 +89,20 @@ static void recurrent_destroy(nn_layer *l)
 }
 
 static const nn_layer_vtable lstm_vt = {"lstm", recurrent_forward, recurrent_params, NULL,
-                                        recurrent_destroy};
+                                        recurrent_destroy, recurrent_config};
 static const nn_layer_vtable rnn_vt = {"rnn", recurrent_forward, recurrent_params, NULL,
-                                       recurrent_destroy};
+                                       recurrent_destroy, recurrent_config};
 
 static int is_recurrent(const nn_layer *l) { return l && (l->vt == &lstm_vt || l->vt == &rnn_vt); }
 
 static nn_layer *recurrent_new(nn_cell cell, int input, int hidden, int layers, nn_rng *rng)
 {
-    if (input < 1 || hidden < 1 || layers < 1 || !rng) return NULL;
+    const char *fn = cell == NN_CELL_LSTM ? "nn_lstm_new" : "nn_rnn_new";
+    if (input < 1 || hidden < 1 || layers < 1 || !rng)
+        return nn__layer_fail("%s: need input_size, hidden_size, num_layers >= 1 and an rng, got %d, "
+                              "%d, %d%s", fn, input, hidden, layers, rng ? "" : ", rng NULL");
     recurrent *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r) return nn__layer_fail("%s: out of memory", fn);
     r->base.vt = cell == NN_CELL_LSTM ? &lstm_vt : &rnn_vt;
     r->base.training = 1;
     r->cell = cell;
@@ -121,7 +135,7 @@ static nn_layer *recurrent_new(nn_cell cell, int input, int hidden, int layers, 
     return &r->base;
 fail:
     recurrent_destroy(&r->base);
-    return NULL;
+    return nn__layer_fail("%s: out of memory", fn);
 }
 
 nn_layer *nn_lstm_new(int input_size, int hidden_size, int num_layers, nn_rng *rng)
@@ -142,4 +156,46 @@ int nn_recurrent_hidden_size(const nn_layer *l)
 int nn_recurrent_num_layers(const nn_layer *l)
 {
     return is_recurrent(l) ? ((const recurrent *)l)->layers : 0;
+}
+
+nn_status nn_recurrent_set_batch_first(nn_layer *l, int batch_first)
+{
+    if (!is_recurrent(l)) return NN_ERR_ARG;
+    ((recurrent *)l)->batch_first = batch_first != 0;
+    return NN_OK;
+}
+
+/* ---- select_step: one time step of a sequence --------------------------- */
+
+typedef struct select_step {
+    nn_layer base;
+    int step, batch_first;
+} select_step;
+
+static nn_tensor *select_step_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
+{
+    select_step *s = (select_step *)l;
+    return nn_select_step(g, x, s->step, s->batch_first);
+}
+
+static void select_step_config(const nn_layer *l, nn_layer_config *c)
+{
+    c->step = ((const select_step *)l)->step;
+    c->batch_first = ((const select_step *)l)->batch_first;
+}
+
+static void select_step_destroy(nn_layer *l) { free(l); }
+
+static const nn_layer_vtable select_step_vt = {"select_step", select_step_forward, NULL, NULL,
+                                               select_step_destroy, select_step_config};
+
+nn_layer *nn_select_step_new(int step, int batch_first)
+{
+    select_step *s = calloc(1, sizeof *s);
+    if (!s) return nn__layer_fail("nn_select_step_new: out of memory");
+    s->base.vt = &select_step_vt;
+    s->base.training = 1;
+    s->step = step;
+    s->batch_first = batch_first != 0;
+    return &s->base;
 }

@@ -37,6 +37,9 @@ static int relu_then_maxpool(const sequential *s, int i)
 static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
 {
     for (int i = 0; i < s->count && x; i++) {
+        char context[64]; /* misuse messages name the layer: "layer 3 (dense): ..." */
+        snprintf(context, sizeof context, "layer %d (%s)", i, s->layers[i]->vt->kind);
+        nn__set_context(g, context);
         if (nn__is_conv_layer(s->layers[i]) && relu_then_maxpool(s, i + 1)) {
             x = nn__conv_relu_maxpool_forward(s->layers[i], s->layers[i + 2], g, x);
             i += 2; /* the ReLU and the pooling ran inside */
@@ -54,6 +57,7 @@ static nn_tensor *seq_forward_all(sequential *s, nn_graph *g, nn_tensor *x)
         }
         x = nn_layer_forward(s->layers[i], g, x);
     }
+    nn__set_context(g, NULL);
     return x;
 }
 
@@ -108,7 +112,7 @@ static int per_sample(const sequential *s)
         int ok = l->vt == &seq_vt ? per_sample((const sequential *)l)
                                   : nn__is_conv_or_pool_layer(l) || nn__is_dense_layer(l) ||
                                         nn__is_dropout_or_flatten_layer(l) ||
-                                        nn__is_activation_layer(l);
+                                        nn__is_activation_layer(l) || nn__is_standardize_layer(l);
         if (!ok) return 0;
     }
     return 1;
@@ -152,7 +156,7 @@ static void seq_destroy(nn_layer *l)
 }
 
 static const nn_layer_vtable seq_vt = {"sequential", seq_forward, seq_params, seq_set_training,
-                                       seq_destroy};
+                                       seq_destroy, NULL};
 
 nn_layer *nn_sequential_new(void)
 {
