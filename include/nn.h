@@ -13,6 +13,8 @@
 #include "nn/threads.h"
 #include "nn/io.h"
 #include "nn/model.h"
+#include "nn/dataset.h"
+#include "nn/train.h"
 
 #define NN_VERSION "0.1.0"
 

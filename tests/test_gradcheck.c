@@ -1083,7 +1083,54 @@ static void test_grad_rnn_through_time(void)
     nn_layer_free(l);
 }
 
+static nn_tensor *b_transpose01(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_transpose01(g, in[0]); }
+static nn_tensor *b_select_last_tm(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_select_step(g, in[0], -1, 0); }
+static nn_tensor *b_select_1_bf(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_select_step(g, in[0], 1, 1); }
+static nn_tensor *b_channel_affine(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_channel_affine(g, in[0], in[1], in[2]); }
+
+static void test_grad_transpose01(void) { UNARY_CHECK(b_transpose01, "transpose01", 3, SHAPE(3, 2, 4), 0, NULL); }
+static void test_grad_select_step(void)
+{
+    UNARY_CHECK(b_select_last_tm, "select_step last, time-major", 3, SHAPE(3, 2, 4), 0, NULL);
+    UNARY_CHECK(b_select_1_bf, "select_step 1, batch-first", 3, SHAPE(2, 3, 4), 0, NULL);
+}
+
+static void test_grad_channel_affine(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 9);
+    nn_tensor *a[3] = {input(&r, 3, (int[]){2, 3, 4}, 0), input(&r, 1, (int[]){3}, 0), input(&r, 1, (int[]){3}, 0)};
+    int ok = gradcheck("channel_affine", b_channel_affine, a, 3, NULL);
+    free_all(a, 3);
+    CHECK(ok);
+}
+
+/* An LSTM that takes batch-first input, then its last step, as layers. */
+static nn_tensor *b_lstm_last_step(nn_graph *g, nn_tensor **in, const void *c)
+{
+    nn_layer *const *layers = c;
+    return nn_layer_forward(layers[1], g, nn_layer_forward(layers[0], g, in[0]));
+}
+
+static void test_grad_batch_first_lstm_last_step(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 10);
+    nn_layer *layers[2] = {nn_lstm_new(3, 4, 1, &r), nn_select_step_new(-1, 1)};
+    CHECK(nn_recurrent_set_batch_first(layers[0], 1) == NN_OK);
+    nn_tensor *x[1] = {input(&r, 3, (int[]){2, 5, 3}, 0)};
+    int ok = gradcheck("batch-first lstm + last step", b_lstm_last_step, x, 1, layers);
+    free_all(x, 1);
+    nn_layer_free(layers[0]);
+    nn_layer_free(layers[1]);
+    CHECK(ok);
+}
+
 const test_case gradcheck_tests[] = {
+    {"grad_transpose01", test_grad_transpose01},
+    {"grad_select_step", test_grad_select_step},
+    {"grad_channel_affine", test_grad_channel_affine},
+    {"grad_batch_first_lstm_last_step", test_grad_batch_first_lstm_last_step},
     {"grad_lstm_through_time", test_grad_lstm_through_time},
     {"grad_lstm_one_hot_input", test_grad_lstm_one_hot_input},
     {"grad_rnn_through_time", test_grad_rnn_through_time},
