@@ -1,6 +1,7 @@
 /* Optimizer steps against values worked out by hand (one parameter p = 1,
  * gradients set directly; see the comments for the arithmetic). */
 #include <math.h>
+#include <string.h>
 
 #include "../src/kernels/kernels.h"
 #include "nn.h"
@@ -223,7 +224,58 @@ static void test_lr_schedules(void)
     CHECK_NEAR(nn_lr_step(1.0f, 0.5f, 25, 10), 0.25, 1e-6);
 }
 
+/* Adamax against values worked by hand: step 1 moves by lr exactly (m / u
+ * = (1 - b1) g / |g| and the bias correction undoes 1 - b1); step 2 with a
+ * smaller gradient of the other sign keeps u from step 1 (decayed). */
+static void test_adamax_hand_worked(void)
+{
+    nn_tensor *p = nn_tensor_new1(1);
+    nn_tensor_requires_grad(p, 1);
+    p->data[0] = 1.0f;
+    nn_params ps;
+    nn_params_init(&ps);
+    nn_params_add(&ps, "p", p);
+    nn_optim *o = nn_optim_adamax_new(&ps, nn_adam_defaults(0.1f));
+    CHECK(o && !strcmp(nn_optim_name(o), "adamax"));
+    p->grad[0] = 0.5f;
+    nn_optim_step(o);
+    CHECK_NEAR(p->data[0], 0.9, 1e-6);
+    p->grad[0] = -0.2f;
+    nn_optim_step(o);
+    CHECK_NEAR(p->data[0], 0.8736578689, 1e-6);
+    nn_params state;
+    nn_params_init(&state);
+    CHECK(nn_optim_state(o, &ps, &state) == NN_OK && state.count == 2);
+    CHECK(!strcmp(state.names[1], "optim.exp_inf.p"));
+    CHECK_NEAR(state.tensors[1]->data[0], 0.999 * 0.5, 1e-6);
+    nn_params_free(&state);
+    nn_optim_free(o);
+    /* weight decay as L2: g = 0.5 + 0.1 * 1 */
+    nn_adam_opts wd = nn_adam_defaults(0.1f);
+    wd.weight_decay = 0.1f;
+    o = nn_optim_adamax_new(&ps, wd);
+    p->data[0] = 1.0f;
+    p->grad[0] = 0.5f;
+    nn_optim_step(o);
+    CHECK_NEAR(p->data[0], 0.9, 1e-6);
+    nn_optim_free(o);
+    wd.beta1 = 1.0f;
+    CHECK(nn_optim_adamax_new(&ps, wd) == NULL && strstr(nn_optim_last_error(), "adamax"));
+    nn_params_free(&ps);
+    nn_tensor_free(p);
+}
+
+static void test_optim_defaults(void)
+{
+    nn_adam_opts a = nn_adamw_defaults(3e-4f);
+    CHECK(a.lr == 3e-4f && a.beta1 == 0.9f && a.beta2 == 0.999f && a.eps == 1e-8f && a.weight_decay == 0.01f);
+    nn_sgd_opts s = nn_sgd_defaults(0.1f);
+    CHECK(s.lr == 0.1f && s.momentum == 0.0f && s.weight_decay == 0.0f && !s.nesterov);
+}
+
 const test_case optim_tests[] = {
+    {"optim_adamax_hand_worked", test_adamax_hand_worked},
+    {"optim_defaults", test_optim_defaults},
     {"optim_lr_schedules", test_lr_schedules},{"optim_sgd_plain", test_sgd_plain},
                                  {"optim_sgd_momentum", test_sgd_momentum},
                                  {"optim_sgd_nesterov", test_sgd_nesterov},

@@ -33,8 +33,16 @@ typedef struct nn_adam_opts {
     float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
 } nn_adam_opts;
 
-/* Adam defaults: beta1 0.9, beta2 0.999, eps 1e-8, no weight decay. */
+/* Defaults, as torch.optim's: Adam and Adamax beta1 0.9, beta2 0.999,
+ * eps 1e-8, no weight decay; AdamW the same with weight decay 0.01; SGD
+ * plain (no momentum, no weight decay). */
 nn_adam_opts nn_adam_defaults(float lr);
+nn_adam_opts nn_adamw_defaults(float lr);
+nn_sgd_opts nn_sgd_defaults(float lr);
+
+/* The message of the last optimizer constructor of this thread that
+ * returned NULL, e.g. "nn_optim_sgd_new: need lr >= 0, ...". */
+const char *nn_optim_last_error(void);
 
 /* SGD:  g += wd*p;  buf = momentum*buf + g (buf = g at the first step);
  *       g = nesterov ? g + momentum*buf : buf;  p -= lr*g.
@@ -47,6 +55,12 @@ nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts);
 
 /* AdamW: Adam with decoupled weight decay p -= lr*wd*p before the update. */
 nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts);
+
+/* Adamax (Kingma & Ba, section 7; torch.optim.Adamax): Adam with the
+ * infinity norm, u = max(beta2 * u, |g| + eps), p -= lr / (1 - beta1^t) *
+ * m / u; weight decay as L2 in the gradient. Its state is saved as
+ * "optim.exp_avg.<name>" and "optim.exp_inf.<name>". The usual lr is 2e-3. */
+nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts);
 
 /* Apply one update from the parameters' current gradients. Frozen
  * parameters (nn_tensor_requires_grad(t, 0)) are skipped. */
@@ -70,7 +84,7 @@ void nn_optim_set_steps(nn_optim *o, long steps);
  * restores the state. Appends to out. */
 nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out);
 
-/* "sgd", "adam" or "adamw". */
+/* "sgd", "adam", "adamw" or "adamax". */
 const char *nn_optim_name(const nn_optim *o);
 
 void nn_optim_free(nn_optim *o);

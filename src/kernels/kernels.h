@@ -303,6 +303,10 @@ void nn_k_rnn_cell_bwd(size_t n, const float *h, const float *dh, float *dz);
 /* Optimizer updates over n parameters p with gradients g. */
 void nn_k_sgd(size_t n, float *p, const float *g, float *buf, float lr, float momentum,
               float weight_decay, int nesterov, int first_step);
+/* Adamax (torch.optim.Adamax): u = max(beta2 u, |g| + eps),
+ * p -= lr / bias_c1 * m / u. */
+void nn_k_adamax(size_t n, float *p, const float *g, float *m, float *u, float lr, float beta1,
+                 float beta2, float eps, float weight_decay, float bias_c1);
 void nn_k_adam(size_t n, float *p, const float *g, float *m, float *v, float lr, float beta1,
                float beta2, float eps, float weight_decay, float bias_c1, float bias_c2,
                int decoupled);

@@ -51,3 +51,16 @@ void nn_k_adam(size_t n, float *p, const float *g, float *m, float *v, float lr,
         p[i] -= step * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + eps);
     }
 }
+
+void nn_k_adamax(size_t n, float *p, const float *g, float *m, float *u, float lr, float beta1,
+                 float beta2, float eps, float weight_decay, float bias_c1)
+{
+    float step = lr / bias_c1;
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (size_t i = 0; i < n; i++) {
+        float d = floor_to_zero(g[i], GRAD_FLOOR) + weight_decay * p[i];
+        m[i] = floor_to_zero(beta1 * m[i] + (1.0f - beta1) * d, STATE_FLOOR);
+        u[i] = fmaxf(beta2 * u[i], fabsf(d) + eps);
+        p[i] -= step * m[i] / u[i];
+    }
+}

@@ -121,7 +121,8 @@ static int per_sample(const sequential *s)
 static nn_tensor *seq_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
     sequential *s = (sequential *)l;
-    if (x && !l->training && !nn_graph_grad_enabled(g) && x->ndim >= 2 &&
+    if (!nn__inputs_ok(g, "sequential", &x, 1)) return NULL;
+    if (!l->training && !nn_graph_grad_enabled(g) && x->ndim >= 2 &&
         x->shape[0] > 2 * INFERENCE_SLICE && per_sample(s))
         return seq_forward_sliced(s, g, x);
     return seq_forward_all(s, g, x);

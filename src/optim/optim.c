@@ -1,6 +1,7 @@
 /* SGD (momentum, Nesterov, weight decay), Adam, AdamW and gradient clipping.
  * State buffers are allocated at creation, so a step never allocates. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 #include "nn/optim.h"
 #include "../kernels/kernels.h"
 
-typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } optim_kind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_ADAMAX } optim_kind;
 
 struct nn_optim {
     optim_kind kind;
@@ -26,11 +27,41 @@ nn_adam_opts nn_adam_defaults(float lr)
     return o;
 }
 
+nn_adam_opts nn_adamw_defaults(float lr)
+{
+    nn_adam_opts o = {lr, 0.9f, 0.999f, 1e-8f, 0.01f};
+    return o;
+}
+
+nn_sgd_opts nn_sgd_defaults(float lr)
+{
+    nn_sgd_opts o = {lr, 0.0f, 0.0f, 0};
+    return o;
+}
+
+static _Thread_local char last_error[NN_ERROR_MSG_MAX];
+
+const char *nn_optim_last_error(void) { return last_error; }
+
+static nn_optim *refuse(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static nn_optim *refuse(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
 static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
 {
-    if (!p) return NULL;
+    if (!p) return refuse("optimizer: the parameter list is NULL");
     nn_optim *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
+    if (!o) return refuse("optimizer: out of memory");
     o->kind = kind;
     o->count = p->count;
     size_t n = p->count > 0 ? (size_t)p->count : 1;
@@ -40,7 +71,11 @@ static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
     if (!o->params || !o->state1 || !o->state2) goto fail;
     for (int i = 0; i < p->count; i++) {
         nn_tensor *t = p->tensors[i];
-        if (!t || !t->grad) goto fail; /* every parameter needs a gradient */
+        if (!t || !t->grad) { /* every parameter needs a gradient */
+            nn_optim_free(o);
+            return refuse("optimizer: parameter %d (%s) has no gradient buffer", i,
+                          p->names && p->names[i] ? p->names[i] : "?");
+        }
         o->params[i] = t;
         if (n_states >= 1 && !(o->state1[i] = nn_tensor_new(t->ndim, t->shape))) goto fail;
         if (n_states >= 2 && !(o->state2[i] = nn_tensor_new(t->ndim, t->shape))) goto fail;
@@ -48,14 +83,16 @@ static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
     return o;
 fail:
     nn_optim_free(o);
-    return NULL;
+    return refuse("optimizer: out of memory for its state");
 }
 
 nn_optim *nn_optim_sgd_new(const nn_params *params, nn_sgd_opts opts)
 {
     if (!(opts.lr >= 0.0f) || !(opts.momentum >= 0.0f) || !(opts.weight_decay >= 0.0f) ||
         (opts.nesterov && opts.momentum <= 0.0f))
-        return NULL;
+        return refuse("nn_optim_sgd_new: need lr >= 0, momentum >= 0, weight_decay >= 0 and momentum > 0 "
+                      "for Nesterov, got lr %g, momentum %g, weight_decay %g, nesterov %d", (double)opts.lr,
+                      (double)opts.momentum, (double)opts.weight_decay, opts.nesterov);
     nn_optim *o = optim_new(params, OPT_SGD, opts.momentum > 0.0f ? 1 : 0);
     if (o) o->sgd = opts;
     return o;
@@ -67,9 +104,16 @@ static int adam_opts_valid(nn_adam_opts o)
            o.beta2 < 1.0f && o.eps >= 0.0f && o.weight_decay >= 0.0f;
 }
 
+static nn_optim *refuse_adam(const char *fn, nn_adam_opts o)
+{
+    return refuse("%s: need lr >= 0, betas in [0, 1), eps >= 0 and weight_decay >= 0, got lr %g, betas %g "
+                  "%g, eps %g, weight_decay %g", fn, (double)o.lr, (double)o.beta1, (double)o.beta2,
+                  (double)o.eps, (double)o.weight_decay);
+}
+
 nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts)
 {
-    if (!adam_opts_valid(opts)) return NULL;
+    if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adam_new", opts);
     nn_optim *o = optim_new(params, OPT_ADAM, 2);
     if (o) o->adam = opts;
     return o;
@@ -77,8 +121,16 @@ nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts)
 
 nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts)
 {
-    if (!adam_opts_valid(opts)) return NULL;
+    if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adamw_new", opts);
     nn_optim *o = optim_new(params, OPT_ADAMW, 2);
+    if (o) o->adam = opts;
+    return o;
+}
+
+nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts)
+{
+    if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adamax_new", opts);
+    nn_optim *o = optim_new(params, OPT_ADAMAX, 2);
     if (o) o->adam = opts;
     return o;
 }
@@ -102,6 +154,11 @@ void nn_optim_step(nn_optim *o)
     for (int i = 0; i < o->count; i++) {
         nn_tensor *p = o->params[i];
         if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
+        if (o->kind == OPT_ADAMAX) {
+            nn_k_adamax(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
+                        a->beta2, a->eps, a->weight_decay, c1);
+            continue;
+        }
         nn_k_adam(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
                   a->beta2, a->eps, a->weight_decay, c1, c2, o->kind == OPT_ADAMW);
     }
@@ -131,7 +188,7 @@ void nn_optim_set_steps(nn_optim *o, long steps) { o->steps = steps >= 0 ? steps
 
 const char *nn_optim_name(const nn_optim *o)
 {
-    return o->kind == OPT_SGD ? "sgd" : o->kind == OPT_ADAM ? "adam" : "adamw";
+    return o->kind == OPT_SGD ? "sgd" : o->kind == OPT_ADAM ? "adam" : o->kind == OPT_ADAMW ? "adamw" : "adamax";
 }
 
 nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out)
@@ -147,7 +204,8 @@ nn_status nn_optim_state(nn_optim *o, const nn_params *names, nn_params *out)
             if ((s = nn_params_add(out, name, o->state1[i]))) return s;
         }
         if (o->state2[i]) {
-            snprintf(name, sizeof name, "optim.exp_avg_sq.%s", names->names[i]);
+            snprintf(name, sizeof name, "optim.%s.%s", o->kind == OPT_ADAMAX ? "exp_inf" : "exp_avg_sq",
+                     names->names[i]);
             if ((s = nn_params_add(out, name, o->state2[i]))) return s;
         }
     }
