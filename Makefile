@@ -111,7 +111,7 @@ install: $(LIB)
 # Coverage-guided fuzzing of every parser with libFuzzer + ASan + UBSan
 # (clang). Each harness runs FUZZ_SECONDS from its seed corpus.
 FUZZ_SECONDS ?= 60
-FUZZERS = idx inflate safetensors
+FUZZERS = idx inflate safetensors csv
 FUZZ_FLAGS = -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Iinclude -Wno-unknown-pragmas \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz:

@@ -14,6 +14,7 @@
 #include "nn/io.h"
 #include "nn/model.h"
 #include "nn/dataset.h"
+#include "nn/csv.h"
 #include "nn/train.h"
 
 #define NN_VERSION "0.1.0"

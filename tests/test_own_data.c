@@ -474,10 +474,13 @@ static void test_model_file_hostile_metadata(void)
         {"conv2d in=1 in=1 out=4 kernel=3 stride=1 padding=0", "'in' given twice"},
         {"dropout p=nan seed=1", "p=nan"},
         {"dropout p=1.5 seed=1", "nn_dropout_new"},
+        {"conv2d in=1 out=4 kernel=2 stride=1 padding=0; relu; maxpool2d kernel=2 stride=2 padding=0; "
+         "flatten; dense in=36 out=3", "0.weight"}, /* shapes disagree with the weights */
         {"conv2d in=1 out=5 kernel=3 stride=1 padding=0; relu; maxpool2d kernel=2 stride=2 padding=0; "
-         "flatten; dense in=45 out=3", "0.weight"}, /* shapes disagree with the weights */
+         "flatten; dense in=45 out=3", "more weights"},
+        {"dense in=100000 out=100000", "more weights"}, /* refused before allocating 40 GB */
         {"conv2d in=1 out=4 kernel=3 stride=1 padding=0; relu; maxpool2d kernel=2 stride=2 padding=0; "
-         "flatten; dense in=36 out=3; dense in=3 out=2", "5.weight"}, /* a tensor the file lacks */
+         "flatten; dense in=36 out=3; dense in=3 out=2", "more weights"}, /* tensors the file lacks */
         {"", "empty entry"},
     };
     nn_error err;
@@ -578,7 +581,103 @@ static void test_standardize_layer(void)
     nn_layer_free(inv);
 }
 
+static nn_status csv(const char *text, const nn_csv_opts *o, nn_data *d, nn_error *err)
+{
+    return nn_csv_parse(text, strlen(text), "t.csv", o, d, err);
+}
+
+static void test_csv_classes_quotes_crlf(void)
+{
+    const char *text = "\xef\xbb\xbf" "a,\"b,c\",species\r\n"
+                       "1, 2 ,virginica\r\n"
+                       "\r\n"
+                       "\"3\",4e-1,setosa\n"
+                       "-5,6,\"vir\"\"ginica\"\n"
+                       "7,8,virginica";
+    nn_csv_opts o = nn_csv_defaults("species");
+    nn_data d;
+    nn_error err;
+    CHECK_MSG(csv(text, &o, &d, &err) == NN_OK, "%s", err.msg);
+    CHECK(d.count == 4 && d.example_size == 2 && d.target == NN_TARGET_CLASS && d.num_classes == 3);
+    CHECK(!strcmp(d.feature_names[0], "a") && !strcmp(d.feature_names[1], "b,c"));
+    CHECK(!strcmp(d.class_names[0], "virginica") && !strcmp(d.class_names[1], "setosa") &&
+          !strcmp(d.class_names[2], "vir\"ginica"));
+    CHECK(d.labels[0] == 0 && d.labels[1] == 1 && d.labels[2] == 2 && d.labels[3] == 0);
+    CHECK(d.x[0] == 1.0f && d.x[1] == 2.0f && d.x[2] == 3.0f && d.x[3] == 0.4f && d.x[4] == -5.0f);
+    nn_data_free(&d);
+    o.order = NN_CSV_SORTED;
+    CHECK(csv(text, &o, &d, &err) == NN_OK);
+    CHECK(!strcmp(d.class_names[0], "setosa") && d.labels[0] == 2 && d.labels[1] == 0);
+    nn_data_free(&d);
+    /* numeric targets: regression, unless told to classify */
+    o = nn_csv_defaults("y");
+    CHECK(csv("x,y\n1,0.5\n2,1.5\n", &o, &d, &err) == NN_OK);
+    CHECK(d.target == NN_TARGET_VALUE && d.y[1] == 1.5f);
+    nn_data_free(&d);
+    o.classify = 1;
+    CHECK(csv("x,y\n1,3\n2,1\n3,3\n", &o, &d, &err) == NN_OK);
+    CHECK(d.target == NN_TARGET_CLASS && d.num_classes == 2 && !strcmp(d.class_names[0], "3"));
+    nn_data_free(&d);
+    /* a fixed class list (what a saved model knows) */
+    const char *names[] = {"b", "a"};
+    o = nn_csv_defaults("y");
+    o.classify = 1;
+    o.class_names = names;
+    o.num_class_names = 2;
+    CHECK(csv("x,y\n1,a\n2,b\n", &o, &d, &err) == NN_OK && d.labels[0] == 1 && d.labels[1] == 0);
+    nn_data_free(&d);
+    CHECK(csv("x,y\n1,a\n2,c\n", &o, &d, &err) == NN_ERR_FORMAT && strstr(err.msg, "line 3, column 2 (y): unknown class 'c'"));
+    /* the target column may be absent when optional */
+    o = nn_csv_defaults("y");
+    o.target_optional = 1;
+    CHECK(csv("x,z\n1,2\n", &o, &d, &err) == NN_OK && d.target == NN_TARGET_NONE && d.example_size == 2);
+    nn_data_free(&d);
+}
+
+static void test_csv_hostile_inputs_name_line_and_column(void)
+{
+    struct {
+        const char *text, *want;
+    } cases[] = {
+        {"", "empty file"},
+        {"\n\n", "empty file"},
+        {"a,y\n", "no data rows"},
+        {"a,b\n1,2\n", "no column named 'y'"},
+        {"y\n1\n", "no feature columns"},
+        {"a,a,y\n1,2,3\n", "'a' appears twice"},
+        {"a,y\n1,2\n3\n", "line 3: 1 field, the header has 2"},
+        {"a,y\n1,2,3\n", "line 2: more than the header's 2 fields"},
+        {"a,b,y\n1,abc,2\n", "line 2, column 2 (b): 'abc' is not a finite number"},
+        {"a,b,y\n1,,2\n", "line 2, column 2 (b): an empty field is not a finite number"},
+        {"a,b,y\n1,nan,2\n", "'nan' is not a finite number"},
+        {"a,b,y\n1,1e99,2\n", "'1e99' is not a finite number"},
+        {"a,y\n\"1,2\n", "line 2, column 1: quoted field never closed"},
+        {"a,y\n\"1\"x,2\n", "line 2, column 1: text after a closing quote"},
+        {"a,y\n1\"2,3\n", "a quote inside an unquoted field"},
+        {"a,y\r\n1,2\r\n\r\n3,x\r\n", "line 4, column 2 (y)"},
+        {"\"multi\nline\",y\n2,3\n4,z\n", "line 4, column 2 (y)"},
+        {"a,y\n1\0,2\n", "NUL byte"},
+    };
+    nn_csv_opts o = nn_csv_defaults("y");
+    o.classify = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_data d;
+        nn_error err;
+        size_t len = strlen(cases[i].text);
+        if (i == sizeof cases / sizeof cases[0] - 1) len = 10; /* the NUL case */
+        nn_status s = nn_csv_parse(cases[i].text, len, "t.csv", &o, &d, &err);
+        CHECK_MSG(s == NN_ERR_FORMAT, "case %zu: status %d", i, (int)s);
+        CHECK_MSG(strstr(err.msg, cases[i].want) && !strncmp(err.msg, "t.csv: ", 7), "case %zu: %s", i, err.msg);
+        CHECK(d.count == 0 && d.x == NULL);
+    }
+    nn_data d;
+    nn_error err;
+    CHECK(nn_csv_load("/nonexistent/x.csv", &o, &d, &err) == NN_ERR_IO && strstr(err.msg, "/nonexistent/x.csv"));
+}
+
 const test_case own_data_tests[] = {
+    {"csv_classes_quotes_crlf", test_csv_classes_quotes_crlf},
+    {"csv_hostile_inputs_name_line_and_column", test_csv_hostile_inputs_name_line_and_column},
     {"data_from_arrays_checks", test_data_from_arrays_checks},
     {"data_batcher_covers_each_example_once", test_data_batcher_covers_each_example_once},
     {"data_batcher_time_major", test_data_batcher_time_major},

@@ -42,6 +42,7 @@ typedef struct nn_data {
     const float *y;       /* NN_TARGET_VALUE: count * target_size floats */
     int target_size;
     char **class_names;   /* optional: num_classes names (CSV string targets) */
+    char **feature_names; /* optional: example_size names (CSV columns) */
     void *owned[3];       /* buffers this nn_data owns (freed by nn_data_free) */
 } nn_data;
 

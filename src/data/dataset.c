@@ -82,6 +82,7 @@ void nn_data_free(nn_data *d)
     if (!d) return;
     for (int i = 0; i < 3; i++) free(d->owned[i]);
     free_names(d->class_names, d->num_classes);
+    free_names(d->feature_names, (int)d->example_size);
     memset(d, 0, sizeof *d);
 }
 
@@ -114,12 +115,14 @@ nn_status nn_data_subset(const nn_data *src, const int *idx, int n, nn_data *out
     int *labels = src->target == NN_TARGET_CLASS ? malloc((size_t)n * sizeof *labels) : NULL;
     float *y = src->target == NN_TARGET_VALUE ? malloc((size_t)n * ts * sizeof *y) : NULL;
     char **names = src->class_names ? copy_names(src->class_names, src->num_classes) : NULL;
+    char **features = src->feature_names ? copy_names(src->feature_names, (int)es) : NULL;
     if (!x || (src->target == NN_TARGET_CLASS && !labels) || (src->target == NN_TARGET_VALUE && !y) ||
-        (src->class_names && !names)) {
+        (src->class_names && !names) || (src->feature_names && !features)) {
         free(x);
         free(labels);
         free(y);
         free_names(names, src->num_classes);
+        free_names(features, (int)es);
         return nn_error_set(err, NN_ERR_MEMORY, "nn_data_subset: out of memory for %d examples", n);
     }
     for (int i = 0; i < n; i++) {
@@ -133,6 +136,7 @@ nn_status nn_data_subset(const nn_data *src, const int *idx, int n, nn_data *out
     out->labels = labels;
     out->y = y;
     out->class_names = names;
+    out->feature_names = features;
     out->owned[0] = x;
     out->owned[1] = labels;
     out->owned[2] = y;

@@ -236,9 +236,34 @@ static nn_status parse_entry(const char *s, size_t len, const char *name, int in
     return NN_OK;
 }
 
+/* Parameters a layer of this configuration holds (an upper bound is
+ * enough: it only guards against files describing more than they hold). */
+static double config_params(const nn_layer_config *c)
+{
+    double in = c->in, out = c->out, k = c->kernel, layers = c->num_layers;
+    if (!strcmp(c->kind, "dense")) return in * out + out;
+    if (!strcmp(c->kind, "conv2d")) return in * out * k * k + out;
+    if (!strcmp(c->kind, "standardize")) return 2 * in;
+    if (!strcmp(c->kind, "lstm") || !strcmp(c->kind, "rnn")) {
+        double g = c->kind[0] == 'l' ? 4 : 1, h = out;
+        return g * h * (in + h + 2) + (layers - 1) * g * h * (2 * h + 2);
+    }
+    return 0;
+}
+
+static nn_status build_model(const char *arch, const char *name, double max_params, nn_layer **out,
+                             nn_error *err);
+
 nn_status nn_model_from_architecture(const char *arch, const char *name, nn_layer **out, nn_error *err)
 {
+    return build_model(arch, name, 1e300, out, err);
+}
+
+static nn_status build_model(const char *arch, const char *name, double max_params, nn_layer **out,
+                             nn_error *err)
+{
     *out = NULL;
+    double total = 0;
     if (!name) name = "model";
     if (!arch) return nn_error_set(err, NN_ERR_ARG, "%s: no architecture given", name);
     nn_layer *model = nn_sequential_new();
@@ -252,6 +277,9 @@ nn_status nn_model_from_architecture(const char *arch, const char *name, nn_laye
         nn_layer_config c;
         nn_status st = parse_entry(s, len, name, index, &c, err);
         nn_layer *l = NULL;
+        if (!st && (total += config_params(&c)) > max_params)
+            st = nn_error_set(err, NN_ERR_FORMAT, "%s: layer %d (%s): the architecture needs more weights "
+                              "(%.0f so far) than the file holds (%.0f)", name, index, c.kind, total, max_params);
         if (!st) {
             nn_error sub;
             st = nn_layer_from_config(&c, &rng, &l, &sub);
@@ -297,7 +325,7 @@ nn_status nn_model_from_safetensors(const nn_safetensors *st, nn_layer **out, nn
                             "architecture (written by an older libnn or another program)", st->path,
                             NN_MODEL_META_LAYERS);
     nn_layer *model;
-    nn_status s = nn_model_from_architecture(arch, st->path, &model, err);
+    nn_status s = build_model(arch, st->path, (double)st->data_len / 4, &model, err);
     if (s) return s;
     nn_params params;
     nn_params_init(&params);

@@ -1,5 +1,6 @@
 /* libFuzzer harness: safetensors files (header length, JSON header,
- * offsets, metadata) and loading them into a small model. */
+ * offsets, metadata), loading them into a small model, and model files
+ * (the architecture in the metadata rebuilt and loaded). */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -20,6 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nn_safetensors_parse(data, size, "fuzz.safetensors", &st, &err) == NN_OK) {
         nn_safetensors_load_params(&st, &params, &err);
         nn_safetensors_meta(&st, "format");
+        nn_layer *model; /* a model file: architecture in the metadata */
+        if (nn_model_from_safetensors(&st, &model, &err) == NN_OK) nn_layer_free(model);
         nn_safetensors_free(&st);
     }
     return 0;

@@ -35,6 +35,18 @@ def main():
     out("safetensors", "model.safetensors", struct.pack("<Q", len(hdr)) + hdr + bytes(range(36)))
     hdr2 = b'{"x":{"dtype":"BF16","shape":[],"data_offsets":[0,2]}}'
     out("safetensors", "scalar.safetensors", struct.pack("<Q", len(hdr2)) + hdr2 + b"\x01\x02")
+    out("csv", "classes.csv", b'a,b,y\n1,2,cat\n3.5,-4e2,dog\r\n"5",6,"c""at"\n')
+    out("csv", "semicolon.csv", b"x1;x2\n1;2\n\n3;4\n")
+    out("csv", "bom_regression.csv", b'\xef\xbb\xbfy,x\n0.5,1\n1.5,"2"\n')
+    arch = (b"conv2d in=1 out=4 kernel=3 stride=1 padding=0; relu; maxpool2d kernel=2 stride=2 padding=0; "
+            b"flatten; dense in=36 out=3")
+    hdr3 = b'{"__metadata__":{"nn.layers":"' + arch + b'","nn.input_shape":"1,8,8"},' \
+        b'"0.weight":{"dtype":"F32","shape":[4,1,3,3],"data_offsets":[0,144]},' \
+        b'"0.bias":{"dtype":"F32","shape":[4],"data_offsets":[144,160]},' \
+        b'"4.weight":{"dtype":"F32","shape":[3,36],"data_offsets":[160,592]},' \
+        b'"4.bias":{"dtype":"F32","shape":[3],"data_offsets":[592,604]}}'
+    hdr3 += b" " * (-len(hdr3) % 8)
+    out("safetensors", "model_with_architecture.safetensors", struct.pack("<Q", len(hdr3)) + hdr3 + bytes(604))
 
 
 if __name__ == "__main__":
