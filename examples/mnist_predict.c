@@ -15,7 +15,7 @@ static void usage(FILE *out)
             "usage: mnist_predict --model FILE [options]\n"
             "Evaluate a checkpoint written by mnist_train --save on the test images.\n\n"
             "  --model FILE     the checkpoint (safetensors)\n"
-            "  --arch cnn|mlp   architecture, if the file does not record it\n"
+            "  --arch cnn|mlp   architecture, for files without one (weights only, e.g. from PyTorch)\n"
             "  --data DIR       folder with the IDX files (default: $NN_DATA_DIR, else data/mnist)\n"
             "  --show N         misclassified images to draw (default 4)\n"
             "  --help           this text\n");
@@ -66,8 +66,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
-    if (!arch) arch = nn_safetensors_meta(&st, "model");
-    if (!arch) {
+    /* The architecture: --arch, else the file's own description, else the
+     * older files' "model" name. */
+    int self_described = !arch && nn_safetensors_meta(&st, NN_MODEL_META_LAYERS);
+    if (!arch && !self_described) arch = nn_safetensors_meta(&st, "model");
+    if (!arch && !self_described) {
         fprintf(stderr, "error: %s does not say which model it holds; pass --arch cnn|mlp\n", model_path);
         return 1;
     }
@@ -77,18 +80,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n  (pass --data DIR or set NN_DATA_DIR)\n", err.msg);
         return 1;
     }
-    nn_layout layout;
-    nn_layer *model = model_build(arch, test.rows, test.cols, 0, &layout);
-    if (!model) {
-        fprintf(stderr, "error: unknown architecture '%s'\n", arch);
-        return 1;
-    }
-    nn_params params;
-    nn_params_init(&params);
-    nn_layer_params(model, &params);
-    if (nn_safetensors_load_params(&st, &params, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        return 1;
+    nn_layout layout = NN_LAYOUT_FLAT;
+    nn_layer *model = NULL;
+    if (self_described) {
+        if (nn_model_from_safetensors(&st, &model, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        arch = "from the file";
+        if (!strcmp(nn_layer_kind(nn_sequential_get(model, 0)), "conv2d")) layout = NN_LAYOUT_NCHW;
+    } else {
+        model = model_build(arch, test.rows, test.cols, 0, &layout);
+        if (!model) {
+            fprintf(stderr, "error: unknown architecture '%s'\n", arch);
+            return 1;
+        }
+        nn_params params;
+        nn_params_init(&params);
+        nn_layer_params(model, &params);
+        if (nn_safetensors_load_params(&st, &params, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        nn_params_free(&params);
     }
     nn_safetensors_free(&st);
     nn_layer_set_training(model, 0);
@@ -135,7 +149,6 @@ int main(int argc, char **argv)
     free(pred);
     nn_batcher_free(&b);
     nn_graph_free(g);
-    nn_params_free(&params);
     nn_layer_free(model);
     nn_dataset_free(&test);
     return 0;

@@ -127,6 +127,10 @@ static int checkpoint_params(nn_optim *opt, const nn_params *model, nn_params *o
     return nn_optim_state(opt, model, out) == NN_OK;
 }
 
+/* The model's architecture and input shape ride along in the checkpoint,
+ * so that nn_model_load and mnist_predict need no --arch. */
+static const char *arch_text, *input_shape_text;
+
 static int save_checkpoint(const options *o, const nn_params *all, int epoch, long step,
                            int epochs_total)
 {
@@ -139,7 +143,8 @@ static int save_checkpoint(const options *o, const nn_params *all, int epoch, lo
     snprintf(batch, sizeof batch, "%d", o->batch);
     const char *meta[] = {"format", CHECKPOINT_FORMAT, "model", o->model, "optimizer", o->optim,
                           "schedule", o->schedule, "epoch", e, "step", s, "epochs", total,
-                          "seed", seed, "lr", lr, "batch", batch};
+                          "seed", seed, "lr", lr, "batch", batch, NN_MODEL_META_LAYERS, arch_text,
+                          NN_MODEL_META_INPUT_SHAPE, input_shape_text};
     nn_error err;
     if (nn_safetensors_write(o->save, all, meta, (int)(sizeof meta / sizeof meta[0] / 2), &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
@@ -197,10 +202,15 @@ int main(int argc, char **argv)
     nn_layer *model = model_build(o.model, train.rows, train.cols, o.seed, &layout);
     nn_params params, all;
     nn_params_init(&params);
-    if (!model || nn_layer_params(model, &params)) {
+    char *arch = NULL, shape[64];
+    if (!model || nn_layer_params(model, &params) || nn_model_architecture(model, &arch, NULL)) {
         fprintf(stderr, "error: cannot build model '%s'\n", o.model);
         return 1;
     }
+    if (layout == NN_LAYOUT_NCHW) snprintf(shape, sizeof shape, "1,%d,%d", train.rows, train.cols);
+    else snprintf(shape, sizeof shape, "%d", train.rows * train.cols);
+    arch_text = arch;
+    input_shape_text = shape;
     nn_adam_opts adam = nn_adam_defaults(o.lr);
     adam.weight_decay = o.weight_decay;
     nn_optim *opt = !strcmp(o.optim, "sgd")
@@ -303,6 +313,7 @@ int main(int argc, char **argv)
     nn_params_free(&all);
     nn_params_free(&params);
     nn_layer_free(model);
+    free(arch);
     nn_dataset_free(&train);
     nn_dataset_free(&test);
     return status;
