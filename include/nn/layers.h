@@ -118,7 +118,10 @@ const char *nn_layer_last_error(void);
 
 typedef enum nn_init {
     NN_INIT_HE,     /* He normal: for layers followed by ReLU */
-    NN_INIT_XAVIER  /* Xavier uniform: for tanh/sigmoid or the output layer */
+    NN_INIT_XAVIER, /* Xavier uniform: for tanh/sigmoid or the output layer */
+    NN_INIT_FAN_IN  /* PyTorch's nn.Linear default: weight and bias U(-1/sqrt(in),
+                       1/sqrt(in)); smaller than He, it generalises better on
+                       small tabular data sets */
 } nn_init;
 
 /* Fully connected layer: y = x W^T + b with W (out x in), b (out); x is

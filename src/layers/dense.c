@@ -1,4 +1,5 @@
 /* Fully connected layer: y = x W^T + b, W stored (out, in) as in PyTorch. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -66,10 +67,15 @@ nn_layer *nn_dense_new(int in_features, int out_features, nn_init init, nn_rng *
         return nn__layer_fail("nn_dense_new: out of memory for a %d x %d weight", out_features,
                               in_features);
     }
-    if (init == NN_INIT_HE)
+    float bound = 1.0f / sqrtf((float)in_features);
+    if (init == NN_INIT_HE) {
         nn_init_he(d->weight, in_features, rng);
-    else
+    } else if (init == NN_INIT_FAN_IN) {
+        nn_tensor_uniform(d->weight, rng, -bound, bound);
+        nn_tensor_uniform(d->bias, rng, -bound, bound);
+    } else {
         nn_init_xavier(d->weight, in_features, out_features, rng);
+    }
     return &d->base;
 }
 
