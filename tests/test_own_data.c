@@ -675,7 +675,33 @@ static void test_csv_hostile_inputs_name_line_and_column(void)
     CHECK(nn_csv_load("/nonexistent/x.csv", &o, &d, &err) == NN_ERR_IO && strstr(err.msg, "/nonexistent/x.csv"));
 }
 
+/* MNIST is one producer of nn_data: the same standardised pixels and labels
+ * as the image batcher gives. */
+static void test_data_from_mnist_matches_image_batcher(void)
+{
+    enum { N = 5, R = 4, C = 3 };
+    uint8_t images[N * R * C], labels[N] = {3, 1, 4, 1, 5};
+    for (int i = 0; i < N * R * C; i++) images[i] = (uint8_t)(i * 37);
+    nn_dataset m = {images, labels, N, R, C};
+    nn_data d;
+    nn_error err;
+    CHECK(nn_data_from_mnist(&m, NN_LAYOUT_NCHW, NN_MNIST_MEAN, NN_MNIST_STD, &d, &err) == NN_OK);
+    CHECK(d.count == N && d.ndim == 3 && d.shape[0] == 1 && d.shape[1] == R && d.shape[2] == C);
+    CHECK(d.num_classes == 10 && d.labels[2] == 4);
+    nn_batcher b;
+    CHECK(nn_batcher_init(&b, &m, N, NN_LAYOUT_NCHW, 0, 1, &err) == NN_OK);
+    nn_batcher_normalize(&b, NN_MNIST_MEAN, NN_MNIST_STD);
+    CHECK(nn_batcher_next(&b) == N);
+    for (int i = 0; i < N * R * C; i++) CHECK_NEAR(d.x[i], b.x->data[i], 1e-5);
+    nn_batcher_free(&b);
+    nn_data_free(&d);
+    CHECK(nn_data_from_mnist(&m, NN_LAYOUT_FLAT, 0.0f, 1.0f, &d, &err) == NN_OK);
+    CHECK(d.ndim == 1 && d.example_size == R * C && d.x[1] == 37.0f / 255.0f);
+    nn_data_free(&d);
+}
+
 const test_case own_data_tests[] = {
+    {"data_from_mnist_matches_image_batcher", test_data_from_mnist_matches_image_batcher},
     {"csv_classes_quotes_crlf", test_csv_classes_quotes_crlf},
     {"csv_hostile_inputs_name_line_and_column", test_csv_hostile_inputs_name_line_and_column},
     {"data_from_arrays_checks", test_data_from_arrays_checks},
