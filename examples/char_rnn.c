@@ -47,7 +47,7 @@ static void usage(FILE *out)
             "  --clip X           clip the gradient's global norm at X (default 5)\n"
             "  --input-gain X     the first layer's input weights start at U(-X/sqrt(H), X/sqrt(H))\n"
             "                     (default 4; 1 is PyTorch's init, see the source for why)\n"
-            "  --steps N          training steps (default 2000)\n"
+            "  --steps N          training steps in all (default 2000); a resumed run continues to N\n"
             "  --eval-every N     report train/validation loss every N steps (default 100)\n"
             "  --seed N           seed (default 1)\n"
             "  --threads N        threads for the kernels (default: all cores)\n"
@@ -316,17 +316,24 @@ static void sample_text(model *m, const corpus *c, const char *prime, int n, flo
     nn_graph_free(g);
 }
 
+/* The training position: the streams' offset and the recurrent state
+ * carried between batches. With the weights, the optimizer's state and the
+ * step (the schedule's position) it is all a run's future depends on (no
+ * dropout, no shuffling), so --resume continues bit for bit. */
+static size_t stream_pos;
+
 static int save_checkpoint(const options *o, const corpus *c, const nn_params *all, long step)
 {
-    char hex[513], s_step[32], s_hidden[32], s_layers[32];
+    char hex[513], s_step[32], s_hidden[32], s_layers[32], s_pos[32];
+    snprintf(s_pos, sizeof s_pos, "%zu", stream_pos);
     for (int i = 0; i < c->vocab; i++) snprintf(hex + 2 * i, 3, "%02x", c->char_of[i]);
     snprintf(s_step, sizeof s_step, "%ld", step);
     snprintf(s_hidden, sizeof s_hidden, "%d", o->hidden);
     snprintf(s_layers, sizeof s_layers, "%d", o->layers);
     const char *meta[] = {"format", CHECKPOINT_FORMAT, "vocab_hex", hex, "step", s_step,
-                          "hidden", s_hidden, "layers", s_layers, "cell", o->cell};
+                          "hidden", s_hidden, "layers", s_layers, "cell", o->cell, "stream_pos", s_pos};
     nn_error err;
-    if (nn_safetensors_write(o->save, all, meta, 6, &err)) {
+    if (nn_safetensors_write(o->save, all, meta, 7, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 0;
     }
@@ -416,7 +423,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: cannot build the optimizer\n");
         return 1;
     }
+    /* the state carried between batches, saved with the weights */
+    nn_tensor *h = nn_tensor_new3(o.layers, o.batch, o.hidden), *cs = nn_tensor_new3(o.layers, o.batch, o.hidden);
+    nn_params state;
+    nn_params_init(&state);
+    if (!h || !cs || nn_params_add(&state, "state.h", h) || nn_params_add(&state, "state.c", cs)) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
     long step0 = 0;
+    int have_state = 0;
     if (have_ck) {
         nn_error err;
         /* sampling needs only the model; resuming training needs it all */
@@ -424,15 +440,30 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: %s\n", err.msg);
             return 1;
         }
-        const char *s = nn_safetensors_meta(&st, "step");
+        const char *s = nn_safetensors_meta(&st, "step"), *p = nn_safetensors_meta(&st, "stream_pos");
         step0 = s ? atol(s) : 0;
         nn_optim_set_steps(opt, step0);
+        if (!o.sample && p && nn_safetensors_find(&st, "state.h")) {
+            if (nn_safetensors_load_params(&st, &state, &err)) {
+                fprintf(stderr, "error: %s (was it written with another --batch?)\n", err.msg);
+                return 1;
+            }
+            stream_pos = (size_t)strtoull(p, NULL, 10);
+            have_state = 1;
+        } else if (!o.sample) {
+            fprintf(stderr, "note: %s holds no stream position or recurrent state (an older checkpoint): "
+                            "the rest of the run differs from an uninterrupted one\n", o.resume);
+        }
         nn_safetensors_free(&st);
     }
+    for (int i = 0; i < state.count; i++) nn_params_add(&all, state.names[i], state.tensors[i]);
     if (o.sample) {
         sample_text(&m, &c, o.prime, o.sample, o.temperature, o.seed);
         nn_optim_free(opt);
         nn_params_free(&all);
+        nn_params_free(&state);
+        nn_tensor_free(h);
+        nn_tensor_free(cs);
         model_free(&m);
         return 0;
     }
@@ -445,7 +476,6 @@ int main(int argc, char **argv)
         return 1;
     }
     nn_tensor *x = nn_tensor_new3(T, B, V);
-    nn_tensor *h = nn_tensor_new3(o.layers, B, o.hidden), *cs = nn_tensor_new3(o.layers, B, o.hidden);
     nn_tensor *eh = nn_tensor_new3(o.layers, B, o.hidden), *ec = nn_tensor_new3(o.layers, B, o.hidden);
     int *targets = malloc(sizeof(int) * (size_t)T * B);
     nn_graph *g = nn_graph_new();
@@ -460,12 +490,18 @@ int main(int argc, char **argv)
            (double)o.lr, o.schedule, (double)o.clip, o.steps, nn_get_threads());
     fflush(stdout);
 
-    size_t pos = ((size_t)step0 * T) % (stream - T - 1);
+    if (have_state && stream_pos > stream) {
+        fprintf(stderr, "error: %s: stream position %zu beyond this text's streams (%zu)\n", o.resume,
+                stream_pos, stream);
+        return 1;
+    }
+    if (step0 >= o.steps) printf("the checkpoint is at step %ld, --steps is %d: nothing to train\n", step0, o.steps);
+    size_t pos = have_state ? stream_pos : ((size_t)step0 * T) % (stream - T - 1);
     double window_loss = 0, t_window = cli_now();
     int window = 0, status = 0;
     progress bar;
     progress_start(&bar, "train", o.eval_every, "chars", o.quiet);
-    for (long s = step0; s < step0 + o.steps; s++) {
+    for (long s = step0; s < o.steps; s++) {
         if (pos + (size_t)T + 1 > stream) { /* wrapped: start the streams again */
             pos = 0;
             nn_tensor_zero(h);
@@ -473,7 +509,7 @@ int main(int argc, char **argv)
         }
         fill_batch(&c, 0, stream, pos, T, B, x, targets);
         pos += (size_t)T;
-        long total = step0 + o.steps;
+        long total = o.steps;
         nn_optim_set_lr(opt, cli_schedule_lr(o.schedule, o.lr, s, total));
         nn_graph_reset(g);
         nn_optim_zero_grad(opt);
@@ -491,14 +527,15 @@ int main(int argc, char **argv)
         window_loss += loss->data[0];
         window++;
         progress_update(&bar, window, window_loss / window, -1, (long)window * T * B);
-        if (window == o.eval_every || s + 1 == step0 + o.steps) {
+        if (window == o.eval_every || s + 1 == o.steps) {
             double secs = cli_now() - t_window;
             progress_end(&bar);
             double val = evaluate(&m, g, &c, train_len, val_len, T, B, x, targets, eh, ec);
-            printf("step %ld/%ld | train_loss %.4f | val_loss %.4f | %.1f ms/step | %.0f chars/s\n",
-                   s + 1, step0 + o.steps, window_loss / window, val, 1e3 * secs / window,
+            printf("step %ld/%d | train_loss %.4f | val_loss %.4f | %.1f ms/step | %.0f chars/s\n",
+                   s + 1, o.steps, window_loss / window, val, 1e3 * secs / window,
                    (double)window * T * B / secs);
             fflush(stdout);
+            stream_pos = pos;
             if (o.save && !save_checkpoint(&o, &c, &all, s + 1)) status = 1;
             window_loss = 0;
             window = 0;
@@ -521,6 +558,7 @@ int main(int argc, char **argv)
     nn_graph_free(g);
     nn_optim_free(opt);
     nn_params_free(&all);
+    nn_params_free(&state);
     model_free(&m);
     return status;
 }

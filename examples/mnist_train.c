@@ -131,6 +131,38 @@ static int checkpoint_params(nn_optim *opt, const nn_params *model, nn_params *o
  * so that nn_model_load and mnist_predict need no --arch. */
 static const char *arch_text, *input_shape_text;
 
+/* What the rest of a run depends on besides the weights, the optimizer's
+ * state and the step (which sets the schedule's position): the batcher's
+ * generator and example order (the next epochs' shuffles and shifts) and each
+ * dropout layer's generator. Every checkpoint holds them, so --resume after
+ * any epoch continues bit for bit. */
+static struct {
+    nn_batcher *batches;
+    nn_layer *model;
+    nn_tensor *order; /* the batcher's order, as exact floats (fewer than 2^24 examples) */
+    nn_params saved;  /* weights, optimizer state and the order */
+} run;
+
+#define META_MAX 40
+
+/* Append the generators' states to meta (key, value pairs), n pairs so far. */
+static int add_rng_meta(const char **meta, int n, char (*text)[NN_RNG_STRING_MAX], char (*keys)[32])
+{
+    int k = 0;
+    nn_rng_to_string(&run.batches->rng, text[k]);
+    meta[2 * n] = "rng.batcher";
+    meta[2 * n++ + 1] = text[k++];
+    for (int i = 0; i < nn_sequential_len(run.model) && n < META_MAX - 1 && k < 16; i++) {
+        nn_rng *r = nn_layer_rng(nn_sequential_get(run.model, i));
+        if (!r) continue;
+        snprintf(keys[k], 32, "rng.layer.%d", i);
+        nn_rng_to_string(r, text[k]);
+        meta[2 * n] = keys[k];
+        meta[2 * n++ + 1] = text[k++];
+    }
+    return n;
+}
+
 static int save_checkpoint(const options *o, const nn_params *all, int epoch, long step,
                            int epochs_total)
 {
@@ -141,15 +173,75 @@ static int save_checkpoint(const options *o, const nn_params *all, int epoch, lo
     snprintf(lr, sizeof lr, "%.9g", (double)o->lr);
     snprintf(total, sizeof total, "%d", epochs_total);
     snprintf(batch, sizeof batch, "%d", o->batch);
-    const char *meta[] = {"format", CHECKPOINT_FORMAT, "model", o->model, "optimizer", o->optim,
-                          "schedule", o->schedule, "epoch", e, "step", s, "epochs", total,
-                          "seed", seed, "lr", lr, "batch", batch, NN_MODEL_META_LAYERS, arch_text,
-                          NN_MODEL_META_INPUT_SHAPE, input_shape_text};
+    const char *meta[2 * META_MAX] = {"format", CHECKPOINT_FORMAT, "model", o->model, "optimizer", o->optim,
+                                      "schedule", o->schedule, "epoch", e, "step", s, "epochs", total,
+                                      "seed", seed, "lr", lr, "batch", batch, NN_MODEL_META_LAYERS, arch_text,
+                                      NN_MODEL_META_INPUT_SHAPE, input_shape_text};
+    char rng_text[16][NN_RNG_STRING_MAX], rng_keys[16][32];
+    int n = add_rng_meta(meta, 12, rng_text, rng_keys);
+    (void)all;
+    for (int i = 0; i < run.batches->data->count; i++) run.order->data[i] = (float)run.batches->order[i];
     nn_error err;
-    if (nn_safetensors_write(o->save, all, meta, (int)(sizeof meta / sizeof meta[0] / 2), &err)) {
+    if (nn_safetensors_write(o->save, &run.saved, meta, n, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 0;
     }
+    return 1;
+}
+
+/* Restore the generators and the example order a checkpoint holds; a
+ * checkpoint from before they were saved continues with a fresh shuffle
+ * stream (said on stderr). 0 after printing why on a malformed state. */
+static int restore_run_state(const nn_safetensors *st, const options *o)
+{
+    const char *rb = nn_safetensors_meta(st, "rng.batcher");
+    if (!rb) {
+        fprintf(stderr, "note: %s holds no generator state (an older checkpoint): the rest of the run "
+                        "shuffles differently from an uninterrupted one\n", o->resume);
+        nn_rng_seed(&run.batches->rng, o->seed + (uint64_t)atoi(nn_safetensors_meta(st, "epoch")));
+        return 1;
+    }
+    nn_rng batcher_rng = run.batches->rng;
+    if (!nn_rng_from_string(&batcher_rng, rb)) {
+        fprintf(stderr, "error: %s: malformed rng.batcher '%.80s'\n", o->resume, rb);
+        return 0;
+    }
+    for (int i = 0; i < nn_sequential_len(run.model); i++) {
+        nn_rng *r = nn_layer_rng(nn_sequential_get(run.model, i));
+        if (!r) continue;
+        char key[32];
+        snprintf(key, sizeof key, "rng.layer.%d", i);
+        if (!nn_rng_from_string(r, nn_safetensors_meta(st, key))) {
+            fprintf(stderr, "error: %s: metadata %s missing or malformed\n", o->resume, key);
+            return 0;
+        }
+    }
+    nn_params order;
+    nn_params_init(&order);
+    nn_params_add(&order, "state.batcher.order", run.order);
+    nn_error err;
+    int ok = nn_safetensors_load_params(st, &order, &err) == NN_OK;
+    nn_params_free(&order);
+    if (!ok) {
+        fprintf(stderr, "error: %s (was it written with another --limit?)\n", err.msg);
+        return 0;
+    }
+    int n = run.batches->data->count;
+    char *seen = calloc((size_t)n, 1);
+    for (int i = 0; ok && i < n; i++) {
+        float v = run.order->data[i];
+        ok = seen && v >= 0 && v < (float)n && v == (float)(int)v && !seen[(int)v];
+        if (ok) {
+            seen[(int)v] = 1;
+            run.batches->order[i] = (int)v;
+        }
+    }
+    free(seen);
+    if (!ok) {
+        fprintf(stderr, "error: %s: state.batcher.order is not a permutation of the %d examples\n", o->resume, n);
+        return 0;
+    }
+    run.batches->rng = batcher_rng;
     return 1;
 }
 
@@ -174,6 +266,8 @@ static int resume_checkpoint(const options *o, const nn_params *all, nn_optim *o
                 o->resume, model ? model : "?", optim ? optim : "?", o->model, o->optim);
     } else if (nn_safetensors_load_params(&st, all, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+    } else if (!restore_run_state(&st, o)) {
+        epoch = -1;
     } else {
         epoch = atoi(ep);
         *step = atol(stp);
@@ -228,14 +322,21 @@ int main(int argc, char **argv)
     }
     nn_batcher_normalize(&batches, NN_MNIST_MEAN, NN_MNIST_STD);
     nn_batcher_augment_shift(&batches, o.augment);
+    run.batches = &batches;
+    run.model = model;
+    run.order = nn_tensor_new1(train.count);
+    nn_params_init(&run.saved);
+    for (int i = 0; i < all.count; i++) nn_params_add(&run.saved, all.names[i], all.tensors[i]);
+    if (!run.order || train.count >= (1 << 24) || nn_params_add(&run.saved, "state.batcher.order", run.order)) {
+        fprintf(stderr, "error: setting up checkpoints failed\n");
+        return 1;
+    }
 
     int start_epoch = 0;
     long step = 0;
     if (o.resume) {
         start_epoch = resume_checkpoint(&o, &all, opt, &step);
         if (start_epoch < 0) return 1;
-        /* a fresh shuffle stream for the epochs still to come */
-        nn_rng_seed(&batches.rng, o.seed + (uint64_t)start_epoch);
         printf("resumed from %s after epoch %d (step %ld)\n", o.resume, start_epoch, step);
     }
     int per_epoch = nn_batcher_num_batches(&batches);
@@ -311,6 +412,8 @@ int main(int argc, char **argv)
     nn_graph_free(g);
     nn_optim_free(opt);
     nn_params_free(&all);
+    nn_params_free(&run.saved);
+    nn_tensor_free(run.order);
     nn_params_free(&params);
     nn_layer_free(model);
     free(arch);

@@ -18,6 +18,7 @@
 #define NN_TEST_BUILD_DIR "build"
 #endif
 #define TRAINER NN_TEST_BUILD_DIR "/examples/mnist_train"
+#define CHAR_RNN NN_TEST_BUILD_DIR "/examples/char_rnn"
 
 static void write_idx(const char *dir, const char *name, int ndim, const uint32_t *dims,
                       const uint8_t *data, size_t n)
@@ -72,7 +73,7 @@ static pid_t start(char *const *args, const char *err_path)
         int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(out, 1);
         dup2(err, 2);
-        execv(TRAINER, args);
+        execv(args[0], args);
         _exit(127);
     }
     return pid;
@@ -167,7 +168,99 @@ static void test_trainer_sigkill_during_saves(void)
     CHECK(checked == 20);
 }
 
+/* Run args to completion once into `straight`; then again into `ck`, killed
+ * with SIGKILL at a random moment after its first checkpoint, and resumed
+ * from that checkpoint (resume_args) to the end: the two final files must be
+ * identical, byte for byte. Returns the number of rounds whose kill landed
+ * before the end (the interesting ones). */
+static int check_resume_exact(char **args, char **resume_args, const char *straight, const char *ck,
+                              int rounds, int max_delay_ms, int *failed_round)
+{
+    int interrupted = 0;
+    *failed_round = -1;
+    if (run(args, NULL) != 0) return *failed_round = 0, -1;
+    /* args writes `straight`; the interrupted runs write `ck` */
+    char *const *save_at = NULL;
+    for (char **a = args; *a; a++)
+        if (!strcmp(*a, "--save")) save_at = a + 1;
+    if (!save_at) return -1;
+    char *orig = *save_at;
+    for (int round = 0; round < rounds; round++) {
+        unlink(ck);
+        *(char **)save_at = (char *)ck;
+        pid_t pid = start(args, NULL);
+        *(char **)save_at = orig;
+        if (pid <= 0) return *failed_round = round, -1;
+        for (int wait = 0; wait < 4000 && access(ck, F_OK) != 0; wait++) {
+            struct timespec d = {0, 1000000L};
+            nanosleep(&d, NULL);
+        }
+        struct timespec d = {0, (long)(rand() % (max_delay_ms + 1)) * 1000000L};
+        nanosleep(&d, NULL);
+        int status;
+        interrupted += waitpid(pid, &status, WNOHANG) == 0;
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        if (run(resume_args, NULL) != 0 || !file_equals(straight, ck)) return *failed_round = round, -1;
+    }
+    return interrupted;
+}
+
+/* mnist_train (the CNN: dropout masks, shuffles and random shifts all
+ * drawn) killed after any epoch and resumed gives the uninterrupted run's
+ * final checkpoint exactly. */
+static void test_trainer_resume_is_bit_exact(void)
+{
+    if (access(TRAINER, X_OK) != 0) SKIP("mnist_train not built");
+    const char *dir = make_dataset();
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/straight.safetensors", test_tmpdir());
+    snprintf(b, sizeof b, "%s/resumed.safetensors", test_tmpdir());
+    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", "10", "--batch", "32", "--quiet",
+                    "--save", a, NULL};
+    char *resume[] = {TRAINER, "--data", (char *)dir, "--epochs", "10", "--batch", "32", "--quiet",
+                      "--resume", b, "--save", b, NULL};
+    srand(11);
+    int failed;
+    int interrupted = check_resume_exact(args, resume, a, b, 4, 150, &failed);
+    CHECK_MSG(interrupted >= 0, "round %d: the resumed run's checkpoint differs from the straight run's", failed);
+    CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
+    nn_safetensors st;
+    CHECK(nn_safetensors_read(a, &st, NULL) == NN_OK);
+    int has_state = nn_safetensors_meta(&st, "rng.batcher") && nn_safetensors_meta(&st, "rng.layer.9") &&
+                    nn_safetensors_find(&st, "state.batcher.order");
+    nn_safetensors_free(&st);
+    CHECK(has_state);
+}
+
+static void test_char_rnn_resume_is_bit_exact(void)
+{
+    if (access(CHAR_RNN, X_OK) != 0) SKIP("char_rnn not built");
+    char text[1024], a[1024], b[1024];
+    snprintf(text, sizeof text, "%s/text.txt", test_tmpdir());
+    snprintf(a, sizeof a, "%s/char_straight.safetensors", test_tmpdir());
+    snprintf(b, sizeof b, "%s/char_resumed.safetensors", test_tmpdir());
+    FILE *f = fopen(text, "w");
+    CHECK(f);
+    nn_rng r;
+    nn_rng_seed(&r, 3);
+    static const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "slept.\n"};
+    for (int i = 0; i < 6000; i++) fputs(words[nn_rng_below(&r, 8)], f);
+    fclose(f);
+    char *args[] = {CHAR_RNN, "--data", text, "--steps", "240", "--eval-every", "4", "--hidden", "16",
+                    "--layers", "2", "--seq", "12", "--batch", "4", "--quiet", "--save", a, NULL};
+    char *resume[] = {CHAR_RNN, "--data", text, "--steps", "240", "--eval-every", "4", "--seq", "12",
+                      "--batch", "4", "--quiet", "--resume", b, "--save", b, NULL};
+    srand(12);
+    int failed;
+    int interrupted = check_resume_exact(args, resume, a, b, 4, 100, &failed);
+    CHECK_MSG(interrupted >= 0, "round %d: the resumed run's checkpoint differs from the straight run's", failed);
+    CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
+}
+
 const test_case trainer_tests[] = {
+    {"trainer_resume_is_bit_exact", test_trainer_resume_is_bit_exact},
+    {"char_rnn_resume_is_bit_exact", test_char_rnn_resume_is_bit_exact},
     {"trainer_stops_on_nan_keeps_checkpoint", test_trainer_stops_on_nan_and_keeps_checkpoint},
     {"trainer_sigkill_during_saves", test_trainer_sigkill_during_saves},
     {NULL, NULL}};

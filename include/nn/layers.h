@@ -167,6 +167,11 @@ nn_layer *nn_avgpool2d_new(int kernel, int stride, int padding);
  * with seed, so runs are reproducible. */
 nn_layer *nn_dropout_new(float p, uint64_t seed);
 
+/* The layer's own random generator (a dropout layer's mask generator), or
+ * NULL for layers without one: checkpoints save and restore its state
+ * (nn_rng_to_string) so that a resumed run draws the same masks. */
+nn_rng *nn_layer_rng(nn_layer *l);
+
 /* (N, ...) -> (N, product of the rest). */
 nn_layer *nn_flatten_new(void);
 

@@ -102,6 +102,13 @@ uint64_t nn_rng_below(nn_rng *r, uint64_t n);
 /* Shuffle idx[0..n) in place (Fisher-Yates). */
 void nn_rng_shuffle(nn_rng *r, int *idx, size_t n);
 
+/* The generator's state as text ("s0:s1:s2:s3", 16 hex digits each) for
+ * checkpoints, and back: nn_rng_from_string returns 0 on malformed text or
+ * an all-zero state and then leaves r unchanged. */
+#define NN_RNG_STRING_MAX 72
+void nn_rng_to_string(const nn_rng *r, char out[NN_RNG_STRING_MAX]);
+int nn_rng_from_string(nn_rng *r, const char *text);
+
 /* ---- initializers ------------------------------------------------------ */
 
 /* Fill with uniform values in [lo, hi). */

@@ -18,7 +18,7 @@ static nn_status check_shape(int count, int ndim, const int *shape, size_t *exam
         if (n > ((size_t)1 << 31))
             return nn_error_set(err, NN_ERR_ARG, "nn_data: an example of more than 2^31 values");
     }
-    if ((size_t)count > ((size_t)1 << 40) / n)
+    if ((size_t)count > (SIZE_MAX / 8) / n) /* count * n floats must be addressable */
         return nn_error_set(err, NN_ERR_ARG, "nn_data: %d examples of %zu values is too many", count, n);
     *example_size = n;
     return NN_OK;

@@ -12,7 +12,11 @@
 #include "nn/data.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* the format's own limit: 100 MB */
+#if SIZE_MAX > 0xffffffffu
 #define ST_MAX_FILE ((size_t)1 << 36)
+#else /* 32-bit: sizes must stay below SIZE_MAX */
+#define ST_MAX_FILE ((size_t)1 << 30)
+#endif
 #define ST_MAX_TENSORS 100000
 
 static int dtype_size(const char *d)

@@ -43,6 +43,8 @@ nn_layer *nn_dropout_new(float p, uint64_t seed)
     return &d->base;
 }
 
+nn_rng *nn_layer_rng(nn_layer *l) { return l && l->vt == &dropout_vt ? &((dropout *)l)->rng : NULL; }
+
 static nn_tensor *flatten_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
     (void)l;

@@ -1,6 +1,7 @@
 /* Seeded random numbers (xoshiro256**, seeded through splitmix64) and
  * initializers. */
 #include <math.h>
+#include <stdio.h>
 
 #include "nn/tensor.h"
 
@@ -122,4 +123,30 @@ nn_status nn_init_orthogonal(nn_tensor *t, float gain, nn_rng *r)
         for (size_t i = 0; i < (size_t)n * n; i++) m[i] *= gain;
     }
     return NN_OK;
+}
+
+void nn_rng_to_string(const nn_rng *r, char out[NN_RNG_STRING_MAX])
+{
+    snprintf(out, NN_RNG_STRING_MAX, "%016llx:%016llx:%016llx:%016llx", (unsigned long long)r->s[0],
+             (unsigned long long)r->s[1], (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
+}
+
+int nn_rng_from_string(nn_rng *r, const char *text)
+{
+    uint64_t s[4] = {0, 0, 0, 0};
+    if (!text) return 0;
+    for (int i = 0; i < 4; i++) {
+        for (int d = 0; d < 16; d++) {
+            char c = *text++;
+            unsigned v = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                         : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                         : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16u;
+            if (v > 15) return 0;
+            s[i] = s[i] << 4 | v;
+        }
+        if (*text++ != (i < 3 ? ':' : '\0')) return 0;
+    }
+    if (!(s[0] | s[1] | s[2] | s[3])) return 0;
+    for (int i = 0; i < 4; i++) r->s[i] = s[i];
+    return 1;
 }
