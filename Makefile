@@ -18,10 +18,17 @@ ifeq ($(SANITIZE),1)
 else
   CFLAGS  += -O3 -g
 endif
+# Tuning flags by the compiler's target: x86 gets the host's vector
+# extensions (gcc and clang tune some AVX-512 CPUs to auto-vectorize with
+# 256-bit vectors; the elementwise loops run faster at 512), aarch64 the
+# host's (NEON and beyond), anything else plain C.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ifeq ($(PORTABLE),0)
-  # gcc and clang tune some AVX-512 CPUs to auto-vectorize with 256-bit
-  # vectors; the elementwise loops (LSTM cell, optimizer) run faster at 512.
-  CFLAGS  += -march=native -mprefer-vector-width=512
+  ifneq ($(filter x86_64% amd64%,$(TARGET_MACHINE)),)
+    CFLAGS  += -march=native -mprefer-vector-width=512
+  else ifneq ($(filter aarch64% arm64%,$(TARGET_MACHINE)),)
+    CFLAGS  += -mcpu=native
+  endif
 endif
 ifeq ($(OPENMP),1)
   CFLAGS  += -fopenmp
@@ -58,11 +65,13 @@ $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
 
-$(BUILD)/tests/%.o: CFLAGS += -DNN_TEST_SOURCE_DIR=\"$(CURDIR)\" -DNN_TEST_BUILD_DIR=\"$(abspath $(BUILD))\"
+# Kept out of CFLAGS: the flags file (above) would record them and every
+# later build without them would rebuild everything.
+$(BUILD)/tests/%.o: TEST_DEFS = -DNN_TEST_SOURCE_DIR=\"$(CURDIR)\" -DNN_TEST_BUILD_DIR=\"$(abspath $(BUILD))\"
 
 $(BUILD)/%.o: %.c $(HEADERS) $(wildcard src/*/*.h examples/common/*.h tests/*.h) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(TEST_DEFS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
