@@ -22,7 +22,12 @@ endif
 # extensions (gcc and clang tune some AVX-512 CPUs to auto-vectorize with
 # 256-bit vectors; the elementwise loops run faster at 512), aarch64 the
 # host's (NEON and beyond), anything else plain C.
+# A cross-compiler (target other than this machine) gets no host tuning.
 TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+HOST_MACHINE := $(shell uname -m)
+ifeq ($(filter $(HOST_MACHINE)%,$(TARGET_MACHINE)),)
+  PORTABLE := 1
+endif
 ifeq ($(PORTABLE),0)
   ifneq ($(filter x86_64% amd64%,$(TARGET_MACHINE)),)
     CFLAGS  += -march=native -mprefer-vector-width=512

@@ -9,6 +9,10 @@
 #include "nn.h"
 #include "test.h"
 
+/* max(a, b) written out: Debian 12's aarch64 gcc 12.2 crashes (an internal
+ * compiler error) vectorizing fmax reductions at -O3. */
+static inline double larger(double a, double b) { return a > b ? a : b; }
+
 static float *random_matrix(nn_rng *r, size_t n)
 {
     float *m = malloc(n * sizeof *m);
@@ -581,7 +585,7 @@ static void test_conv_direct_matches_definition(void)
                         }
                         if (relu && v <= 0) v = 0;
                         size_t at = ((size_t)n * oc + o) * ohw + p;
-                        worst = fmax(worst, fabs(y[at] - v));
+                        worst = larger(worst, fabs(y[at] - v));
                         double g = relu && !(y[at] > 0.0f) ? 0.0 : dy[at];
                         want_db[o] += g;
                         for (int q = 0; q < taps; q++) {
@@ -589,8 +593,8 @@ static void test_conv_direct_matches_definition(void)
                             want_dw[o * taps + q] += g * x[(((size_t)n * c + ci) * s.h + oh + ki) * s.w + ow + kj];
                         }
                     }
-            for (int i = 0; i < oc * taps; i++) worst = fmax(worst, fabs(dw[i] - want_dw[i]) / 10);
-            for (int o = 0; o < oc; o++) worst = fmax(worst, fabs(db[o] - want_db[o]) / 10);
+            for (int i = 0; i < oc * taps; i++) worst = larger(worst, fabs(dw[i] - want_dw[i]) / 10);
+            for (int o = 0; o < oc; o++) worst = larger(worst, fabs(db[o] - want_db[o]) / 10);
             CHECK_MSG(worst < 1e-4, "c %d kernel %d relu %d: off by %g", c, k, relu, worst);
             free(x), free(w), free(b), free(y), free(dy), free(dw), free(db);
         }

@@ -63,7 +63,18 @@ static const char *make_dataset(void)
     return dir;
 }
 
-/* Start the trainer with args (NULL-terminated), stdout/stderr to files. */
+/* Waits in these tests are multiplied by $NN_TEST_TIME_SCALE (default 1),
+ * which CI sets for runs under emulation. */
+static int time_scale(void)
+{
+    const char *s = getenv("NN_TEST_TIME_SCALE");
+    int v = s ? atoi(s) : 1;
+    return v >= 1 && v <= 1000 ? v : 1;
+}
+
+/* Start the program args[0] with args (NULL-terminated), stdout/stderr to
+ * files. $NN_TEST_EXEC_PREFIX (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu"),
+ * if set, is put in front: how an emulated test run starts the examples. */
 static pid_t start(char *const *args, const char *err_path)
 {
     fflush(NULL);
@@ -73,7 +84,19 @@ static pid_t start(char *const *args, const char *err_path)
         int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(out, 1);
         dup2(err, 2);
-        execv(args[0], args);
+        const char *prefix = getenv("NN_TEST_EXEC_PREFIX");
+        if (prefix && *prefix) {
+            static char buf[1024];
+            char *argv[64];
+            int n = 0;
+            snprintf(buf, sizeof buf, "%s", prefix);
+            for (char *tok = strtok(buf, " "); tok && n < 16; tok = strtok(NULL, " ")) argv[n++] = tok;
+            for (int i = 0; args[i] && n < 63; i++) argv[n++] = args[i];
+            argv[n] = NULL;
+            execvp(argv[0], argv);
+        } else {
+            execv(args[0], args);
+        }
         _exit(127);
     }
     return pid;
@@ -145,11 +168,11 @@ static void test_trainer_sigkill_during_saves(void)
         pid_t pid = start(args, NULL);
         CHECK(pid > 0);
         /* let it reach the save loop, then kill at a random moment */
-        for (int wait = 0; wait < 2000 && access(ck, F_OK) != 0; wait++) {
+        for (int wait = 0; wait < 2000 * time_scale() && access(ck, F_OK) != 0; wait++) {
             struct timespec d = {0, 5000000L};
             nanosleep(&d, NULL);
         }
-        struct timespec d = {0, (long)(rand() % 200) * 1000000L};
+        struct timespec d = {0, (long)(rand() % 200) * 1000000L * (time_scale() > 4 ? 4 : time_scale())};
         nanosleep(&d, NULL);
         kill(pid, SIGKILL);
         int status;
@@ -191,11 +214,12 @@ static int check_resume_exact(char **args, char **resume_args, const char *strai
         pid_t pid = start(args, NULL);
         *(char **)save_at = orig;
         if (pid <= 0) return *failed_round = round, -1;
-        for (int wait = 0; wait < 4000 && access(ck, F_OK) != 0; wait++) {
+        for (int wait = 0; wait < 4000 * time_scale() && access(ck, F_OK) != 0; wait++) {
             struct timespec d = {0, 1000000L};
             nanosleep(&d, NULL);
         }
-        struct timespec d = {0, (long)(rand() % (max_delay_ms + 1)) * 1000000L};
+        long ms = (long)(rand() % (max_delay_ms + 1)) * time_scale();
+        struct timespec d = {ms / 1000, ms % 1000 * 1000000L};
         nanosleep(&d, NULL);
         int status;
         interrupted += waitpid(pid, &status, WNOHANG) == 0;
