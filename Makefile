@@ -85,8 +85,10 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EX_COMMON_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The tests see every allocation libnn makes (tests/alloc_fail.c).
+WRAP_ALLOC = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 $(TEST_BIN): $(TEST_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(WRAP_ALLOC) $^ -o $@ $(LDLIBS)
 
 # The headers must also compile as C++.
 $(BUILD)/cxx_header_check.o: $(HEADERS) $(BUILD)/.flags

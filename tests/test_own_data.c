@@ -7,6 +7,11 @@
 #include "nn.h"
 #include "test.h"
 
+#ifndef NN_TEST_SOURCE_DIR
+#define NN_TEST_SOURCE_DIR "."
+#endif
+#define FIXTURES NN_TEST_SOURCE_DIR "/tests/fixtures"
+
 /* n points of 2 features in three blobs, labels 0..2. */
 static void make_blobs(int n, float *x, int *labels, uint64_t seed)
 {
@@ -700,7 +705,56 @@ static void test_data_from_mnist_matches_image_batcher(void)
     nn_data_free(&d);
 }
 
+/* A model with weights that are exact in binary (no libm in their making),
+ * so every host writes the same file. */
+static nn_layer *exact_cnn(void)
+{
+    nn_layer *m = small_cnn(1);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(m, &p);
+    for (int t = 0; t < p.count; t++)
+        for (size_t i = 0; i < p.tensors[t]->size; i++)
+            p.tensors[t]->data[i] = (float)((int)((i * 7 + (size_t)t * 3) % 17) - 8) / 32.0f;
+    nn_params_free(&p);
+    return m;
+}
+
+/* Files are the same bytes on every host: a model written here equals
+ * tests/fixtures/model-exact.safetensors, written on x86-64 (so an x86 file
+ * loads on a big-endian host and the other way round), and the fixture
+ * loads and predicts as the model it was written from. */
+static void test_model_file_same_bytes_on_every_host(void)
+{
+    nn_layer *m = exact_cnn();
+    char path[512];
+    snprintf(path, sizeof path, "%s/exact.safetensors", test_tmpdir());
+    nn_model_save_opts so = {3, {1, 8, 8}, NULL, NULL, 0};
+    nn_error err;
+    CHECK(nn_model_save(path, m, &so, &err) == NN_OK);
+    uint8_t *mine, *fixture;
+    size_t n_mine, n_fixture;
+    CHECK(nn_read_file(path, 1 << 20, &mine, &n_mine, &err) == NN_OK);
+    CHECK_MSG(nn_read_file(FIXTURES "/model-exact.safetensors", 1 << 20, &fixture, &n_fixture, &err) == NN_OK,
+              "%s", err.msg);
+    int same = n_mine == n_fixture && !memcmp(mine, fixture, n_mine);
+    free(mine);
+    free(fixture);
+    CHECK_MSG(same, "this host writes other bytes than tests/fixtures/model-exact.safetensors");
+    nn_layer *back;
+    CHECK(nn_model_load(FIXTURES "/model-exact.safetensors", &back, &err) == NN_OK);
+    float x[2 * 64], y1[6], y2[6];
+    for (int i = 0; i < 2 * 64; i++) x[i] = (float)(i % 9 - 4) / 8.0f;
+    nn_data d;
+    CHECK(nn_data_from_arrays(&d, 2, 3, (int[]){1, 8, 8}, x, NULL, 0, NULL, 0, &err) == NN_OK);
+    CHECK(nn_predict(m, &d, 0, y1, 6, &err) == NN_OK && nn_predict(back, &d, 0, y2, 6, &err) == NN_OK);
+    CHECK(!memcmp(y1, y2, sizeof y1));
+    nn_layer_free(back);
+    nn_layer_free(m);
+}
+
 const test_case own_data_tests[] = {
+    {"model_file_same_bytes_on_every_host", test_model_file_same_bytes_on_every_host},
     {"data_from_mnist_matches_image_batcher", test_data_from_mnist_matches_image_batcher},
     {"csv_classes_quotes_crlf", test_csv_classes_quotes_crlf},
     {"csv_hostile_inputs_name_line_and_column", test_csv_hostile_inputs_name_line_and_column},

@@ -117,7 +117,7 @@ static void gather_strips(const float *x, const nn_conv_shape *s, int n, int q0,
 /* v + b, zeroed where not positive (NaN included) when relu is set. */
 static inline vf bias_relu(vf v, float b, int relu)
 {
-    v += b;
+    v += VS(b);
     return relu ? (vf)((vi)v & (v > 0.0f)) : v;
 }
 
@@ -170,8 +170,8 @@ void nn_k_conv_direct(const float *x, const nn_conv_shape *s, int oc, const floa
                     for (int t = 0; t < taps; t++) {
                         vf t0 = vload(tq + t * CHUNK), t1 = vload(tq + t * CHUNK + VEC);
                         for (int i = 0; i < OB; i++) {
-                            acc[i][0] += wr[i][t] * t0;
-                            acc[i][1] += wr[i][t] * t1;
+                            acc[i][0] += VS(wr[i][t]) * t0;
+                            acc[i][1] += VS(wr[i][t]) * t1;
                         }
                     }
                     /* a strip ending short of its row may overrun into the
@@ -333,8 +333,8 @@ static void direct_dx(const nn_conv_shape *s, int oc, const float *w, const floa
                             const float *wo = w + (size_t)(ob + i) * taps;
                             vf g0 = vload(g[i]), g1 = vload(g[i] + VEC);
                             for (int q = 0; q < TB; q++) {
-                                acc[q][0] += wo[tq[q]] * g0;
-                                acc[q][1] += wo[tq[q]] * g1;
+                                acc[q][0] += VS(wo[tq[q]]) * g0;
+                                acc[q][1] += VS(wo[tq[q]]) * g1;
                             }
                         }
                         for (int q = 0; q < TB; q++) {

@@ -88,7 +88,7 @@ micro_tile(int nv, int rows, int a_rows, int kc, const float *restrict a, int ld
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++)
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[r][v] += (a_rows ? a[(size_t)r * lda + k] : a[r]) * bv[v];
+            for (int v = 0; v < nv; v++) acc[r][v] += VS(a_rows ? a[(size_t)r * lda + k] : a[r]) * bv[v];
         if (!a_rows) a += MR;
         b += NR;
     }

@@ -6,6 +6,7 @@
 #ifndef NN_KERNELS_SIMD_H
 #define NN_KERNELS_SIMD_H
 
+#include <float.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -20,6 +21,22 @@ typedef float vf __attribute__((vector_size(VEC * sizeof(float))));
 typedef int vi __attribute__((vector_size(VEC * sizeof(int)))); /* masks: -1 true, 0 false */
 
 /* Unaligned load and store (memcpy compiles to one vector move). */
+/* A float scalar as a vector operand: VS(x) * v. Where float arithmetic
+ * runs in double (FLT_EVAL_METHOD != 0: gcc on s390x, x87 on i686), gcc
+ * refuses to mix the scalar with a float vector, so it is splatted
+ * explicitly there; elsewhere it is the scalar itself (the same code). */
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0
+static inline vf vsplat(float x)
+{
+    vf v;
+    for (int i = 0; i < VEC; i++) v[i] = x;
+    return v;
+}
+#define VS(x) vsplat(x)
+#else
+#define VS(x) (x)
+#endif
+
 static inline vf vload(const float *p)
 {
     vf v;
