@@ -164,7 +164,8 @@ static void test_trainer_sigkill_during_saves(void)
                     "--quiet", "--save", ck, NULL};
     srand(7);
     int checked = 0;
-    for (int round = 0; round < 20; round++) {
+    int rounds = time_scale() > 1 ? 5 : 20; /* under emulation each round takes seconds */
+    for (int round = 0; round < rounds; round++) {
         pid_t pid = start(args, NULL);
         CHECK(pid > 0);
         /* let it reach the save loop, then kill at a random moment */
@@ -188,7 +189,7 @@ static void test_trainer_sigkill_during_saves(void)
         CHECK_MSG(ok, "round %d: checkpoint incomplete", round);
         checked++;
     }
-    CHECK(checked == 20);
+    CHECK(checked == rounds);
 }
 
 /* Run args to completion once into `straight`; then again into `ck`, killed
@@ -240,13 +241,16 @@ static void test_trainer_resume_is_bit_exact(void)
     char a[1024], b[1024];
     snprintf(a, sizeof a, "%s/straight.safetensors", test_tmpdir());
     snprintf(b, sizeof b, "%s/resumed.safetensors", test_tmpdir());
-    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", "10", "--batch", "32", "--quiet",
+    /* under emulation (scaled waits) a shorter run, two rounds */
+    int emulated = time_scale() > 1;
+    char *epochs = emulated ? "4" : "10";
+    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--batch", "32", "--quiet",
                     "--save", a, NULL};
-    char *resume[] = {TRAINER, "--data", (char *)dir, "--epochs", "10", "--batch", "32", "--quiet",
+    char *resume[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--batch", "32", "--quiet",
                       "--resume", b, "--save", b, NULL};
     srand(11);
     int failed;
-    int interrupted = check_resume_exact(args, resume, a, b, 4, 150, &failed);
+    int interrupted = check_resume_exact(args, resume, a, b, emulated ? 2 : 4, 150, &failed);
     CHECK_MSG(interrupted >= 0, "round %d: the resumed run's checkpoint differs from the straight run's", failed);
     CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
     nn_safetensors st;
@@ -271,13 +275,15 @@ static void test_char_rnn_resume_is_bit_exact(void)
     static const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "slept.\n"};
     for (int i = 0; i < 6000; i++) fputs(words[nn_rng_below(&r, 8)], f);
     fclose(f);
-    char *args[] = {CHAR_RNN, "--data", text, "--steps", "240", "--eval-every", "4", "--hidden", "16",
+    int emulated = time_scale() > 1;
+    char *steps = emulated ? "40" : "240";
+    char *args[] = {CHAR_RNN, "--data", text, "--steps", steps, "--eval-every", "4", "--hidden", "16",
                     "--layers", "2", "--seq", "12", "--batch", "4", "--quiet", "--save", a, NULL};
-    char *resume[] = {CHAR_RNN, "--data", text, "--steps", "240", "--eval-every", "4", "--seq", "12",
+    char *resume[] = {CHAR_RNN, "--data", text, "--steps", steps, "--eval-every", "4", "--seq", "12",
                       "--batch", "4", "--quiet", "--resume", b, "--save", b, NULL};
     srand(12);
     int failed;
-    int interrupted = check_resume_exact(args, resume, a, b, 4, 100, &failed);
+    int interrupted = check_resume_exact(args, resume, a, b, emulated ? 2 : 4, 100, &failed);
     CHECK_MSG(interrupted >= 0, "round %d: the resumed run's checkpoint differs from the straight run's", failed);
     CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
 }
