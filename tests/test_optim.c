@@ -268,9 +268,12 @@ static void test_adamax_hand_worked(void)
 static void test_optim_defaults(void)
 {
     nn_adam_opts a = nn_adamw_defaults(3e-4f);
-    CHECK(a.lr == 3e-4f && a.beta1 == 0.9f && a.beta2 == 0.999f && a.eps == 1e-8f && a.weight_decay == 0.01f);
+    /* (float) casts: where FLT_EVAL_METHOD is 1 (s390x) a float constant is
+     * evaluated as a double */
+    CHECK(a.lr == (float)3e-4f && a.beta1 == (float)0.9f && a.beta2 == (float)0.999f && a.eps == (float)1e-8f &&
+          a.weight_decay == (float)0.01f);
     nn_sgd_opts s = nn_sgd_defaults(0.1f);
-    CHECK(s.lr == 0.1f && s.momentum == 0.0f && s.weight_decay == 0.0f && !s.nesterov);
+    CHECK(s.lr == (float)0.1f && s.momentum == 0.0f && s.weight_decay == 0.0f && !s.nesterov);
 }
 
 const test_case optim_tests[] = {

@@ -345,7 +345,7 @@ static void test_layer_configs_round_trip(void)
     c = nn_layer_get_config(layers[2]);
     CHECK(c.kernel == 2 && c.stride == 2 && c.padding == 1);
     c = nn_layer_get_config(layers[8]);
-    CHECK(c.rate == 0.3f && c.seed == 99);
+    CHECK(c.rate == (float)0.3f && c.seed == 99); /* (float): see test_optim.c's defaults test */
     c = nn_layer_get_config(lstm);
     CHECK(c.in == 3 && c.out == 4 && c.num_layers == 2 && c.batch_first == 1);
     c = nn_layer_get_config(layers[12]);
@@ -608,7 +608,7 @@ static void test_csv_classes_quotes_crlf(void)
     CHECK(!strcmp(d.class_names[0], "virginica") && !strcmp(d.class_names[1], "setosa") &&
           !strcmp(d.class_names[2], "vir\"ginica"));
     CHECK(d.labels[0] == 0 && d.labels[1] == 1 && d.labels[2] == 2 && d.labels[3] == 0);
-    CHECK(d.x[0] == 1.0f && d.x[1] == 2.0f && d.x[2] == 3.0f && d.x[3] == 0.4f && d.x[4] == -5.0f);
+    CHECK(d.x[0] == 1.0f && d.x[1] == 2.0f && d.x[2] == 3.0f && d.x[3] == (float)0.4f && d.x[4] == -5.0f);
     nn_data_free(&d);
     o.order = NN_CSV_SORTED;
     CHECK(csv(text, &o, &d, &err) == NN_OK);
@@ -701,7 +701,8 @@ static void test_data_from_mnist_matches_image_batcher(void)
     nn_batcher_free(&b);
     nn_data_free(&d);
     CHECK(nn_data_from_mnist(&m, NN_LAYOUT_FLAT, 0.0f, 1.0f, &d, &err) == NN_OK);
-    CHECK(d.ndim == 1 && d.example_size == R * C && d.x[1] == 37.0f / 255.0f);
+    CHECK(d.ndim == 1 && d.example_size == R * C);
+    CHECK_NEAR(d.x[1], 37.0 / 255.0, 1e-7);
     nn_data_free(&d);
 }
 
