@@ -216,6 +216,14 @@ static int restore_run_state(const nn_safetensors *st, const options *o)
             return 0;
         }
     }
+    const nn_st_tensor *saved_order = nn_safetensors_find(st, "state.batcher.order");
+    if (saved_order && (saved_order->ndim != 1 || saved_order->shape[0] != (uint64_t)run.batches->data->count)) {
+        fprintf(stderr, "note: %s was written for %llu training images, this run has %d (another --limit): "
+                        "the rest of the run shuffles anew\n", o->resume,
+                (unsigned long long)(saved_order->ndim == 1 ? saved_order->shape[0] : 0), run.batches->data->count);
+        nn_rng_seed(&run.batches->rng, o->seed + (uint64_t)atoi(nn_safetensors_meta(st, "epoch")));
+        return 1;
+    }
     nn_params order;
     nn_params_init(&order);
     nn_params_add(&order, "state.batcher.order", run.order);
