@@ -414,10 +414,9 @@ static void config_text(const nn_layer_config *c, char *buf, size_t n)
     const kind_spec *spec = find_kind(c->kind, strlen(c->kind));
     for (int j = 0; spec && j < 5 && spec->keys[j]; j++) {
         size_t used = strlen(buf);
-        nn_layer_config copy = *c;
         if (spec->fields[j] == F_RATE) snprintf(buf + used, n - used, "%s%s=%g", j ? " " : "", spec->keys[j], (double)c->rate);
-        else if (spec->fields[j] == F_SEED) continue;
-        else snprintf(buf + used, n - used, "%s%s=%d", j ? " " : "", spec->keys[j], *int_field(&copy, spec->fields[j]));
+        else if (spec->fields[j] != F_SEED)
+            snprintf(buf + used, n - used, "%s%s=%d", j ? " " : "", spec->keys[j], *int_field((nn_layer_config *)c, spec->fields[j]));
     }
 }
 
