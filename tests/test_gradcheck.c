@@ -1130,7 +1130,79 @@ static void test_grad_batch_first_lstm_last_step(void)
     CHECK(ok);
 }
 
+/* ---- transformer ops ---- */
+static const int emb_ids[6] = {2, 0, 2, 3, 1, 2}; /* row 2 three times: the scatter-add sums */
+static nn_tensor *b_embedding(nn_graph *g, nn_tensor **in, const void *c)
+{
+    (void)c;
+    return nn_embedding(g, in[0], emb_ids, 2, (int[]){2, 3});
+}
+static nn_tensor *b_layernorm(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_layernorm(g, in[0], in[1], in[2], 1e-5f); }
+static nn_tensor *b_layernorm_plain(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_layernorm(g, in[0], NULL, NULL, 1e-5f); }
+static nn_tensor *b_gelu(nn_graph *g, nn_tensor **in, const void *c) { (void)c; return nn_gelu(g, nn_scale(g, in[0], 3.0f)); }
+static nn_tensor *b_attention(nn_graph *g, nn_tensor **in, const void *heads)
+{
+    return nn_causal_attention(g, nn_scale(g, in[0], 2.0f), *(const int *)heads);
+}
+
+static void test_grad_embedding(void)
+{
+    UNARY_CHECK(b_embedding, "embedding", 2, SHAPE(4, 5), 0, NULL);
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_abort_on_error(g, 0);
+    nn_tensor *table = nn_tensor_new(2, (int[]){4, 5});
+    const int bad[2] = {1, 4};
+    CHECK(nn_embedding(g, table, bad, 1, (int[]){2}) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "nn_embedding") && strstr(nn_graph_error(g), "index 4") &&
+                  strstr(nn_graph_error(g), "[4x5]"), "%s", nn_graph_error(g));
+    nn_tensor_free(table);
+    nn_graph_free(g);
+}
+
+static void test_grad_layernorm(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 11);
+    nn_tensor *in[3] = {input(&r, 3, (int[]){2, 3, 6}, 0), input(&r, 1, (int[]){6}, 0),
+                        input(&r, 1, (int[]){6}, 0)};
+    int ok = gradcheck("layernorm", b_layernorm, in, 3, NULL);
+    free_all(in, 3);
+    CHECK(ok);
+    UNARY_CHECK(b_layernorm_plain, "layernorm without affine", 2, SHAPE(4, 37), 0, NULL);
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_abort_on_error(g, 0);
+    nn_tensor *x = nn_tensor_new(2, (int[]){3, 4}), *w = nn_tensor_new(1, (int[]){5});
+    CHECK(nn_layernorm(g, x, w, NULL, 1e-5f) == NULL);
+    CHECK_MSG(strstr(nn_graph_error(g), "nn_layernorm") && strstr(nn_graph_error(g), "[5]") &&
+                  strstr(nn_graph_error(g), "[3x4]"), "%s", nn_graph_error(g));
+    nn_tensor_free(x);
+    nn_tensor_free(w);
+    nn_graph_free(g);
+}
+
+static void test_grad_gelu(void) { UNARY_CHECK(b_gelu, "gelu", 2, SHAPE(5, 7), 0, NULL); }
+
+static void test_grad_causal_attention(void)
+{
+    int heads = 2;
+    UNARY_CHECK(b_attention, "causal attention, 2 heads", 3, SHAPE(2, 5, 12), 0, &heads);
+    heads = 1;
+    UNARY_CHECK(b_attention, "causal attention, 1 head", 3, SHAPE(1, 4, 9), 0, &heads);
+    nn_graph *g = nn_graph_new();
+    nn_graph_set_abort_on_error(g, 0);
+    nn_tensor *x = nn_tensor_new(3, (int[]){2, 4, 12});
+    CHECK(nn_causal_attention(g, x, 3) == NULL); /* 12 = 3C with C = 4, not a multiple of 3 heads */
+    CHECK_MSG(strstr(nn_graph_error(g), "nn_causal_attention") && strstr(nn_graph_error(g), "[2x4x12]"),
+              "%s", nn_graph_error(g));
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
 const test_case gradcheck_tests[] = {
+    {"grad_embedding", test_grad_embedding},
+    {"grad_layernorm", test_grad_layernorm},
+    {"grad_gelu", test_grad_gelu},
+    {"grad_causal_attention", test_grad_causal_attention},
     {"grad_transpose01", test_grad_transpose01},
     {"grad_select_step", test_grad_select_step},
     {"grad_channel_affine", test_grad_channel_affine},

@@ -171,6 +171,33 @@ nn_tensor *nn_recurrent(nn_graph *g, nn_cell cell, nn_tensor *x, nn_tensor *w_ih
                         nn_tensor *b_ih, nn_tensor *b_hh, nn_tensor *h0, nn_tensor *c0,
                         size_t state_offset, nn_tensor *h_n, nn_tensor *c_n);
 
+/* ---- transformer ------------------------------------------------------- */
+
+/* Rows of table (rows, width) picked by ids: the result has the index shape
+ * (ndim dims, up to 3) followed by width. The backward adds each position's
+ * gradient into its row of the table (rows picked twice get both). ids is
+ * read again during nn_backward, so it must stay valid until then; an index
+ * outside [0, rows) is reported as misuse. */
+nn_tensor *nn_embedding(nn_graph *g, nn_tensor *table, const int *ids, int ndim, const int *shape);
+
+/* Layer normalisation over the last dimension (PyTorch's LayerNorm):
+ * (x - mean) / sqrt(var + eps) * weight + bias, biased variance; weight and
+ * bias have as many elements as the last dimension, or are NULL (1 and 0;
+ * a bias needs a weight). PyTorch's eps is 1e-5. */
+nn_tensor *nn_layernorm(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, float eps);
+
+/* GELU, x * Phi(x) with the exact normal CDF (PyTorch's default gelu, not
+ * the tanh approximation); absolute error under 1e-6 of |x|. */
+nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x);
+
+/* Causal multi-head self-attention. qkv (B, T, 3C) holds queries, keys and
+ * values side by side along the last axis (one matmul of the input with a
+ * (3C, C) weight makes it); C splits into heads of D = C / heads. For each
+ * batch item and head: softmax(Q K^T / sqrt(D)) V with position i seeing
+ * positions 0..i. Returns (B, T, C), the heads side by side. Keeps the
+ * (B, heads, T, T) attention probabilities for the backward. */
+nn_tensor *nn_causal_attention(nn_graph *g, nn_tensor *qkv, int heads);
+
 /* ---- shape and reductions ---------------------------------------------- */
 
 /* Same data, new shape (sizes must match). The result shares x's data. */

@@ -171,6 +171,38 @@ double nn_k_softmax_xent(int rows, int cols, const float *x, const int *labels, 
 void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int *labels,
                                float smoothing, float scale, float *dx);
 
+/* Layer normalisation of rows x cols over each row (layernorm.c): y = (x -
+ * mean) * rstd * w + b (w, b: cols each, or NULL for 1 and 0), with the
+ * biased variance; stats receives (mean, rstd) per row for the backward.
+ * bwd_x adds the input's gradient (scratch: 2 * cols floats per thread);
+ * bwd_params adds the weight's and bias's (dw or db may be NULL). */
+void nn_k_layernorm(int rows, int cols, const float *x, const float *w, const float *b, float eps,
+                    float *y, float *stats);
+void nn_k_layernorm_bwd_x_acc(int rows, int cols, const float *x, const float *w, const float *stats,
+                              const float *dy, float *scratch, float *dx);
+void nn_k_layernorm_bwd_params_acc(int rows, int cols, const float *x, const float *stats,
+                                   const float *dy, float *dw, float *db);
+
+/* GELU, exact (erf) form, and its backward from the input x (gelu.c). */
+void nn_k_gelu(size_t n, const float *x, float *y);
+void nn_k_gelu_bwd_acc(size_t n, const float *x, const float *dy, float *dx);
+
+/* Causal self-attention (attention.c) of qkv (B, T, 3C) holding Q, K and V
+ * side by side, C = H * D: y (B, T, C) gets each head's softmax(Q K^T *
+ * scale, causal) V in its D columns; probs (B, H, T, T) keeps the
+ * probabilities for the backward, which writes (fresh) or adds the
+ * gradient of qkv from dy, with T * T floats of scratch per thread. */
+void nn_k_causal_attention(int B, int T, int H, int D, const float *qkv, float scale, float *probs,
+                           float *y);
+void nn_k_causal_attention_bwd(int B, int T, int H, int D, const float *qkv, float scale,
+                               const float *probs, const float *dy, float *scratch, int fresh,
+                               float *dqkv);
+/* One query q (D floats) against t cached keys and values (rows of D at a
+ * stride of ld floats): out = softmax(q K^T * scale) V; scores is t floats
+ * of scratch. The incremental step of generation with a key/value cache. */
+void nn_k_attention_query(int t, int D, const float *q, const float *k, const float *v, int ld,
+                          float scale, float *scores, float *out);
+
 /* Geometry of a convolution or pooling window over an NCHW input:
  * n, c, h, w input; kh, kw window; sh, sw stride; pt, pl padding at the top
  * and left (bottom/right padding is implied by oh, ow). */

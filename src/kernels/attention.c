@@ -1,0 +1,107 @@
+/* Causal multi-head self-attention over a fused Q|K|V tensor (B, T, 3C),
+ * C = H * D: per batch item and head, S = Q K^T * scale, a causal softmax
+ * (row i sees columns 0..i) and Y = P V, written straight into the heads'
+ * columns of y (B, T, C) and read straight from qkv's: no split, transpose
+ * or mask tensor. Each (batch, head) pair is one thread's work from start
+ * to end, so results do not depend on the thread count. */
+#include "fastmath.h"
+#include "kernels.h"
+
+typedef struct attn_ctx {
+    int T, H, D;
+    float scale;
+    const float *qkv, *probs, *dy;
+    float *p_out, *y, *scratch, *dqkv;
+    int fresh;
+} attn_ctx;
+
+/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias. */
+static void causal_softmax_row(int T, int i, const float *s, float *p)
+{
+    float m = s[0];
+    for (int j = 1; j <= i; j++) m = s[j] > m ? s[j] : m;
+    float sum = 0.0f;
+    for (int j = 0; j <= i; j++) sum += (p[j] = nn_fast_expf(s[j] - m));
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= i; j++) p[j] *= inv;
+    for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+}
+
+static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
+{
+    const attn_ctx *c = p;
+    (void)slot;
+    int T = c->T, D = c->D, C = c->H * D, ld = 3 * C;
+    for (int pair = r0; pair < r1; pair++) {
+        int b = pair / c->H, h = pair % c->H;
+        const float *q = c->qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+        float *pr = c->p_out + (size_t)pair * T * T;
+        nn_sgemm(0, 1, T, T, D, c->scale, q, ld, k, ld, 0.0f, pr, T);
+        for (int i = 0; i < T; i++) causal_softmax_row(T, i, pr + (size_t)i * T, pr + (size_t)i * T);
+        nn_sgemm(0, 0, T, D, T, 1.0f, pr, T, v, ld, 0.0f, c->y + (size_t)b * T * C + (size_t)h * D, C);
+    }
+}
+
+#define ATTN_PAR_MIN 32768 /* multiply-adds per call below which threads cost more than they save */
+
+void nn_k_causal_attention(int B, int T, int H, int D, const float *qkv, float scale, float *probs,
+                           float *y)
+{
+    attn_ctx c = {T, H, D, scale, qkv, NULL, NULL, probs, y, NULL, NULL, 0};
+    nn_k_parallel_rows(B * H, 1, (long)B * H * T * T * D >= ATTN_PAR_MIN, attn_fwd_pairs, &c);
+}
+
+/* dP = dY V^T; dS = P * (dP - rowsum(P * dP)) * scale; dQ = dS K; dK = dS^T Q;
+ * dV = P^T dY. */
+static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
+{
+    const attn_ctx *c = p;
+    int T = c->T, D = c->D, C = c->H * D, ld = 3 * C;
+    float beta = c->fresh ? 0.0f : 1.0f;
+    float *ds = c->scratch + (size_t)slot * T * T;
+    for (int pair = r0; pair < r1; pair++) {
+        int b = pair / c->H, h = pair % c->H;
+        size_t off = (size_t)b * T * ld + (size_t)h * D;
+        const float *q = c->qkv + off, *k = q + C, *v = q + 2 * C;
+        float *dq = c->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+        const float *pr = c->probs + (size_t)pair * T * T;
+        const float *dy = c->dy + (size_t)b * T * C + (size_t)h * D;
+        nn_sgemm(0, 1, T, T, D, 1.0f, dy, C, v, ld, 0.0f, ds, T);
+        for (int i = 0; i < T; i++) {
+            const float *pi = pr + (size_t)i * T;
+            float *di = ds + (size_t)i * T;
+            float dot = 0.0f;
+            for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
+            for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * c->scale;
+            for (int j = i + 1; j < T; j++) di[j] = 0.0f;
+        }
+        nn_sgemm(1, 0, T, D, T, 1.0f, pr, T, dy, C, beta, dv, ld);
+        nn_sgemm(0, 0, T, D, T, 1.0f, ds, T, k, ld, beta, dq, ld);
+        nn_sgemm(1, 0, T, D, T, 1.0f, ds, T, q, ld, beta, dk, ld);
+    }
+}
+
+void nn_k_causal_attention_bwd(int B, int T, int H, int D, const float *qkv, float scale,
+                               const float *probs, const float *dy, float *scratch, int fresh,
+                               float *dqkv)
+{
+    attn_ctx c = {T, H, D, scale, qkv, probs, dy, NULL, NULL, scratch, dqkv, fresh};
+    nn_k_parallel_rows(B * H, 1, (long)B * H * T * T * D >= ATTN_PAR_MIN, attn_bwd_pairs, &c);
+}
+
+void nn_k_attention_query(int t, int D, const float *q, const float *k, const float *v, int ld,
+                          float scale, float *scores, float *out)
+{
+    for (int j = 0; j < t; j++) {
+        const float *kj = k + (size_t)j * ld;
+        float s = 0.0f;
+        for (int d = 0; d < D; d++) s += q[d] * kj[d];
+        scores[j] = s * scale;
+    }
+    causal_softmax_row(t, t - 1, scores, scores);
+    for (int d = 0; d < D; d++) out[d] = 0.0f;
+    for (int j = 0; j < t; j++) {
+        const float *vj = v + (size_t)j * ld;
+        for (int d = 0; d < D; d++) out[d] += scores[j] * vj[d];
+    }
+}
