@@ -47,16 +47,21 @@ typedef struct nn_layer nn_layer;
  * not use are 0.
  *   kind         "dense", "conv2d", "maxpool2d", "avgpool2d", "relu",
  *                "sigmoid", "tanh", "leaky_relu", "dropout", "flatten",
- *                "lstm", "rnn", "select_step", "standardize", "sequential",
- *                or a custom layer's vtable kind
+ *                "lstm", "rnn", "select_step", "standardize", "embedding",
+ *                "layernorm", "causal_attention", "transformer_block", "gpt",
+ *                "sequential", or a custom layer's vtable kind
  *   in, out      dense: features; conv2d: channels; lstm/rnn: input and
- *                hidden size; standardize: features (in = out)
+ *                hidden size; standardize, layernorm: features (in = out);
+ *                embedding: rows and width; causal_attention,
+ *                transformer_block: width (in = out); gpt: vocabulary and width
  *   kernel, stride, padding   conv2d and pooling (padding NN_PAD_SAME = -1)
  *   num_layers, batch_first   lstm/rnn
  *   step, batch_first         select_step (step < 0 counts from the end)
  *   rate         dropout probability; leaky_relu slope
  *   inverse      standardize: 1 for y = x * std + mean
- *   seed         dropout's mask seed */
+ *   seed         dropout's mask seed
+ *   heads        causal_attention, transformer_block, gpt: attention heads
+ *   context      gpt: positions (the longest sequence); num_layers: blocks */
 typedef struct nn_layer_config {
     const char *kind;
     int in, out;
@@ -65,6 +70,7 @@ typedef struct nn_layer_config {
     float rate;
     int inverse;
     uint64_t seed;
+    int heads, context;
 } nn_layer_config;
 
 /* What a layer implementation provides; custom layers fill one in and embed
@@ -219,6 +225,62 @@ nn_layer *nn_select_step_new(int step, int batch_first);
  * copied; NULL gives 0 and 1. They are parameters named "mean" and "std",
  * so model files carry them, but frozen: optimizers never change them. */
 nn_layer *nn_standardize_new(int features, const float *mean, const float *std, int inverse);
+
+/* ---- transformer layers (PyTorch's parameter names and layouts) -------- */
+
+/* Embedding table "weight" (rows, width), initialised N(0, 1) as
+ * nn.Embedding. The input holds integer indices stored as floats, any shape
+ * of up to 3 dims; the output appends width: (B, T) -> (B, T, width). */
+nn_layer *nn_embedding_new(int rows, int width, nn_rng *rng);
+
+/* Layer normalisation over the last dimension, "weight" (1s) and "bias"
+ * (0s) of features elements, eps 1e-5 (nn.LayerNorm). */
+nn_layer *nn_layernorm_new(int features);
+
+/* Causal multi-head self-attention over (B, T, width): "qkv.weight"
+ * (3 width, width) makes queries, keys and values in one product,
+ * nn_causal_attention mixes them, "proj.weight" (width, width) projects
+ * back; no biases. width must be a multiple of heads. Weights N(0, 0.02). */
+nn_layer *nn_causal_self_attention_new(int width, int heads, nn_rng *rng);
+
+/* A pre-norm transformer block over (B, T, width):
+ * x + proj(attention(ln1(x))), then x + fc_proj(gelu(fc(ln2(x)))) with a
+ * 4x wide MLP. Parameters "ln1.weight", "ln1.bias", "qkv.weight",
+ * "proj.weight", "ln2.weight", "ln2.bias", "fc.weight" (4 width, width),
+ * "fc_proj.weight" (width, 4 width): the names of nanoGPT-style PyTorch
+ * blocks. Matrices N(0, 0.02), the two projections into the residual
+ * stream N(0, 0.02 / sqrt(2 num_blocks)) (num_blocks >= 1 is the depth of
+ * the model the block is part of). */
+nn_layer *nn_transformer_block_new(int width, int heads, int num_blocks, nn_rng *rng);
+
+/* A GPT language model: token and position embeddings "wte.weight"
+ * (vocab, width) and "wpe.weight" (context, width), num_blocks transformer
+ * blocks "blocks.<i>.*", a final layer norm "ln_f.weight" / "ln_f.bias" and
+ * an output head tied to wte (the same tensor, listed and saved once).
+ * Input: (B, T) token ids as floats, T <= context; output: logits
+ * (B, T, vocab). The parameter names and layouts are those of a PyTorch
+ * model built the same way (nanoGPT's, and shared/bench/torch_ref.py's
+ * CharGPT), so state dicts move both ways as safetensors files. */
+typedef struct nn_gpt_config {
+    int vocab, context, num_blocks, heads, width;
+} nn_gpt_config;
+nn_layer *nn_gpt_new(nn_gpt_config config, nn_rng *rng);
+/* The configuration of a GPT layer (all 0 if l is not one). */
+nn_gpt_config nn_gpt_get_config(const nn_layer *l);
+
+/* Generation without recomputing earlier positions: a key/value cache of
+ * every block for up to context positions. nn_gpt_cache_step feeds the next
+ * token and writes vocab logits for the position after it; NN_ERR_ARG when
+ * the cache is full (reset it, e.g. to refeed a shorter window) or the
+ * token is outside the vocabulary. The model must not change while a cache
+ * is in use; one cache per thread. Inference only (no graph, no gradient);
+ * the same logits as nn_layer_forward up to float rounding. */
+typedef struct nn_gpt_cache nn_gpt_cache;
+nn_gpt_cache *nn_gpt_cache_new(nn_layer *gpt);
+void nn_gpt_cache_reset(nn_gpt_cache *c);
+int nn_gpt_cache_len(const nn_gpt_cache *c);
+nn_status nn_gpt_cache_step(nn_gpt_cache *c, int token, float *logits);
+void nn_gpt_cache_free(nn_gpt_cache *c);
 
 /* Hidden size and layer count of a recurrent layer (0 if l is not one). */
 int nn_recurrent_hidden_size(const nn_layer *l);

@@ -66,6 +66,16 @@ nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts);
  * parameters (nn_tensor_requires_grad(t, 0)) are skipped. */
 void nn_optim_step(nn_optim *o);
 
+/* Parameter groups for weight decay: every parameter starts with the
+ * options' weight_decay; nn_optim_set_weight_decay gives one parameter (the
+ * tensor itself, as listed at creation) its own (NN_ERR_ARG if it is not
+ * one of the optimizer's or the value is negative), and
+ * nn_optim_decay_matrices_only sets it to 0 for every parameter of fewer
+ * than 2 dims (biases, layer-norm weights), the usual rule for transformers
+ * (PyTorch: two param_groups); returns how many it exempted. */
+nn_status nn_optim_set_weight_decay(nn_optim *o, const nn_tensor *param, float weight_decay);
+int nn_optim_decay_matrices_only(nn_optim *o);
+
 /* Zero the gradients of every parameter of the optimizer. */
 void nn_optim_zero_grad(nn_optim *o);
 

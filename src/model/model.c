@@ -11,7 +11,7 @@
 
 /* Hyperparameters a kind records, in the order they are written. */
 typedef enum field { F_IN, F_OUT, F_KERNEL, F_STRIDE, F_PADDING, F_LAYERS, F_BATCH_FIRST, F_STEP,
-                     F_RATE, F_INVERSE, F_SEED, F_NONE } field;
+                     F_RATE, F_INVERSE, F_SEED, F_HEADS, F_CONTEXT, F_NONE } field;
 
 typedef struct kind_spec {
     const char *kind;
@@ -34,6 +34,12 @@ static const kind_spec kinds[] = {
     {"rnn", {"in", "hidden", "layers", "batch_first"}, {F_IN, F_OUT, F_LAYERS, F_BATCH_FIRST, F_NONE}},
     {"select_step", {"step", "batch_first"}, {F_STEP, F_BATCH_FIRST, F_NONE}},
     {"standardize", {"features", "inverse"}, {F_IN, F_INVERSE, F_NONE}},
+    {"embedding", {"rows", "width"}, {F_IN, F_OUT, F_NONE}},
+    {"layernorm", {"features"}, {F_IN, F_NONE}},
+    {"causal_attention", {"width", "heads"}, {F_IN, F_HEADS, F_NONE}},
+    {"transformer_block", {"width", "heads"}, {F_IN, F_HEADS, F_NONE}},
+    /* a whole model: saved and loaded as the top-level layer, not in a sequential */
+    {"gpt", {"vocab", "width", "blocks", "heads", "context"}, {F_IN, F_OUT, F_LAYERS, F_HEADS, F_CONTEXT}},
 };
 #define NUM_KINDS (sizeof kinds / sizeof kinds[0])
 
@@ -56,6 +62,8 @@ static int *int_field(nn_layer_config *c, field f)
     case F_BATCH_FIRST: return &c->batch_first;
     case F_STEP: return &c->step;
     case F_INVERSE: return &c->inverse;
+    case F_HEADS: return &c->heads;
+    case F_CONTEXT: return &c->context;
     default: return NULL;
     }
 }
@@ -80,6 +88,14 @@ nn_status nn_layer_from_config(const nn_layer_config *c, nn_rng *rng, nn_layer *
         if (l && c->batch_first) nn_recurrent_set_batch_first(l, 1);
     } else if (!strcmp(k, "select_step")) l = nn_select_step_new(c->step, c->batch_first);
     else if (!strcmp(k, "standardize")) l = nn_standardize_new(c->in, NULL, NULL, c->inverse);
+    else if (!strcmp(k, "embedding")) l = nn_embedding_new(c->in, c->out, rng);
+    else if (!strcmp(k, "layernorm")) l = nn_layernorm_new(c->in);
+    else if (!strcmp(k, "causal_attention")) l = nn_causal_self_attention_new(c->in, c->heads, rng);
+    else if (!strcmp(k, "transformer_block")) l = nn_transformer_block_new(c->in, c->heads, 1, rng);
+    else if (!strcmp(k, "gpt")) {
+        nn_gpt_config g = {c->in, c->context, c->num_layers, c->heads, c->out};
+        l = nn_gpt_new(g, rng);
+    }
     else return nn_error_set(err, NN_ERR_ARG, "unknown layer kind '%s'", k);
     if (!l) return nn_error_set(err, NN_ERR_ARG, "%s", nn_layer_last_error());
     *out = l;
@@ -129,14 +145,21 @@ static void put(text *t, const char *fmt, ...)
 nn_status nn_model_architecture(nn_layer *model, char **out, nn_error *err)
 {
     *out = NULL;
-    if (!model || strcmp(nn_layer_kind(model), "sequential"))
-        return nn_error_set(err, NN_ERR_ARG, "nn_model_architecture: the model must be an nn_sequential, got %s",
-                            model ? nn_layer_kind(model) : "NULL");
+    int whole = model && !strcmp(nn_layer_kind(model), "gpt");
+    if (!model || (!whole && strcmp(nn_layer_kind(model), "sequential")))
+        return nn_error_set(err, NN_ERR_ARG, "nn_model_architecture: the model must be an nn_sequential "
+                            "or a gpt, got %s", model ? nn_layer_kind(model) : "NULL");
     text t = {0};
     put(&t, "%s", "");
-    for (int i = 0; i < nn_sequential_len(model); i++) {
-        nn_layer_config c = nn_layer_get_config(nn_sequential_get(model, i));
+    int count = whole ? 1 : nn_sequential_len(model);
+    for (int i = 0; i < count; i++) {
+        nn_layer_config c = nn_layer_get_config(whole ? model : nn_sequential_get(model, i));
         const kind_spec *spec = find_kind(c.kind, strlen(c.kind));
+        if (spec && !whole && !strcmp(c.kind, "gpt")) {
+            free(t.s);
+            return nn_error_set(err, NN_ERR_ARG, "nn_model_architecture: layer %d is a gpt, a whole model: "
+                                "save the gpt layer itself, not inside a sequential", i);
+        }
         if (!spec) {
             free(t.s);
             return nn_error_set(err, NN_ERR_ARG, "nn_model_architecture: layer %d is a '%s', which model "
@@ -244,6 +267,12 @@ static double config_params(const nn_layer_config *c)
     if (!strcmp(c->kind, "dense")) return in * out + out;
     if (!strcmp(c->kind, "conv2d")) return in * out * k * k + out;
     if (!strcmp(c->kind, "standardize")) return 2 * in;
+    if (!strcmp(c->kind, "embedding")) return in * out;
+    if (!strcmp(c->kind, "layernorm")) return 2 * in;
+    if (!strcmp(c->kind, "causal_attention")) return 4 * in * in;
+    if (!strcmp(c->kind, "transformer_block")) return 12 * in * in + 4 * in;
+    if (!strcmp(c->kind, "gpt"))
+        return (in + c->context) * out + layers * (12 * out * out + 4 * out) + 2 * out;
     if (!strcmp(c->kind, "lstm") || !strcmp(c->kind, "rnn")) {
         double g = c->kind[0] == 'l' ? 4 : 1, h = out;
         return g * h * (in + h + 2) + (layers - 1) * g * h * (2 * h + 2);
@@ -280,11 +309,19 @@ static nn_status build_model(const char *arch, const char *name, double max_para
         if (!st && (total += config_params(&c)) > max_params)
             st = nn_error_set(err, NN_ERR_FORMAT, "%s: layer %d (%s): the architecture needs more weights "
                               "(%.0f so far) than the file holds (%.0f)", name, index, c.kind, total, max_params);
+        int whole = !st && !strcmp(c.kind, "gpt");
+        if (whole && (index || semi))
+            st = nn_error_set(err, NN_ERR_FORMAT, "%s: layer %d (gpt): a gpt is a whole model and must be "
+                              "the only entry of the architecture", name, index);
         if (!st) {
             nn_error sub;
             st = nn_layer_from_config(&c, &rng, &l, &sub);
             if (st) nn_error_set(err, NN_ERR_FORMAT, "%s: layer %d (%s): %s", name, index, c.kind, sub.msg);
-            else st = nn_sequential_add(model, l) ? nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", name)
+            else if (whole) {
+                nn_layer_free(model);
+                *out = l;
+                return NN_OK;
+            } else st = nn_sequential_add(model, l) ? nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", name)
                                                   : NN_OK;
         }
         if (st) {

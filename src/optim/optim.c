@@ -16,6 +16,7 @@ struct nn_optim {
     int count;
     nn_tensor **params;
     nn_tensor **state1, **state2; /* SGD: momentum buffer; Adam: first and second moments */
+    float *decay;                 /* each parameter's weight decay (parameter groups) */
     nn_sgd_opts sgd;
     nn_adam_opts adam;
     long steps;
@@ -68,7 +69,8 @@ static nn_optim *optim_new(const nn_params *p, optim_kind kind, int n_states)
     o->params = calloc(n, sizeof *o->params);
     o->state1 = calloc(n, sizeof *o->state1);
     o->state2 = calloc(n, sizeof *o->state2);
-    if (!o->params || !o->state1 || !o->state2) goto fail;
+    o->decay = calloc(n, sizeof *o->decay);
+    if (!o->params || !o->state1 || !o->state2 || !o->decay) goto fail;
     for (int i = 0; i < p->count; i++) {
         nn_tensor *t = p->tensors[i];
         if (!t || !t->grad) { /* every parameter needs a gradient */
@@ -86,6 +88,13 @@ fail:
     return refuse("optimizer: out of memory for its state");
 }
 
+/* Every parameter starts in the one group of the options' weight decay. */
+static nn_optim *set_decay(nn_optim *o, float weight_decay)
+{
+    for (int i = 0; o && i < o->count; i++) o->decay[i] = weight_decay;
+    return o;
+}
+
 nn_optim *nn_optim_sgd_new(const nn_params *params, nn_sgd_opts opts)
 {
     if (!(opts.lr >= 0.0f) || !(opts.momentum >= 0.0f) || !(opts.weight_decay >= 0.0f) ||
@@ -95,7 +104,7 @@ nn_optim *nn_optim_sgd_new(const nn_params *params, nn_sgd_opts opts)
                       (double)opts.momentum, (double)opts.weight_decay, opts.nesterov);
     nn_optim *o = optim_new(params, OPT_SGD, opts.momentum > 0.0f ? 1 : 0);
     if (o) o->sgd = opts;
-    return o;
+    return set_decay(o, opts.weight_decay);
 }
 
 static int adam_opts_valid(nn_adam_opts o)
@@ -116,7 +125,7 @@ nn_optim *nn_optim_adam_new(const nn_params *params, nn_adam_opts opts)
     if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adam_new", opts);
     nn_optim *o = optim_new(params, OPT_ADAM, 2);
     if (o) o->adam = opts;
-    return o;
+    return set_decay(o, opts.weight_decay);
 }
 
 nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts)
@@ -124,7 +133,7 @@ nn_optim *nn_optim_adamw_new(const nn_params *params, nn_adam_opts opts)
     if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adamw_new", opts);
     nn_optim *o = optim_new(params, OPT_ADAMW, 2);
     if (o) o->adam = opts;
-    return o;
+    return set_decay(o, opts.weight_decay);
 }
 
 nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts)
@@ -132,7 +141,7 @@ nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts)
     if (!adam_opts_valid(opts)) return refuse_adam("nn_optim_adamax_new", opts);
     nn_optim *o = optim_new(params, OPT_ADAMAX, 2);
     if (o) o->adam = opts;
-    return o;
+    return set_decay(o, opts.weight_decay);
 }
 
 void nn_optim_step(nn_optim *o)
@@ -144,7 +153,7 @@ void nn_optim_step(nn_optim *o)
             nn_tensor *p = o->params[i];
             if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
             nn_k_sgd(p->size, p->data, p->grad, o->state1[i] ? o->state1[i]->data : NULL, s->lr, s->momentum,
-                     s->weight_decay, s->nesterov, o->steps == 1);
+                     o->decay[i], s->nesterov, o->steps == 1);
         }
         return;
     }
@@ -156,12 +165,34 @@ void nn_optim_step(nn_optim *o)
         if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
         if (o->kind == OPT_ADAMAX) {
             nn_k_adamax(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
-                        a->beta2, a->eps, a->weight_decay, c1);
+                        a->beta2, a->eps, o->decay[i], c1);
             continue;
         }
         nn_k_adam(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
-                  a->beta2, a->eps, a->weight_decay, c1, c2, o->kind == OPT_ADAMW);
+                  a->beta2, a->eps, o->decay[i], c1, c2, o->kind == OPT_ADAMW);
     }
+}
+
+nn_status nn_optim_set_weight_decay(nn_optim *o, const nn_tensor *param, float weight_decay)
+{
+    if (!o || !param || !(weight_decay >= 0.0f) || !(weight_decay < 1e30f)) return NN_ERR_ARG;
+    for (int i = 0; i < o->count; i++)
+        if (o->params[i] == param) {
+            o->decay[i] = weight_decay;
+            return NN_OK;
+        }
+    return NN_ERR_ARG;
+}
+
+int nn_optim_decay_matrices_only(nn_optim *o)
+{
+    int exempt = 0;
+    for (int i = 0; o && i < o->count; i++)
+        if (o->params[i]->ndim < 2) {
+            o->decay[i] = 0.0f;
+            exempt++;
+        }
+    return exempt;
 }
 
 void nn_optim_zero_grad(nn_optim *o)
@@ -222,6 +253,7 @@ void nn_optim_free(nn_optim *o)
     free(o->state1);
     free(o->state2);
     free(o->params);
+    free(o->decay);
     free(o);
 }
 
