@@ -197,6 +197,8 @@ void nn_k_causal_attention(int B, int T, int H, int D, const float *qkv, float s
 void nn_k_causal_attention_bwd(int B, int T, int H, int D, const float *qkv, float scale,
                                const float *probs, const float *dy, float *scratch, int fresh,
                                float *dqkv);
+/* y (n) = W x for W (n x k) row-major and x (k), one thread (matvec.c). */
+void nn_k_matvec(int n, int k, const float *w, const float *x, float *y);
 /* One query q (D floats) against t cached keys and values (rows of D at a
  * stride of ld floats): out = softmax(q K^T * scale) V; scores is t floats
  * of scratch. The incremental step of generation with a key/value cache. */

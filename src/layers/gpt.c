@@ -174,12 +174,6 @@ void nn_gpt_cache_free(nn_gpt_cache *c)
     free(c);
 }
 
-/* y (n) = W (n x k) x (k), one row of a product. */
-static void matvec(int n, int k, const float *w, const float *x, float *y)
-{
-    nn_sgemm(0, 1, 1, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
-}
-
 nn_status nn_gpt_cache_step(nn_gpt_cache *c, int token, float *logits)
 {
     if (!c || !logits) return NN_ERR_ARG;
@@ -194,22 +188,22 @@ nn_status nn_gpt_cache_step(nn_gpt_cache *c, int token, float *logits)
         const nn__block *b = (const nn__block *)m->blocks[i];
         float *keys = c->keys + (size_t)i * cfg.context * C, *values = c->values + (size_t)i * cfg.context * C;
         nn_k_layernorm(1, C, c->x, b->ln1_w->data, b->ln1_b->data, NN__LN_EPS, c->h, c->stats);
-        matvec(3 * C, C, b->qkv_w->data, c->h, c->qkv);
+        nn_k_matvec(3 * C, C, b->qkv_w->data, c->h, c->qkv);
         memcpy(keys + (size_t)t * C, c->qkv + C, (size_t)C * sizeof(float));
         memcpy(values + (size_t)t * C, c->qkv + 2 * C, (size_t)C * sizeof(float));
         for (int hd = 0; hd < cfg.heads; hd++)
             nn_k_attention_query(t + 1, D, c->qkv + hd * D, keys + hd * D, values + hd * D, C, scale,
                                  c->scores, c->att + hd * D);
-        matvec(C, C, b->proj_w->data, c->att, c->h);
+        nn_k_matvec(C, C, b->proj_w->data, c->att, c->h);
         nn_k_add((size_t)C, c->x, c->h, c->x);
         nn_k_layernorm(1, C, c->x, b->ln2_w->data, b->ln2_b->data, NN__LN_EPS, c->h, c->stats);
-        matvec(4 * C, C, b->fc_w->data, c->h, c->mlp);
+        nn_k_matvec(4 * C, C, b->fc_w->data, c->h, c->mlp);
         nn_k_gelu((size_t)4 * C, c->mlp, c->mlp);
-        matvec(C, 4 * C, b->fc_proj_w->data, c->mlp, c->h);
+        nn_k_matvec(C, 4 * C, b->fc_proj_w->data, c->mlp, c->h);
         nn_k_add((size_t)C, c->x, c->h, c->x);
     }
     nn_k_layernorm(1, C, c->x, m->lnf_w->data, m->lnf_b->data, NN__LN_EPS, c->h, c->stats);
-    matvec(cfg.vocab, C, m->wte->data, c->h, logits);
+    nn_k_matvec(cfg.vocab, C, m->wte->data, c->h, logits);
     c->len++;
     return NN_OK;
 }

@@ -5,9 +5,12 @@
  *       at batch 1000
  *   W2  the 784-128-10 MLP training, batch 64
  *   W3  char-rnn: 2-layer LSTM 128 over 65 characters, seq 50, batch 50
+ *   W4  char GPT (nanoGPT's CPU configuration): 4 blocks, 4 heads, width
+ *       128, context 64, 65 characters, batch 12, AdamW with matrices-only
+ *       decay and clipping; and generation with the key/value cache
  *
  * Prints a table for people and, for scripts, one line per figure:
- *   BENCH workload=<W1|W2|W3|gemm-...|peak> threads=<n> metric=<name> value=<number>
+ *   BENCH workload=<W1|W2|W3|W4|gemm-...|peak> threads=<n> metric=<name> value=<number>
  * Each workload runs in a child process so its peak RSS is its own.
  * Figures are medians of --reps repetitions (default 3). W1's speedup_vs_1t
  * times one thread and N threads in turn in one process, each repetition,
@@ -405,6 +408,62 @@ static double lstm_step_ms(const bench_opts *o)
     return median(v, o->reps);
 }
 
+/* W4: one char-GPT training step on random windows of random characters
+ * (value[0], ms), and generation: tokens per second through the key/value
+ * cache over whole contexts (value[1]). */
+static void gpt_bench(const bench_opts *o, double out[2])
+{
+    const int T = 64, B = 12, V = 65;
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    nn_gpt_config cfg = {V, T, 4, 4, 128};
+    nn_layer *m = nn_gpt_new(cfg, &r);
+    nn_params p;
+    nn_params_init(&p);
+    nn_layer_params(m, &p);
+    nn_adam_opts ao = {1e-3f, 0.9f, 0.99f, 1e-8f, 0.1f};
+    nn_optim *opt = nn_optim_adamw_new(&p, ao);
+    nn_optim_decay_matrices_only(opt);
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new(2, (int[]){B, T});
+    int *targets = malloc(sizeof(int) * T * B);
+    double v[32], tok[32];
+    for (int rep = -1; rep < o->reps; rep++) {
+        int steps = 20;
+        double t0 = now();
+        for (int s = 0; s < steps; s++) {
+            for (int i = 0; i < T * B; i++) {
+                x->data[i] = (float)nn_rng_below(&r, V);
+                targets[i] = (int)nn_rng_below(&r, V);
+            }
+            nn_graph_reset(g);
+            nn_optim_zero_grad(opt);
+            nn_tensor *logits = nn_reshape(g, nn_layer_forward(m, g, x), 2, (int[]){B * T, V});
+            nn_tensor *loss = nn_softmax_cross_entropy(g, logits, targets);
+            nn_backward(g, loss, NULL);
+            nn_clip_grad_norm(&p, 1.0f);
+            nn_optim_step(opt);
+        }
+        if (rep >= 0) v[rep] = 1e3 * (now() - t0) / steps;
+        nn_gpt_cache *cache = nn_gpt_cache_new(m);
+        float logits[65];
+        int n = 0;
+        t0 = now();
+        for (int k = 0; k < 8; k++, nn_gpt_cache_reset(cache))
+            for (int t = 0; t < T; t++, n++) nn_gpt_cache_step(cache, (int)nn_rng_below(&r, V), logits);
+        if (rep >= 0) tok[rep] = n / (now() - t0);
+        nn_gpt_cache_free(cache);
+    }
+    out[0] = median(v, o->reps);
+    out[1] = median(tok, o->reps);
+    free(targets);
+    nn_tensor_free(x);
+    nn_graph_free(g);
+    nn_optim_free(opt);
+    nn_params_free(&p);
+    nn_layer_free(m);
+}
+
 /* ---- running each workload in its own process ---- */
 typedef struct result {
     double value[4];
@@ -448,12 +507,15 @@ static void w1_speedup(const bench_opts *o, int t, result *r) { r->value[0] = cn
 static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
 static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
 static void w3_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = lstm_step_ms(o); }
+static void w4_train(const bench_opts *o, int t, result *r) { (void)t; gpt_bench(o, r->value); }
 
 static const struct { const char *name; int m, n, k, ta, tb; } shapes[] = {
     {"gemm-square256", 256, 256, 256, 0, 0},    {"gemm-square1024", 1024, 1024, 1024, 0, 0},
     {"gemm-conv1-fwd", 32, 43264, 9, 0, 0},     {"gemm-conv2-fwd", 64, 7744, 288, 0, 0},
     {"gemm-conv2-dW", 64, 288, 7744, 0, 1},     {"gemm-conv2-dX", 288, 7744, 64, 1, 0},
     {"gemm-dense-fwd", 64, 128, 1600, 0, 1},
+    {"gemm-gpt-fc-fwd", 768, 512, 128, 0, 1},  {"gemm-gpt-fc-dW", 512, 128, 768, 1, 0},
+    {"gemm-gpt-fc-dX", 768, 128, 512, 0, 0},
 };
 static int shape_index;
 static void w_gemm(const bench_opts *o, int t, result *r)
@@ -546,6 +608,12 @@ int main(int argc, char **argv)
             run_isolated(w3_train, &o, t, &r);
             report("W3", t, "step_ms", r.value[0]);
             report("W3", t, "peak_rss_mb", r.rss_mb);
+        }
+        if (wanted(&o, "W4")) {
+            run_isolated(w4_train, &o, t, &r);
+            report("W4", t, "step_ms", r.value[0]);
+            report("W4", t, "gen_tokens_per_s", r.value[1]);
+            report("W4", t, "peak_rss_mb", r.rss_mb);
         }
     }
     return 0;
