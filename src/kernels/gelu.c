@@ -21,8 +21,11 @@ static inline float one_plus_erf(float z, float *gauss)
     return z < 0.0f ? tail : 2.0f - tail;
 }
 
+#define GELU_PAR_MIN 32768 /* elements below which threads cost more than they save */
+
 void nn_k_gelu(size_t n, const float *x, float *y)
 {
+#pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float e;
         y[i] = 0.5f * x[i] * one_plus_erf(x[i] * INV_SQRT2, &e);
@@ -31,6 +34,7 @@ void nn_k_gelu(size_t n, const float *x, float *y)
 
 void nn_k_gelu_bwd_acc(size_t n, const float *x, const float *dy, float *dx)
 {
+#pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float e; /* exp(-x^2 / 2) */
         float cdf = 0.5f * one_plus_erf(x[i] * INV_SQRT2, &e);

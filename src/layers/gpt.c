@@ -27,15 +27,15 @@ static nn_tensor *gpt_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
     if (x->ndim != 2 || x->shape[1] > m->cfg.context)
         return nn__fail(g, "gpt", "input must be (B, T) token ids with T <= %d, got %s", m->cfg.context,
                         nn__shape(x, &sx));
-    int B = x->shape[0], T = x->shape[1], C = m->cfg.width;
+    int B = x->shape[0], T = x->shape[1];
     int *ids = nn__token_ids(g, x, m->cfg.vocab, "gpt");
     int *pos = nn__arena_alloc(g, (size_t)B * T * sizeof(int));
     if (!ids || !pos) return NULL;
     for (int i = 0; i < B * T; i++) pos[i] = i % T;
-    nn_tensor *h = nn_add(g, nn_embedding(g, m->wte, ids, 2, x->shape),
-                          nn_embedding(g, m->wpe, pos, 2, x->shape));
-    for (int i = 0; i < m->cfg.num_blocks; i++) h = nn__block_forward((nn__block *)m->blocks[i], g, h);
-    h = nn_reshape(g, nn_layernorm(g, h, m->lnf_w, m->lnf_b, NN__LN_EPS), 2, (int[]){B * T, C});
+    int rows = B * T;
+    nn_tensor *h = nn_add(g, nn_embedding(g, m->wte, ids, 1, &rows), nn_embedding(g, m->wpe, pos, 1, &rows));
+    for (int i = 0; i < m->cfg.num_blocks; i++) h = nn__block_rows((nn__block *)m->blocks[i], g, h, B, T);
+    h = nn_layernorm(g, h, m->lnf_w, m->lnf_b, NN__LN_EPS);
     return nn_reshape(g, nn_matmul_ex(g, h, m->wte, 0, 1), 3, (int[]){B, T, m->cfg.vocab});
 }
 

@@ -137,22 +137,27 @@ nn_layer *nn_layernorm_new(int features)
 
 /* ---- causal self-attention ------------------------------------------------ */
 
-/* proj(attention(x qkv^T)) for x (B, T, C); the rows go through the
- * products as one (B*T, C) matrix. */
-static nn_tensor *attention_forward(nn_graph *g, nn_tensor *x, nn_tensor *qkv_w, nn_tensor *proj_w,
-                                    int heads, const char *who)
+/* proj(attention(x qkv^T)) for the rows x (B*T, C) of B sequences of T:
+ * 2-D in and out, as the products want them; only the attention op sees
+ * (B, T, 3C). */
+static nn_tensor *attention_rows(nn_graph *g, nn_tensor *x, int B, int T, nn_tensor *qkv_w,
+                                 nn_tensor *proj_w, int heads)
+{
+    int C = proj_w->shape[0];
+    nn_tensor *qkv = nn_reshape(g, nn_matmul_ex(g, x, qkv_w, 0, 1), 3, (int[]){B, T, 3 * C});
+    nn_tensor *att = nn_reshape(g, nn_causal_attention(g, qkv, heads), 2, (int[]){B * T, C});
+    return nn_matmul_ex(g, att, proj_w, 0, 1);
+}
+
+/* x must be (B, T, C): returns it as rows (B*T, C), or NULL with an error. */
+static nn_tensor *as_rows(nn_graph *g, nn_tensor *x, int C, const char *who)
 {
     if (!nn__inputs_ok(g, who, &x, 1)) return NULL;
-    int C = proj_w->shape[0];
     if (x->ndim != 3 || x->shape[2] != C) {
         nn__shape_buf sx;
         return nn__fail(g, who, "input must be (B, T, %d), got %s", C, nn__shape(x, &sx));
     }
-    int B = x->shape[0], T = x->shape[1], rows = B * T;
-    nn_tensor *flat = nn_reshape(g, x, 2, (int[]){rows, C});
-    nn_tensor *qkv = nn_reshape(g, nn_matmul_ex(g, flat, qkv_w, 0, 1), 3, (int[]){B, T, 3 * C});
-    nn_tensor *att = nn_reshape(g, nn_causal_attention(g, qkv, heads), 2, (int[]){rows, C});
-    return nn_reshape(g, nn_matmul_ex(g, att, proj_w, 0, 1), 3, (int[]){B, T, C});
+    return nn_reshape(g, x, 2, (int[]){x->shape[0] * x->shape[1], C});
 }
 
 typedef struct attention {
@@ -164,7 +169,11 @@ typedef struct attention {
 static nn_tensor *attention_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
     attention *a = (attention *)l;
-    return attention_forward(g, x, a->qkv_w, a->proj_w, a->heads, "causal_attention");
+    int C = a->proj_w->shape[0];
+    nn_tensor *rows = as_rows(g, x, C, "causal_attention");
+    if (!rows) return NULL;
+    nn_tensor *y = attention_rows(g, rows, x->shape[0], x->shape[1], a->qkv_w, a->proj_w, a->heads);
+    return nn_reshape(g, y, 3, (int[]){x->shape[0], x->shape[1], C});
 }
 
 static nn_status attention_params(nn_layer *l, const char *prefix, nn_params *out)
@@ -224,27 +233,23 @@ nn_layer *nn_causal_self_attention_new(int width, int heads, nn_rng *rng)
 
 /* ---- transformer block ---------------------------------------------------- */
 
-nn_tensor *nn__block_forward(nn__block *b, nn_graph *g, nn_tensor *x)
+nn_tensor *nn__block_rows(nn__block *b, nn_graph *g, nn_tensor *x, int B, int T)
 {
-    if (!nn__inputs_ok(g, "transformer_block", &x, 1)) return NULL;
-    int C = b->proj_w->shape[0];
-    if (x->ndim != 3 || x->shape[2] != C) {
-        nn__shape_buf sx;
-        return nn__fail(g, "transformer_block", "input must be (B, T, %d), got %s", C, nn__shape(x, &sx));
-    }
     nn_tensor *h = nn_layernorm(g, x, b->ln1_w, b->ln1_b, NN__LN_EPS);
-    x = nn_add(g, x, attention_forward(g, h, b->qkv_w, b->proj_w, b->heads, "transformer_block"));
-    if (!x) return NULL;
-    int B = x->shape[0], T = x->shape[1], rows = B * T;
-    h = nn_reshape(g, nn_layernorm(g, x, b->ln2_w, b->ln2_b, NN__LN_EPS), 2, (int[]){rows, C});
-    h = nn_gelu(g, nn_matmul_ex(g, h, b->fc_w, 0, 1));
-    h = nn_reshape(g, nn_matmul_ex(g, h, b->fc_proj_w, 0, 1), 3, (int[]){B, T, C});
+    x = nn_add(g, x, attention_rows(g, h, B, T, b->qkv_w, b->proj_w, b->heads));
+    h = nn_layernorm(g, x, b->ln2_w, b->ln2_b, NN__LN_EPS);
+    h = nn_matmul_ex(g, nn_gelu(g, nn_matmul_ex(g, h, b->fc_w, 0, 1)), b->fc_proj_w, 0, 1);
     return nn_add(g, x, h);
 }
 
 static nn_tensor *block_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x)
 {
-    return nn__block_forward((nn__block *)l, g, x);
+    nn__block *b = (nn__block *)l;
+    int C = b->proj_w->shape[0];
+    nn_tensor *rows = as_rows(g, x, C, "transformer_block");
+    if (!rows) return NULL;
+    return nn_reshape(g, nn__block_rows(b, g, rows, x->shape[0], x->shape[1]), 3,
+                      (int[]){x->shape[0], x->shape[1], C});
 }
 
 static nn_status block_params(nn_layer *l, const char *prefix, nn_params *out)

@@ -13,8 +13,9 @@ typedef struct nn__block {
     nn_tensor *ln1_w, *ln1_b, *qkv_w, *proj_w, *ln2_w, *ln2_b, *fc_w, *fc_proj_w;
 } nn__block;
 
-/* The block's forward over x (B, T, width); the same for nn_layer_forward. */
-nn_tensor *nn__block_forward(nn__block *b, nn_graph *g, nn_tensor *x);
+/* The block's forward over the rows x (B*T, width) of B sequences of T
+ * (nn_layer_forward takes and returns (B, T, width)). */
+nn_tensor *nn__block_rows(nn__block *b, nn_graph *g, nn_tensor *x, int B, int T);
 int nn__is_block_layer(const nn_layer *l);
 
 /* x's values as integer ids in [0, rows), in the graph's arena (valid until
