@@ -7,6 +7,22 @@
 #include "fastmath.h"
 #include "kernels.h"
 
+enum { LANES = 16 };
+
+/* Sum of x[0..n) in 16 lanes added in a fixed order (vectorizes; the same on
+ * every vector width). */
+static float lane_sum(int n, const float *x)
+{
+    float lane[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) lane[l] += x[j + l];
+    for (int l = 0; j + l < n; l++) lane[l] += x[j + l];
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += lane[l];
+    return s;
+}
+
 typedef struct attn_ctx {
     int T, H, D;
     float scale;
@@ -15,16 +31,25 @@ typedef struct attn_ctx {
     int fresh;
 } attn_ctx;
 
-/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias. */
+/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias.
+ * Maximum and sum run in 16 lanes combined in a fixed order, so the loops
+ * vectorize and the result does not depend on the vector width. */
 static void causal_softmax_row(int T, int i, const float *s, float *p)
 {
-    float m = s[0];
-    for (int j = 1; j <= i; j++) m = s[j] > m ? s[j] : m;
-    float sum = 0.0f;
-    for (int j = 0; j <= i; j++) sum += (p[j] = nn_fast_expf(s[j] - m));
+    int n = i + 1;
+    float lane[LANES];
+    for (int l = 0; l < LANES; l++) lane[l] = s[0];
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
+    for (int l = 0; j + l < n; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
+    float m = lane[0];
+    for (int l = 1; l < LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (j = 0; j < n; j++) p[j] = nn_fast_expf(s[j] - m);
+    float sum = lane_sum(n, p);
     float inv = 1.0f / sum;
-    for (int j = 0; j <= i; j++) p[j] *= inv;
-    for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+    for (j = 0; j < n; j++) p[j] *= inv;
+    for (j = n; j < T; j++) p[j] = 0.0f;
 }
 
 static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
@@ -70,9 +95,14 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
         for (int i = 0; i < T; i++) {
             const float *pi = pr + (size_t)i * T;
             float *di = ds + (size_t)i * T;
+            float lane[LANES] = {0};
+            int j = 0;
+            for (; j + LANES <= i + 1; j += LANES)
+                for (int l = 0; l < LANES; l++) lane[l] += pi[j + l] * di[j + l];
+            for (int l = 0; j + l <= i; l++) lane[l] += pi[j + l] * di[j + l];
             float dot = 0.0f;
-            for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
-            for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * c->scale;
+            for (int l = 0; l < LANES; l++) dot += lane[l];
+            for (j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * c->scale;
             for (int j = i + 1; j < T; j++) di[j] = 0.0f;
         }
         nn_sgemm(1, 0, T, D, T, 1.0f, pr, T, dy, C, beta, dv, ld);
