@@ -34,7 +34,7 @@ static void usage(FILE *out)
             "Train a character-level GPT on a text file, or sample from a checkpoint.\n\n"
             "  --data PATH        text file, or a folder holding input.txt (default: $NN_DATA_DIR,\n"
             "                     else ../shared/data/tinyshakespeare/input.txt)\n"
-            "  --recipe R         libnn (default): AdamW lr 2e-3, betas 0.9/0.99, weight decay 0.1\n"
+            "  --recipe R         libnn (default): AdamW lr 5e-3, betas 0.9/0.99, weight decay 0.1\n"
             "                     on matrices, 100 warmup steps, cosine to 1e-4, clip 1;\n"
             "                     nanogpt: nanoGPT's CPU recipe exactly (the same with lr 1e-3)\n"
             "  --lr X --min-lr X --warmup N --beta2 X --weight-decay X   override the recipe\n"
@@ -114,7 +114,7 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     /* the recipes differ only in the peak learning rate (measured: README) */
-    if (!o->set_lr) o->lr = strcmp(o->recipe, "nanogpt") ? 2e-3f : 1e-3f;
+    if (!o->set_lr) o->lr = strcmp(o->recipe, "nanogpt") ? 5e-3f : 1e-3f;
     if (!o->set_min_lr) o->min_lr = 1e-4f;
     if (!o->set_warmup) o->warmup = 100;
     if (!o->set_beta2) o->beta2 = 0.99f;

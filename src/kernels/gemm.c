@@ -681,44 +681,54 @@ static int gemm_ksplit(int ta, int M, int N, int K, float alpha, const float *A,
     return 1;
 }
 
+/* Thread me of nthreads: its share of C's tiles, by rows or by columns. */
+static int gemm_share(int ta, int M, int N, int K, float alpha, const float *A, int lda,
+                      const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink,
+                      int stream, int nthreads, int me)
+{
+    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
+    if (split_along_m(M, N, nthreads)) {
+        int lo = (int)((long)m_tiles * me / nthreads), hi = (int)((long)m_tiles * (me + 1) / nthreads);
+        return lo < hi ? gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, stream, lo, hi, 0, n_tiles)
+                       : 1;
+    }
+    /* columns [c0, c1): the product of those columns of op(B) */
+    int vecs = (N + VEC - 1) / VEC;
+    int c0 = (int)((long)vecs * me / nthreads) * VEC, c1 = (int)((long)vecs * (me + 1) / nthreads) * VEC;
+    if (c1 > N) c1 = N;
+    b_operand cols = *b;
+    cols.j0 += c0;
+    if (c0 >= c1) return 1;
+    return gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, sink ? NULL : C + c0, ldc, sink, stream, 0,
+                     m_tiles, 0, (c1 - c0 + NR - 1) / NR);
+}
+
 /* The packed paths of a product big enough to repay packing: K chunks (by
  * shape alone: the same path, and bits, on any thread count) or C's tiles
  * split between the threads. 0 if out of memory (C partly written). */
 static int gemm_packed(int ta, int M, int N, int K, float alpha, const float *A, int lda,
                        const b_operand *b, float beta, float *C, int ldc, const nn_k_c_sink *sink)
 {
-    int m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR, ok = 1;
-    /* Called from inside a parallel region, the caller's threads already
-     * share the work. */
+    int ok = 1;
+    /* Called from inside a parallel region (even a one-thread team), the
+     * caller's threads already share the work. */
     int threaded = 2.0 * M * N * K >= 4e6;
 #ifdef _OPENMP
-    threaded = threaded && !omp_in_parallel();
+    threaded = threaded && omp_get_level() == 0 && omp_get_max_threads() > 1;
 #endif
     if (!sink && is_ksplit_shape(M, N, K) && gemm_ksplit(ta, M, N, K, alpha, A, lda, b, beta, C, ldc))
         return 1;
     int stream = !sink && (size_t)M * N * sizeof(float) > STREAM_C_BYTES && K >= STREAM_MIN_K;
-    (void)threaded; /* read only by the OpenMP pragma */
-#pragma omp parallel if (threaded) reduction(&& : ok)
+    if (!threaded) /* no parallel region at all: entering one costs more than these products */
+        return gemm_share(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, stream, 1, 0);
+#pragma omp parallel reduction(&& : ok)
     {
         int nthreads = 1, me = 0;
 #ifdef _OPENMP
         nthreads = omp_get_num_threads();
         me = omp_get_thread_num();
 #endif
-        if (split_along_m(M, N, nthreads)) {
-            int lo = (int)((long)m_tiles * me / nthreads), hi = (int)((long)m_tiles * (me + 1) / nthreads);
-            if (lo < hi)
-                ok = gemm_rect(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, stream, lo, hi, 0, n_tiles);
-        } else { /* columns [c0, c1): the product of those columns of op(B) */
-            int vecs = (N + VEC - 1) / VEC;
-            int c0 = (int)((long)vecs * me / nthreads) * VEC, c1 = (int)((long)vecs * (me + 1) / nthreads) * VEC;
-            if (c1 > N) c1 = N;
-            b_operand cols = *b;
-            cols.j0 += c0;
-            if (c0 < c1)
-                ok = gemm_rect(ta, M, c1 - c0, K, alpha, A, lda, &cols, beta, sink ? NULL : C + c0, ldc,
-                               sink, stream, 0, m_tiles, 0, (c1 - c0 + NR - 1) / NR);
-        }
+        ok = gemm_share(ta, M, N, K, alpha, A, lda, b, beta, C, ldc, sink, stream, nthreads, me);
     }
     return ok;
 }
