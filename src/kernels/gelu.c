@@ -32,12 +32,13 @@ void nn_k_gelu(size_t n, const float *x, float *y)
     }
 }
 
-void nn_k_gelu_bwd_acc(size_t n, const float *x, const float *dy, float *dx)
+void nn_k_gelu_bwd(size_t n, const float *x, const float *dy, int accumulate, float *dx)
 {
 #pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float e; /* exp(-x^2 / 2) */
         float cdf = 0.5f * one_plus_erf(x[i] * INV_SQRT2, &e);
-        dx[i] += dy[i] * (cdf + x[i] * e * INV_SQRT_2PI);
+        float g = dy[i] * (cdf + x[i] * e * INV_SQRT_2PI);
+        dx[i] = accumulate ? dx[i] + g : g;
     }
 }

@@ -1,4 +1,6 @@
 /* Elementwise arithmetic and activations. */
+#include <string.h>
+
 #include "nn/ops.h"
 
 #include "../autograd/graph_internal.h"
@@ -10,8 +12,18 @@ static void binary_backward(nn_graph *g, const nn_node *n)
 {
     nn_tensor *a = n->in[0], *b = n->in[1];
     const float *dy = n->out->grad;
-    float *da = nn__grad(g, a), *db = nn__grad(g, b);
     size_t len = n->out->size;
+    if (n->iarg[0] == OP_ADD && a != b) { /* a new gradient buffer is written, not zeroed and added to */
+        nn_tensor *in[2] = {a, b};
+        for (int i = 0; i < 2; i++) {
+            int fresh;
+            float *d = nn__grad_fresh(g, in[i], &fresh);
+            if (d && fresh) memcpy(d, dy, len * sizeof(float));
+            else if (d) nn_k_axpy(len, 1.0f, dy, d);
+        }
+        return;
+    }
+    float *da = nn__grad(g, a), *db = nn__grad(g, b);
     switch (n->iarg[0]) {
     case OP_ADD:
         if (da) nn_k_axpy(len, 1.0f, dy, da);

@@ -108,8 +108,10 @@ nn_tensor *nn_layernorm(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor 
 
 static void gelu_backward(nn_graph *g, const nn_node *n)
 {
-    float *dx = nn__grad(g, n->in[0]);
-    if (dx) nn_k_gelu_bwd_acc(n->out->size, n->in[0]->data, n->out->grad, dx);
+    int fresh;
+    float *dx = nn__grad_fresh(g, n->in[0], &fresh);
+    if (!dx) return;
+    nn_k_gelu_bwd(n->out->size, n->in[0]->data, n->out->grad, !fresh, dx);
 }
 
 nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x)
