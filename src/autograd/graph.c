@@ -237,6 +237,13 @@ float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh)
     return t->grad;
 }
 
+int nn__grad_adopt(nn_tensor *t, float *buf)
+{
+    if (!t || !(t->flags & NN_REQUIRES_GRAD) || t->grad || !buf) return 0;
+    t->grad = buf;
+    return 1;
+}
+
 float *nn__grad(nn_graph *g, nn_tensor *t)
 {
     int fresh;

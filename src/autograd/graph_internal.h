@@ -63,6 +63,12 @@ float *nn__grad(nn_graph *g, nn_tensor *t);
  * write every element instead of adding); else *fresh is 0. */
 float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh);
 
+/* For an op whose input's gradient equals its output's (a reshape, an
+ * addition's first input): if t has no gradient buffer yet, take buf (the
+ * output's arena gradient, which no later step reads) as it and return 1;
+ * else 0 and the caller adds as usual. Saves a zeroing and a copy. */
+int nn__grad_adopt(nn_tensor *t, float *buf);
+
 /* Report API misuse in op: abort with the message, or record it (first one
  * wins) and return NULL, depending on the graph's mode. */
 nn_tensor *nn__fail(nn_graph *g, const char *op, const char *fmt, ...)

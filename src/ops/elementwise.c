@@ -17,6 +17,7 @@ static void binary_backward(nn_graph *g, const nn_node *n)
         nn_tensor *in[2] = {a, b};
         for (int i = 0; i < 2; i++) {
             int fresh;
+            if (i == 0 && nn__grad_adopt(a, n->out->grad)) continue;
             float *d = nn__grad_fresh(g, in[i], &fresh);
             if (d && fresh) memcpy(d, dy, len * sizeof(float));
             else if (d) nn_k_axpy(len, 1.0f, dy, d);

@@ -9,13 +9,9 @@
 
 static void reshape_backward(nn_graph *g, const nn_node *n)
 {
-    int fresh;
-    float *dx = nn__grad_fresh(g, n->in[0], &fresh);
-    if (!dx) return;
-    if (fresh) /* a copy, not zeros plus an add: a flatten's gradient each step */
-        memcpy(dx, n->out->grad, n->out->size * sizeof(float));
-    else
-        nn_k_axpy(n->out->size, 1.0f, n->out->grad, dx);
+    if (nn__grad_adopt(n->in[0], n->out->grad)) return; /* the same values: no copy */
+    float *dx = nn__grad(g, n->in[0]);
+    if (dx) nn_k_axpy(n->out->size, 1.0f, n->out->grad, dx);
 }
 
 nn_tensor *nn_reshape(nn_graph *g, nn_tensor *x, int ndim, const int *shape)
