@@ -24,7 +24,7 @@ typedef struct options {
     int batch, context, blocks, heads, width, steps, warmup, threads, sample, quiet, eval_every;
     float lr, min_lr, beta1, beta2, weight_decay, clip, temperature;
     uint64_t seed;
-    int set_lr, set_min_lr, set_warmup, set_beta2, set_wd;
+    int set_lr, set_min_lr, set_warmup, set_beta2, set_wd, set_batch, set_clip;
 } options;
 
 static void usage(FILE *out)
@@ -49,7 +49,8 @@ static void usage(FILE *out)
             "  --seed N           seed of the initial weights and the windows (default 1)\n"
             "  --threads N        threads for the kernels (default: all cores)\n"
             "  --save FILE        checkpoint (safetensors, PyTorch names) at every report\n"
-            "  --resume FILE      continue training from a checkpoint (bit for bit)\n"
+            "  --resume FILE      continue training from a checkpoint (bit for bit): the model,\n"
+            "                     optimizer, step, windows and recipe come from the file\n"
             "  --sample N         generate N characters from --resume FILE and exit\n"
             "  --temperature X    sampling temperature (default 0.8)\n"
             "  --prompt TEXT      text to start the sample with (default a newline)\n"
@@ -95,8 +96,8 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--warmup")) ok = cli_int(a, v, 0, 100000000, &o->warmup), o->set_warmup = 1;
         else if (!strcmp(a, "--beta2")) ok = cli_float(a, v, 0.0, 0.999999, &o->beta2), o->set_beta2 = 1;
         else if (!strcmp(a, "--weight-decay")) ok = cli_float(a, v, 0.0, 100.0, &o->weight_decay), o->set_wd = 1;
-        else if (!strcmp(a, "--clip")) ok = cli_float(a, v, 0.0, 1e9, &o->clip);
-        else if (!strcmp(a, "--batch")) ok = cli_int(a, v, 1, 100000, &o->batch);
+        else if (!strcmp(a, "--clip")) ok = cli_float(a, v, 0.0, 1e9, &o->clip), o->set_clip = 1;
+        else if (!strcmp(a, "--batch")) ok = cli_int(a, v, 1, 100000, &o->batch), o->set_batch = 1;
         else if (!strcmp(a, "--context")) ok = cli_int(a, v, 1, 4096, &o->context);
         else if (!strcmp(a, "--blocks")) ok = cli_int(a, v, 1, 64, &o->blocks);
         else if (!strcmp(a, "--heads")) ok = cli_int(a, v, 1, 256, &o->heads);
@@ -305,7 +306,8 @@ static int sample_text(nn_layer *m, const corpus *c, const char *prompt, int n, 
 static int save_checkpoint(const options *o, const corpus *c, nn_layer *m, nn_optim *opt, long step,
                            const nn_rng *rng)
 {
-    char hex[513], s_step[32], s_rng[NN_RNG_STRING_MAX], s_lr[32], s_min[32], s_warm[32], s_b2[32], s_wd[32];
+    char hex[513], s_step[32], s_rng[NN_RNG_STRING_MAX], s_lr[32], s_min[32], s_warm[32], s_b2[32], s_wd[32],
+        s_batch[32], s_clip[32];
     for (int i = 0; i < c->vocab; i++) snprintf(hex + 2 * i, 3, "%02x", c->char_of[i]);
     snprintf(s_step, sizeof s_step, "%ld", step);
     nn_rng_to_string(rng, s_rng);
@@ -314,13 +316,15 @@ static int save_checkpoint(const options *o, const corpus *c, nn_layer *m, nn_op
     snprintf(s_warm, sizeof s_warm, "%d", o->warmup);
     snprintf(s_b2, sizeof s_b2, "%.9g", (double)o->beta2);
     snprintf(s_wd, sizeof s_wd, "%.9g", (double)o->weight_decay);
+    snprintf(s_batch, sizeof s_batch, "%d", o->batch);
+    snprintf(s_clip, sizeof s_clip, "%.9g", (double)o->clip);
     const char *meta[] = {"format", CHECKPOINT_FORMAT, "vocab_hex", hex, "step", s_step, "rng", s_rng,
                           "lr", s_lr, "min_lr", s_min, "warmup", s_warm, "beta2", s_b2,
-                          "weight_decay", s_wd};
+                          "weight_decay", s_wd, "batch", s_batch, "clip", s_clip};
     nn_model_save_opts so = {0};
     so.optim = opt;
     so.meta_kv = meta;
-    so.meta_count = 9;
+    so.meta_count = 11;
     nn_error err;
     if (nn_model_save(o->save, m, &so, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
@@ -372,13 +376,19 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
     o->width = cfg.width;
     const char *lr = nn_safetensors_meta(st, "lr"), *min = nn_safetensors_meta(st, "min_lr");
     const char *warm = nn_safetensors_meta(st, "warmup"), *b2 = nn_safetensors_meta(st, "beta2");
-    const char *wd = nn_safetensors_meta(st, "weight_decay");
+    const char *wd = nn_safetensors_meta(st, "weight_decay"), *batch = nn_safetensors_meta(st, "batch");
+    const char *clip = nn_safetensors_meta(st, "clip");
     /* the run's recipe continues unless overridden on the command line */
     if (lr && !o->set_lr) o->lr = strtof(lr, NULL);
     if (min && !o->set_min_lr) o->min_lr = strtof(min, NULL);
     if (warm && !o->set_warmup) o->warmup = atoi(warm);
     if (b2 && !o->set_beta2) o->beta2 = strtof(b2, NULL);
     if (wd && !o->set_wd) o->weight_decay = strtof(wd, NULL);
+    if (clip && !o->set_clip) o->clip = strtof(clip, NULL);
+    if (batch && !o->set_batch && !cli_int("batch", batch, 1, 100000, &o->batch)) {
+        nn_layer_free(m);
+        return NULL;
+    }
     nn_layer_set_training(m, 1);
     return m;
 }

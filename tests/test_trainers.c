@@ -19,6 +19,7 @@
 #endif
 #define TRAINER NN_TEST_BUILD_DIR "/examples/mnist_train"
 #define CHAR_RNN NN_TEST_BUILD_DIR "/examples/char_rnn"
+#define CHAR_GPT NN_TEST_BUILD_DIR "/examples/char_gpt"
 
 static void write_idx(const char *dir, const char *name, int ndim, const uint32_t *dims,
                       const uint8_t *data, size_t n)
@@ -261,6 +262,18 @@ static void test_trainer_resume_is_bit_exact(void)
     CHECK(has_state);
 }
 
+/* Text of random words, the same for the char_rnn and char_gpt tests. */
+static int write_words(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    nn_rng r;
+    nn_rng_seed(&r, 3);
+    static const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "slept.\n"};
+    for (int i = 0; i < 6000; i++) fputs(words[nn_rng_below(&r, 8)], f);
+    return fclose(f) == 0;
+}
+
 static void test_char_rnn_resume_is_bit_exact(void)
 {
     if (access(CHAR_RNN, X_OK) != 0) SKIP("char_rnn not built");
@@ -268,13 +281,7 @@ static void test_char_rnn_resume_is_bit_exact(void)
     snprintf(text, sizeof text, "%s/text.txt", test_tmpdir());
     snprintf(a, sizeof a, "%s/char_straight.safetensors", test_tmpdir());
     snprintf(b, sizeof b, "%s/char_resumed.safetensors", test_tmpdir());
-    FILE *f = fopen(text, "w");
-    CHECK(f);
-    nn_rng r;
-    nn_rng_seed(&r, 3);
-    static const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "slept.\n"};
-    for (int i = 0; i < 6000; i++) fputs(words[nn_rng_below(&r, 8)], f);
-    fclose(f);
+    CHECK(write_words(text));
     int emulated = time_scale() > 1;
     char *steps = emulated ? "40" : "240";
     char *args[] = {CHAR_RNN, "--data", text, "--steps", steps, "--eval-every", "4", "--hidden", "16",
@@ -288,7 +295,35 @@ static void test_char_rnn_resume_is_bit_exact(void)
     CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
 }
 
+/* char_gpt killed at any point after its first checkpoint and resumed gives
+ * the straight run's final checkpoint exactly (weights, AdamW moments,
+ * step, window generator), and samples from it. */
+static void test_char_gpt_resume_is_bit_exact(void)
+{
+    if (access(CHAR_GPT, X_OK) != 0) SKIP("char_gpt not built");
+    char text[1024], a[1024], b[1024];
+    snprintf(text, sizeof text, "%s/words.txt", test_tmpdir());
+    snprintf(a, sizeof a, "%s/gpt_straight.safetensors", test_tmpdir());
+    snprintf(b, sizeof b, "%s/gpt_resumed.safetensors", test_tmpdir());
+    CHECK(write_words(text));
+    int emulated = time_scale() > 1;
+    char *steps = emulated ? "40" : "200";
+    char *args[] = {CHAR_GPT, "--data", text, "--steps", steps, "--eval-every", "4", "--blocks", "1",
+                    "--heads", "2", "--width", "16", "--context", "16", "--batch", "4", "--warmup", "10",
+                    "--quiet", "--save", a, NULL};
+    char *resume[] = {CHAR_GPT, "--data", text, "--steps", steps, "--eval-every", "4", "--quiet",
+                      "--resume", b, "--save", b, NULL};
+    srand(13);
+    int failed;
+    int interrupted = check_resume_exact(args, resume, a, b, emulated ? 2 : 4, 100, &failed);
+    CHECK_MSG(interrupted >= 0, "round %d: the resumed run's checkpoint differs from the straight run's", failed);
+    CHECK_MSG(interrupted >= 1, "no kill landed before the end of the run");
+    char *sample[] = {CHAR_GPT, "--resume", a, "--sample", "40", "--prompt", "the cat", NULL};
+    CHECK(run(sample, NULL) == 0);
+}
+
 const test_case trainer_tests[] = {
+    {"char_gpt_resume_is_bit_exact", test_char_gpt_resume_is_bit_exact},
     {"trainer_resume_is_bit_exact", test_trainer_resume_is_bit_exact},
     {"char_rnn_resume_is_bit_exact", test_char_rnn_resume_is_bit_exact},
     {"trainer_stops_on_nan_keeps_checkpoint", test_trainer_stops_on_nan_and_keeps_checkpoint},
