@@ -35,6 +35,12 @@ ifeq ($(PORTABLE),0)
     CFLAGS  += -mcpu=native
   endif
 endif
+# 32-bit x86 (gcc -m32, i686-linux-gnu-gcc): SSE2 arithmetic, not the x87's
+# excess precision (which rounds float expressions differently from every
+# other target and defeats the vector code's float typing).
+ifneq ($(shell echo | $(CC) -dM -E - 2>/dev/null | grep -c '__i386__'),0)
+  CFLAGS  += -msse2 -mfpmath=sse
+endif
 ifeq ($(OPENMP),1)
   CFLAGS  += -fopenmp
   LDFLAGS += -fopenmp
