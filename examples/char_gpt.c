@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/cli.h"
+#include "common/text.h"
 #include "nn.h"
 
 #define CHECKPOINT_FORMAT "libnn-char-gpt-1"
@@ -135,48 +135,17 @@ static int parse_args(int argc, char **argv, options *o)
 typedef struct corpus {
     int *ids;
     size_t len;
-    int vocab;
-    uint8_t char_of[256];
-    int index_of[256];
+    char_vocab v;
 } corpus;
 
-static void set_vocab(corpus *c, const uint8_t *chars, int n)
-{
-    c->vocab = n;
-    for (int i = 0; i < 256; i++) c->index_of[i] = -1;
-    for (int i = 0; i < n; i++) {
-        c->char_of[i] = chars[i];
-        c->index_of[chars[i]] = i;
-    }
-}
-
-/* Read the text; with fixed_vocab (a checkpoint's) every byte must be in it. */
+/* Read the text as ids; with fixed_vocab (a checkpoint's) every byte must be
+ * in the alphabet already in c->v. */
 static int load_corpus(const char *path, corpus *c, int fixed_vocab)
 {
-    char file[4096];
-    struct stat st;
-    snprintf(file, sizeof file, "%s", path);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(file, sizeof file, "%s/input.txt", path);
-    nn_error err;
     uint8_t *text;
     size_t len;
-    if (nn_read_file(file, (size_t)1 << 31, &text, &len, &err)) {
-        fprintf(stderr, "error: %s\n  (pass --data FILE or set NN_DATA_DIR)\n", err.msg);
-        return 0;
-    }
-    if (len < 1000) {
-        fprintf(stderr, "error: %s: only %zu bytes; need at least 1000 characters of text\n", file, len);
-        free(text);
-        return 0;
-    }
-    if (!fixed_vocab) {
-        int seen[256] = {0}, n = 0;
-        uint8_t chars[256];
-        for (size_t i = 0; i < len; i++) seen[text[i]] = 1;
-        for (int b = 0; b < 256; b++)
-            if (seen[b]) chars[n++] = (uint8_t)b;
-        set_vocab(c, chars, n);
-    }
+    if (!text_read(path, &text, &len)) return 0;
+    if (!fixed_vocab) vocab_of_text(&c->v, text, len);
     c->ids = malloc(len * sizeof(int));
     if (!c->ids) {
         fprintf(stderr, "error: out of memory for %zu characters\n", len);
@@ -184,10 +153,10 @@ static int load_corpus(const char *path, corpus *c, int fixed_vocab)
         return 0;
     }
     for (size_t i = 0; i < len; i++) {
-        c->ids[i] = c->index_of[text[i]];
+        c->ids[i] = c->v.index_of[text[i]];
         if (c->ids[i] < 0) {
             fprintf(stderr, "error: %s has character 0x%02x at byte %zu, outside the checkpoint's alphabet\n",
-                    file, text[i], i);
+                    path, text[i], i);
             free(text);
             return 0;
         }
@@ -248,7 +217,7 @@ static int sample_text(nn_layer *m, const corpus *c, const char *prompt, int n, 
     nn_gpt_config cfg = nn_gpt_get_config(m);
     nn_gpt_cache *cache = nn_gpt_cache_new(m);
     int *hist = malloc(sizeof(int) * (size_t)cfg.context);
-    float *logits = malloc(sizeof(float) * (size_t)c->vocab), *p = malloc(sizeof(float) * (size_t)c->vocab);
+    float *logits = malloc(sizeof(float) * (size_t)c->v.size), *p = malloc(sizeof(float) * (size_t)c->v.size);
     if (!cache || !hist || !logits || !p) {
         fprintf(stderr, "error: out of memory for sampling\n");
         return 0;
@@ -257,7 +226,7 @@ static int sample_text(nn_layer *m, const corpus *c, const char *prompt, int n, 
     nn_rng_seed(&rng, seed);
     int len = 0, fed = 0;
     for (size_t i = 0; prompt[i]; i++) {
-        int k = c->index_of[(uint8_t)prompt[i]];
+        int k = c->v.index_of[(uint8_t)prompt[i]];
         if (k < 0) continue; /* characters outside the alphabet are skipped */
         fputc(prompt[i], stdout);
         if (len == cfg.context) { /* keep the last half */
@@ -268,21 +237,12 @@ static int sample_text(nn_layer *m, const corpus *c, const char *prompt, int n, 
         }
         hist[len++] = k;
     }
-    if (!len) hist[len++] = c->index_of['\n'] >= 0 ? c->index_of['\n'] : 0;
+    if (!len) hist[len++] = c->v.index_of['\n'] >= 0 ? c->v.index_of['\n'] : 0;
     for (int k = 0; k <= n; k++) {
         while (fed < len) nn_gpt_cache_step(cache, hist[fed++], logits);
         if (k == n) break;
-        double sum = 0, mx = -1e30;
-        for (int v = 0; v < c->vocab; v++) mx = logits[v] > mx ? logits[v] : mx;
-        for (int v = 0; v < c->vocab; v++) sum += p[v] = expf((float)((logits[v] - mx) / temperature));
-        double u = nn_rng_uniform(&rng) * sum;
-        int idx = c->vocab - 1;
-        for (int v = 0; v < c->vocab; v++)
-            if ((u -= p[v]) < 0) {
-                idx = v;
-                break;
-            }
-        fputc(c->char_of[idx], stdout);
+        int idx = sample_index(logits, c->v.size, temperature, &rng, p);
+        fputc(c->v.char_of[idx], stdout);
         if (len == cfg.context) {
             int keep = cfg.context / 2;
             memmove(hist, hist + cfg.context - keep, sizeof(int) * (size_t)keep);
@@ -308,7 +268,7 @@ static int save_checkpoint(const options *o, const corpus *c, nn_layer *m, nn_op
 {
     char hex[513], s_step[32], s_rng[NN_RNG_STRING_MAX], s_lr[32], s_min[32], s_warm[32], s_b2[32], s_wd[32],
         s_batch[32], s_clip[32];
-    for (int i = 0; i < c->vocab; i++) snprintf(hex + 2 * i, 3, "%02x", c->char_of[i]);
+    vocab_to_hex(&c->v, hex);
     snprintf(s_step, sizeof s_step, "%ld", step);
     nn_rng_to_string(rng, s_rng);
     snprintf(s_lr, sizeof s_lr, "%.9g", (double)o->lr);
@@ -342,31 +302,19 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
         fprintf(stderr, "error: %s\n", err.msg);
         return NULL;
     }
-    const char *fmt = nn_safetensors_meta(st, "format"), *hex = nn_safetensors_meta(st, "vocab_hex");
-    size_t hl = hex ? strlen(hex) : 0;
-    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) || hl < 2 || hl > 512 || hl % 2) {
+    const char *fmt = nn_safetensors_meta(st, "format");
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) || !vocab_from_hex(&c->v, nn_safetensors_meta(st, "vocab_hex"))) {
         fprintf(stderr, "error: %s: not a checkpoint written by char_gpt --save\n", path);
         return NULL;
     }
-    uint8_t chars[256];
-    int n = (int)(hl / 2);
-    for (int i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-            fprintf(stderr, "error: %s: bad vocabulary in metadata\n", path);
-            return NULL;
-        }
-        chars[i] = (uint8_t)v;
-    }
-    set_vocab(c, chars, n);
     nn_layer *m;
     if (nn_model_from_safetensors(st, &m, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         return NULL;
     }
     nn_gpt_config cfg = nn_gpt_get_config(m);
-    if (cfg.vocab != n) {
-        fprintf(stderr, "error: %s: the model has %d tokens, the alphabet %d\n", path, cfg.vocab, n);
+    if (cfg.vocab != c->v.size) {
+        fprintf(stderr, "error: %s: the model has %d tokens, the alphabet %d\n", path, cfg.vocab, c->v.size);
         nn_layer_free(m);
         return NULL;
     }
@@ -419,7 +367,7 @@ int main(int argc, char **argv)
     nn_rng rng;
     nn_rng_seed(&rng, o.seed);
     if (!m) {
-        nn_gpt_config cfg = {c.vocab, o.context, o.blocks, o.heads, o.width};
+        nn_gpt_config cfg = {c.v.size, o.context, o.blocks, o.heads, o.width};
         if (!(m = nn_gpt_new(cfg, &rng))) {
             fprintf(stderr, "error: %s\n", nn_layer_last_error());
             return 1;
@@ -467,7 +415,7 @@ int main(int argc, char **argv)
     }
     printf("char_gpt: %zu characters (%d distinct), %zu train / %zu validation; %d blocks x %d heads, "
            "width %d, context %d, %zu parameters\n",
-           c.len, c.vocab, train_len, val_len, o.blocks, o.heads, o.width, T, nn_params_numel(&params));
+           c.len, c.v.size, train_len, val_len, o.blocks, o.heads, o.width, T, nn_params_numel(&params));
     printf("recipe %s: batch %d, AdamW lr %g (warmup %d, cosine to %g), betas %g/%g, weight decay %g on "
            "matrices, clip %g, %d steps, %d threads\n",
            o.recipe, B, (double)o.lr, o.warmup, (double)o.min_lr, (double)o.beta1, (double)o.beta2,

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/cli.h"
+#include "common/text.h"
 #include "nn.h"
 
 #define CHECKPOINT_FORMAT "libnn-char-rnn-1"
@@ -121,47 +121,17 @@ static int parse_args(int argc, char **argv, options *o)
     return 1;
 }
 
-/* The text as bytes and its sorted alphabet; char_of[index] and
- * index_of[byte] (-1 when absent). */
+/* The text as bytes and its sorted alphabet. */
 typedef struct corpus {
     uint8_t *text;
     size_t len;
-    int vocab;
-    uint8_t char_of[256];
-    int index_of[256];
+    char_vocab v;
 } corpus;
-
-static void set_vocab(corpus *c, const uint8_t *chars, int n)
-{
-    c->vocab = n;
-    for (int i = 0; i < 256; i++) c->index_of[i] = -1;
-    for (int i = 0; i < n; i++) {
-        c->char_of[i] = chars[i];
-        c->index_of[chars[i]] = i;
-    }
-}
 
 static int load_corpus(const char *path, corpus *c)
 {
-    char file[4096];
-    struct stat st;
-    snprintf(file, sizeof file, "%s", path);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(file, sizeof file, "%s/input.txt", path);
-    nn_error err;
-    if (nn_read_file(file, (size_t)1 << 31, &c->text, &c->len, &err)) {
-        fprintf(stderr, "error: %s\n  (pass --data FILE or set NN_DATA_DIR)\n", err.msg);
-        return 0;
-    }
-    if (c->len < 1000) {
-        fprintf(stderr, "error: %s: only %zu bytes; need at least 1000 characters of text\n", file, c->len);
-        return 0;
-    }
-    int seen[256] = {0}, n = 0;
-    uint8_t chars[256];
-    for (size_t i = 0; i < c->len; i++) seen[c->text[i]] = 1;
-    for (int b = 0; b < 256; b++)
-        if (seen[b]) chars[n++] = (uint8_t)b;
-    set_vocab(c, chars, n);
+    if (!text_read(path, &c->text, &c->len)) return 0;
+    vocab_of_text(&c->v, c->text, c->len);
     return 1;
 }
 
@@ -231,13 +201,13 @@ static nn_tensor *model_forward(model *m, nn_graph *g, nn_tensor *x, nn_tensor *
 static void fill_batch(const corpus *c, size_t base, size_t stream_len, size_t pos, int T, int B,
                        nn_tensor *x, int *targets)
 {
-    int V = c->vocab;
+    int V = c->v.size;
     memset(x->data, 0, x->size * sizeof(float));
     for (int b = 0; b < B; b++) {
         const uint8_t *s = c->text + base + (size_t)b * stream_len + pos;
         for (int t = 0; t < T; t++) {
-            x->data[((size_t)t * B + b) * V + c->index_of[s[t]]] = 1.0f;
-            targets[t * B + b] = c->index_of[s[t + 1]];
+            x->data[((size_t)t * B + b) * V + c->v.index_of[s[t]]] = 1.0f;
+            targets[t * B + b] = c->v.index_of[s[t + 1]];
         }
     }
 }
@@ -270,17 +240,17 @@ static void sample_text(model *m, const corpus *c, const char *prime, int n, flo
 {
     nn_graph *g = nn_graph_new();
     nn_graph_set_grad_enabled(g, 0);
-    nn_tensor *x = nn_tensor_new3(1, 1, c->vocab);
+    nn_tensor *x = nn_tensor_new3(1, 1, c->v.size);
     nn_tensor *h = nn_tensor_new3(m->layers, 1, m->hidden), *cs = nn_tensor_new3(m->layers, 1, m->hidden);
-    float *p = malloc(sizeof(float) * (size_t)c->vocab);
+    float *p = malloc(sizeof(float) * (size_t)c->v.size);
     nn_rng rng;
     nn_rng_seed(&rng, seed);
-    int idx = c->index_of['\n'] >= 0 ? c->index_of['\n'] : 0;
+    int idx = c->v.index_of['\n'] >= 0 ? c->v.index_of['\n'] : 0;
     size_t plen = strlen(prime);
     nn_tensor *logits = NULL;
     for (size_t i = 0; i <= plen && !logits; i++) { /* feed the prime, keep the last logits */
         if (i < plen) {
-            int k = c->index_of[(uint8_t)prime[i]];
+            int k = c->v.index_of[(uint8_t)prime[i]];
             if (k < 0) continue; /* characters outside the alphabet are skipped */
             idx = k;
             fputc(prime[i], stdout);
@@ -292,17 +262,8 @@ static void sample_text(model *m, const corpus *c, const char *prime, int n, flo
         if (i + 1 >= plen) logits = l;
     }
     for (int k = 0; k < n; k++) {
-        double sum = 0, mx = -1e30;
-        for (int v = 0; v < c->vocab; v++) mx = logits->data[v] > mx ? logits->data[v] : mx;
-        for (int v = 0; v < c->vocab; v++) sum += p[v] = expf((float)((logits->data[v] - mx) / temperature));
-        double u = nn_rng_uniform(&rng) * sum;
-        idx = c->vocab - 1;
-        for (int v = 0; v < c->vocab; v++)
-            if ((u -= p[v]) < 0) {
-                idx = v;
-                break;
-            }
-        fputc(c->char_of[idx], stdout);
+        idx = sample_index(logits->data, c->v.size, temperature, &rng, p);
+        fputc(c->v.char_of[idx], stdout);
         nn_graph_reset(g);
         nn_tensor_zero(x);
         x->data[idx] = 1.0f;
@@ -326,7 +287,7 @@ static int save_checkpoint(const options *o, const corpus *c, const nn_params *a
 {
     char hex[513], s_step[32], s_hidden[32], s_layers[32], s_pos[32];
     snprintf(s_pos, sizeof s_pos, "%zu", stream_pos);
-    for (int i = 0; i < c->vocab; i++) snprintf(hex + 2 * i, 3, "%02x", c->char_of[i]);
+    vocab_to_hex(&c->v, hex);
     snprintf(s_step, sizeof s_step, "%ld", step);
     snprintf(s_hidden, sizeof s_hidden, "%d", o->hidden);
     snprintf(s_layers, sizeof s_layers, "%d", o->layers);
@@ -349,30 +310,17 @@ static int read_checkpoint_meta(const char *path, options *o, corpus *c, nn_safe
         fprintf(stderr, "error: %s\n", err.msg);
         return 0;
     }
-    const char *fmt = nn_safetensors_meta(st, "format"), *hex = nn_safetensors_meta(st, "vocab_hex");
+    const char *fmt = nn_safetensors_meta(st, "format");
     const char *hidden = nn_safetensors_meta(st, "hidden"), *layers = nn_safetensors_meta(st, "layers");
     const char *cell = nn_safetensors_meta(st, "cell");
-    size_t hl = hex ? strlen(hex) : 0;
-    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) || !hex || hl < 2 || hl > 512 || hl % 2 || !hidden ||
-        !layers || !cell || !cli_int("hidden", hidden, 1, 8192, &o->hidden) ||
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) || !vocab_from_hex(&c->v, nn_safetensors_meta(st, "vocab_hex")) ||
+        !hidden || !layers || !cell || !cli_int("hidden", hidden, 1, 8192, &o->hidden) ||
         !cli_int("layers", layers, 1, 16, &o->layers)) {
         fprintf(stderr, "error: %s: not a checkpoint written by char_rnn --save\n", path);
         nn_safetensors_free(st);
         return 0;
     }
     o->cell = strcmp(cell, "rnn") ? "lstm" : "rnn";
-    uint8_t chars[256];
-    int n = (int)(hl / 2);
-    for (int i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-            fprintf(stderr, "error: %s: bad vocabulary in metadata\n", path);
-            nn_safetensors_free(st);
-            return 0;
-        }
-        chars[i] = (uint8_t)v;
-    }
-    set_vocab(c, chars, n);
     return 1;
 }
 
@@ -397,7 +345,7 @@ int main(int argc, char **argv)
         if (!load_corpus(path, &text)) return 1;
         if (have_ck) { /* keep the checkpoint's alphabet; the text must fit it */
             for (size_t i = 0; i < text.len; i++)
-                if (c.index_of[text.text[i]] < 0) {
+                if (c.v.index_of[text.text[i]] < 0) {
                     fprintf(stderr, "error: %s has character 0x%02x outside the checkpoint's alphabet\n",
                             path, text.text[i]);
                     return 1;
@@ -410,7 +358,7 @@ int main(int argc, char **argv)
     }
 
     model m;
-    if (!model_init(&m, c.vocab, o.hidden, o.layers, o.cell, o.seed)) {
+    if (!model_init(&m, c.v.size, o.hidden, o.layers, o.cell, o.seed)) {
         fprintf(stderr, "error: cannot build the model (out of memory?)\n");
         return 1;
     }
@@ -468,7 +416,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    int T = o.seq, B = o.batch, V = c.vocab;
+    int T = o.seq, B = o.batch, V = c.v.size;
     size_t train_len = c.len * 9 / 10, val_len = c.len - train_len;
     size_t stream = train_len / (size_t)B;
     if (stream < (size_t)T + 2 || val_len / (size_t)B < (size_t)T + 1) {

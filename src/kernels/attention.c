@@ -6,22 +6,7 @@
  * to end, so results do not depend on the thread count. */
 #include "fastmath.h"
 #include "kernels.h"
-
-enum { LANES = 16 };
-
-/* Sum of x[0..n) in 16 lanes added in a fixed order (vectorizes; the same on
- * every vector width). */
-static float lane_sum(int n, const float *x)
-{
-    float lane[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] += x[j + l];
-    for (int l = 0; j + l < n; l++) lane[l] += x[j + l];
-    float s = 0.0f;
-    for (int l = 0; l < LANES; l++) s += lane[l];
-    return s;
-}
+#include "lanes.h"
 
 typedef struct attn_ctx {
     int T, H, D;
@@ -37,16 +22,16 @@ typedef struct attn_ctx {
 static void causal_softmax_row(int T, int i, const float *s, float *p)
 {
     int n = i + 1;
-    float lane[LANES];
-    for (int l = 0; l < LANES; l++) lane[l] = s[0];
+    float lane[NN_LANES];
+    for (int l = 0; l < NN_LANES; l++) lane[l] = s[0];
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
+    for (; j + NN_LANES <= n; j += NN_LANES)
+        for (int l = 0; l < NN_LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
     for (int l = 0; j + l < n; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
     float m = lane[0];
-    for (int l = 1; l < LANES; l++) m = lane[l] > m ? lane[l] : m;
+    for (int l = 1; l < NN_LANES; l++) m = lane[l] > m ? lane[l] : m;
     for (j = 0; j < n; j++) p[j] = nn_fast_expf(s[j] - m);
-    float sum = lane_sum(n, p);
+    float sum = nn_lane_sum(n, p);
     float inv = 1.0f / sum;
     for (j = 0; j < n; j++) p[j] *= inv;
     for (j = n; j < T; j++) p[j] = 0.0f;
@@ -106,13 +91,8 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
             for (int i = i0; i < i1; i++) {
                 const float *pi = pr + (size_t)i * T;
                 float *di = ds + (size_t)i * T;
-                float lane[LANES] = {0};
-                int j = 0;
-                for (; j + LANES <= i + 1; j += LANES)
-                    for (int l = 0; l < LANES; l++) lane[l] += pi[j + l] * di[j + l];
-                for (int l = 0; j + l <= i; l++) lane[l] += pi[j + l] * di[j + l];
-                float dot = 0.0f;
-                for (int l = 0; l < LANES; l++) dot += lane[l];
+                float dot = nn_lane_dot(i + 1, pi, di);
+                int j;
                 for (j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * c->scale;
                 for (j = i + 1; j < T; j++) di[j] = 0.0f;
             }

@@ -1,46 +1,21 @@
 /* Layer normalisation over the last dimension: y = (x - mean) / sqrt(var +
  * eps) * w + b per row, with the biased variance (PyTorch's LayerNorm).
- * Reductions use 16 running lanes added in a fixed order, so results are
- * the same on every build and thread count. */
+ * Reductions run in fixed-order lanes (lanes.h): the same results on every
+ * build and thread count. */
 #include <math.h>
 
 #include "kernels.h"
-
-enum { LANES = 16 };
-
-static float lane_sum(int n, const float *x)
-{
-    float lane[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] += x[j + l];
-    for (int l = 0; j + l < n; l++) lane[l] += x[j + l];
-    float s = 0.0f;
-    for (int l = 0; l < LANES; l++) s += lane[l];
-    return s;
-}
+#include "lanes.h"
 
 static float lane_sq_dev(int n, const float *x, float mean)
 {
-    float lane[LANES] = {0};
+    float lane[NN_LANES] = {0};
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] += (x[j + l] - mean) * (x[j + l] - mean);
+    for (; j + NN_LANES <= n; j += NN_LANES)
+        for (int l = 0; l < NN_LANES; l++) lane[l] += (x[j + l] - mean) * (x[j + l] - mean);
     for (int l = 0; j + l < n; l++) lane[l] += (x[j + l] - mean) * (x[j + l] - mean);
     float s = 0.0f;
-    for (int l = 0; l < LANES; l++) s += lane[l];
-    return s;
-}
-
-static float lane_dot(int n, const float *a, const float *b)
-{
-    float lane[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] += a[j + l] * b[j + l];
-    for (int l = 0; j + l < n; l++) lane[l] += a[j + l] * b[j + l];
-    float s = 0.0f;
-    for (int l = 0; l < LANES; l++) s += lane[l];
+    for (int l = 0; l < NN_LANES; l++) s += lane[l];
     return s;
 }
 
@@ -59,7 +34,7 @@ static void ln_rows(void *p, int r0, int r1, int slot)
     for (int r = r0; r < r1; r++) {
         const float *xr = c->x + (size_t)r * n;
         float *yr = c->y + (size_t)r * n;
-        float mean = lane_sum(n, xr) / (float)n;
+        float mean = nn_lane_sum(n, xr) / (float)n;
         float rstd = 1.0f / sqrtf(lane_sq_dev(n, xr, mean) / (float)n + c->eps);
         c->stats[2 * (size_t)r] = mean;
         c->stats[2 * (size_t)r + 1] = rstd;
@@ -94,7 +69,7 @@ static void ln_bwd_rows(void *p, int r0, int r1, int slot)
             xhat[j] = (xr[j] - mean) * rstd;
             g[j] = c->w ? dyr[j] * c->w[j] : dyr[j];
         }
-        float g_mean = lane_sum(n, g) / (float)n, gx_mean = lane_dot(n, g, xhat) / (float)n;
+        float g_mean = nn_lane_sum(n, g) / (float)n, gx_mean = nn_lane_dot(n, g, xhat) / (float)n;
         float *dxr = c->dx + (size_t)r * n;
         for (int j = 0; j < n; j++) dxr[j] += rstd * (g[j] - g_mean - xhat[j] * gx_mean);
     }
