@@ -23,22 +23,30 @@ static inline float one_plus_erf(float z, float *gauss)
 
 #define GELU_PAR_MIN 32768 /* elements below which threads cost more than they save */
 
-void nn_k_gelu(size_t n, const float *x, float *y)
+void nn_k_gelu(size_t n, const float *x, float *y, float *deriv)
 {
+    if (!deriv) {
 #pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float e;
-        y[i] = 0.5f * x[i] * one_plus_erf(x[i] * INV_SQRT2, &e);
+        for (size_t i = 0; i < n; i++) {
+            float e;
+            y[i] = 0.5f * x[i] * one_plus_erf(x[i] * INV_SQRT2, &e);
+        }
+        return;
     }
-}
-
-void nn_k_gelu_bwd(size_t n, const float *x, const float *dy, int accumulate, float *dx)
-{
 #pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float e; /* exp(-x^2 / 2) */
         float cdf = 0.5f * one_plus_erf(x[i] * INV_SQRT2, &e);
-        float g = dy[i] * (cdf + x[i] * e * INV_SQRT_2PI);
+        y[i] = x[i] * cdf;
+        deriv[i] = cdf + x[i] * e * INV_SQRT_2PI;
+    }
+}
+
+void nn_k_gelu_bwd(size_t n, const float *deriv, const float *dy, int accumulate, float *dx)
+{
+#pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = dy[i] * deriv[i];
         dx[i] = accumulate ? dx[i] + g : g;
     }
 }

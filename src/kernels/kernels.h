@@ -183,10 +183,11 @@ void nn_k_layernorm_bwd_x_acc(int rows, int cols, const float *x, const float *w
 void nn_k_layernorm_bwd_params_acc(int rows, int cols, const float *x, const float *stats,
                                    const float *dy, float *dw, float *db);
 
-/* GELU, exact (erf) form, and its backward from the input x, added to dx
- * (accumulate) or written over it (gelu.c). */
-void nn_k_gelu(size_t n, const float *x, float *y);
-void nn_k_gelu_bwd(size_t n, const float *x, const float *dy, int accumulate, float *dx);
+/* GELU, exact (erf) form (gelu.c): y and, unless deriv is NULL, the
+ * derivative at each x, which the backward multiplies dy by and adds to dx
+ * (accumulate) or writes over it. */
+void nn_k_gelu(size_t n, const float *x, float *y, float *deriv);
+void nn_k_gelu_bwd(size_t n, const float *deriv, const float *dy, int accumulate, float *dx);
 
 /* Causal self-attention (attention.c) of qkv (B, T, 3C) holding Q, K and V
  * side by side, C = H * D: y (B, T, C) gets each head's softmax(Q K^T *

@@ -198,7 +198,7 @@ nn_status nn_gpt_cache_step(nn_gpt_cache *c, int token, float *logits)
         nn_k_add((size_t)C, c->x, c->h, c->x);
         nn_k_layernorm(1, C, c->x, b->ln2_w->data, b->ln2_b->data, NN__LN_EPS, c->h, c->stats);
         nn_k_matvec(4 * C, C, b->fc_w->data, c->h, c->mlp);
-        nn_k_gelu((size_t)4 * C, c->mlp, c->mlp);
+        nn_k_gelu((size_t)4 * C, c->mlp, c->mlp, NULL);
         nn_k_matvec(C, 4 * C, b->fc_proj_w->data, c->mlp, c->h);
         nn_k_add((size_t)C, c->x, c->h, c->x);
     }

@@ -111,7 +111,7 @@ static void gelu_backward(nn_graph *g, const nn_node *n)
     int fresh;
     float *dx = nn__grad_fresh(g, n->in[0], &fresh);
     if (!dx) return;
-    nn_k_gelu_bwd(n->out->size, n->in[0]->data, n->out->grad, !fresh, dx);
+    nn_k_gelu_bwd(n->out->size, n->aux, n->out->grad, !fresh, dx);
 }
 
 nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x)
@@ -119,8 +119,12 @@ nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x)
     if (!nn__inputs_ok(g, "nn_gelu", &x, 1)) return NULL;
     nn_tensor *y = nn__new_output(g, x->ndim, x->shape);
     if (!y) return NULL;
-    nn_k_gelu(x->size, x->data, y->data);
-    nn__record(g, gelu_backward, y, &x, 1);
+    /* with a backward to come, the forward's erf and exp give the derivative too */
+    float *deriv = nn__wants_grad(g, &x, 1) ? nn__arena_alloc(g, x->size * sizeof(float)) : NULL;
+    if (nn__wants_grad(g, &x, 1) && !deriv) return NULL;
+    nn_k_gelu(x->size, x->data, y->data, deriv);
+    nn_node *n = nn__record(g, gelu_backward, y, &x, 1);
+    if (n) n->aux = deriv;
     return y;
 }
 
