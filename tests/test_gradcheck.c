@@ -1199,7 +1199,62 @@ static void test_grad_causal_attention(void)
     nn_graph_free(g);
 }
 
+/* Layers: the input and every parameter, with parameters redrawn large
+ * enough that each one's gradient is well above the check's tolerance. */
+static nn_tensor *b_layer(nn_graph *g, nn_tensor **in, const void *layer)
+{
+    return nn_layer_forward((nn_layer *)layer, g, in[0]);
+}
+
+static int layer_gradcheck(const char *name, nn_layer *l, nn_tensor *x, nn_rng *r)
+{
+    nn_params p;
+    nn_params_init(&p);
+    nn_tensor *in[24] = {x};
+    int n = 1;
+    if (nn_layer_params(l, &p) != NN_OK || p.count > 23) return 0;
+    for (int i = 0; i < p.count; i++) {
+        nn_tensor *t = p.tensors[i];
+        int is_scale = strstr(p.names[i], "ln") && strstr(p.names[i], "weight");
+        nn_tensor_uniform(t, r, is_scale ? 0.5f : -0.5f, is_scale ? 1.5f : 0.5f);
+        in[n++] = t;
+    }
+    int ok = gradcheck(name, b_layer, in, n, l);
+    nn_params_free(&p);
+    return ok;
+}
+
+static void test_grad_transformer_layers(void)
+{
+    nn_rng r;
+    nn_rng_seed(&r, 21);
+    nn_tensor *x = input(&r, 3, (int[]){2, 5, 8}, 0);
+    nn_layer *ln = nn_layernorm_new(8), *att = nn_causal_self_attention_new(8, 2, &r);
+    nn_layer *blk = nn_transformer_block_new(8, 2, 2, &r);
+    int ok = layer_gradcheck("layernorm layer", ln, x, &r) &&
+             layer_gradcheck("causal self-attention layer", att, x, &r) &&
+             layer_gradcheck("transformer block", blk, x, &r);
+    nn_layer_free(ln);
+    nn_layer_free(att);
+    nn_layer_free(blk);
+    nn_tensor_free(x);
+    CHECK(ok);
+    /* token ids in, no input gradient: the embedding's and the GPT's parameters
+     * (the GPT's head is tied to wte, which gets both gradients) */
+    nn_tensor *ids = nn_tensor_new(2, (int[]){2, 5});
+    for (int i = 0; i < 10; i++) ids->data[i] = (float)((i * 3) % 7);
+    nn_layer *emb = nn_embedding_new(7, 4, &r);
+    nn_gpt_config cfg = {7, 5, 1, 2, 8};
+    nn_layer *gpt = nn_gpt_new(cfg, &r);
+    ok = layer_gradcheck("embedding layer", emb, ids, &r) && layer_gradcheck("gpt", gpt, ids, &r);
+    nn_layer_free(emb);
+    nn_layer_free(gpt);
+    nn_tensor_free(ids);
+    CHECK(ok);
+}
+
 const test_case gradcheck_tests[] = {
+    {"grad_transformer_layers", test_grad_transformer_layers},
     {"grad_embedding", test_grad_embedding},
     {"grad_layernorm", test_grad_layernorm},
     {"grad_gelu", test_grad_gelu},
