@@ -195,11 +195,23 @@ int nn_optim_decay_matrices_only(nn_optim *o)
     return exempt;
 }
 
+/* Parameters at which splitting whole tensors between threads pays. */
+#define PARAMS_PAR_MIN 65536
+
+static size_t params_numel(nn_tensor *const *t, int count)
+{
+    size_t n = 0;
+    for (int i = 0; i < count; i++) n += t[i]->size;
+    return n;
+}
+
 void nn_optim_zero_grad(nn_optim *o)
 {
+    /* many small tensors: whole tensors to each thread */
+#pragma omp parallel for schedule(static) if (params_numel(o->params, o->count) > PARAMS_PAR_MIN)
     for (int i = 0; i < o->count; i++) {
         nn_tensor *p = o->params[i];
-        if (p->grad) nn_k_fill(p->size, 0.0f, p->grad);
+        if (p->grad) memset(p->grad, 0, p->size * sizeof(float));
     }
 }
 
@@ -259,14 +271,24 @@ void nn_optim_free(nn_optim *o)
 
 float nn_clip_grad_norm(const nn_params *params, float max_norm)
 {
-    double sq = 0.0;
-    for (int i = 0; i < params->count; i++) {
-        const nn_tensor *t = params->tensors[i];
-        if (t->grad) sq += nn_k_sum_sq(t->size, t->grad);
+    /* each tensor's sum of squares on one thread, then added in order: the
+     * same norm on any thread count (in groups of 256 tensors: no allocation) */
+    enum { GROUP = 256 };
+    double sq = 0.0, part[GROUP];
+    int par = params_numel(params->tensors, params->count) > PARAMS_PAR_MIN;
+    for (int g0 = 0; g0 < params->count; g0 += GROUP) {
+        int n = params->count - g0 < GROUP ? params->count - g0 : GROUP;
+#pragma omp parallel for schedule(static) if (par)
+        for (int i = 0; i < n; i++) {
+            const nn_tensor *t = params->tensors[g0 + i];
+            part[i] = t->grad ? nn_k_sum_sq(t->size, t->grad) : 0.0;
+        }
+        for (int i = 0; i < n; i++) sq += part[i];
     }
     float norm = (float)sqrt(sq);
     if (norm > max_norm && norm > 0.0f) {
         float s = max_norm / (norm + 1e-6f); /* as torch.nn.utils.clip_grad_norm_ */
+#pragma omp parallel for schedule(static) if (par)
         for (int i = 0; i < params->count; i++) {
             nn_tensor *t = params->tensors[i];
             if (t->grad) nn_k_scale(t->size, s, t->grad, t->grad);
