@@ -10,6 +10,9 @@
  *
  * The micro-kernel uses the vector type of simd.h (16 floats with AVX-512,
  * 8 with AVX, else 4). */
+#if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
+#error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

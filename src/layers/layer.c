@@ -1,4 +1,7 @@
 /* The generic layer interface: dispatch through each layer's vtable. */
+#if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
+#error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,8 @@
 /* SGD (momentum, Nesterov, weight decay), Adam, AdamW and gradient clipping.
  * State buffers are allocated at creation, so a step never allocates. */
+#if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
+#error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,4 +1,7 @@
 /* Persistent tensors: creation, shape helpers, fill/copy, printing. */
+#if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
+#error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
+#endif
 #include "nn/tensor.h"
 
 #include <stdlib.h>
