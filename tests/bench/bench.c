@@ -2,7 +2,8 @@
  * training workloads, each for 1 and 2 threads.
  *
  *   W1  the seed CNN (225,034 parameters) training, batch 64, and inference
- *       at batch 1000
+ *       at batch 1000 (also as W1-infer img_per_s) and of one image at a
+ *       time (W1-infer1 latency_us)
  *   W2  the 784-128-10 MLP training, batch 64
  *   W3  char-rnn: 2-layer LSTM 128 over 65 characters, seq 50, batch 50
  *   W4  char GPT (nanoGPT's CPU configuration): 4 blocks, 4 heads, width
@@ -360,6 +361,33 @@ static double cnn_inference_img_per_s(const bench_opts *o)
     return median(v, o->reps);
 }
 
+/* W1-infer1: one image at a time through nn_predictor (eval mode, no
+ * graph handling, nothing allocated per call), microseconds per image:
+ * the median over repetitions of the mean over 2000 images. */
+static double cnn_latency_us(const bench_opts *o)
+{
+    nn_dataset d;
+    if (!load_data(o, &d)) return NAN;
+    nn_layer *m = build_cnn(1);
+    nn_layer_set_training(m, 0);
+    nn_predictor *p = nn_predictor_new(m, 3, (int[]){1, 28, 28}, NULL);
+    float x[784];
+    double v[32];
+    for (int r = -1; r < o->reps; r++) {
+        double t0 = now();
+        for (int k = 0; k < 2000; k++) {
+            const unsigned char *img = d.images + (size_t)(k % d.count) * 784;
+            for (int i = 0; i < 784; i++) x[i] = (img[i] / 255.0f - 0.1307f) / 0.3081f;
+            nn_predictor_class(p, x, NULL);
+        }
+        if (r >= 0) v[r] = 1e6 * (now() - t0) / 2000;
+    }
+    nn_predictor_free(p);
+    nn_layer_free(m);
+    nn_dataset_free(&d);
+    return median(v, o->reps);
+}
+
 /* W3: one char-rnn training step on random characters. */
 static double lstm_step_ms(const bench_opts *o)
 {
@@ -505,6 +533,7 @@ static void w_peak(const bench_opts *o, int t, result *r)
 static void w1_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 1); }
 static void w1_speedup(const bench_opts *o, int t, result *r) { r->value[0] = cnn_speedup(o, t); }
 static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
+static void w1_latency(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_latency_us(o); }
 static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
 static void w3_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = lstm_step_ms(o); }
 static void w4_train(const bench_opts *o, int t, result *r) { (void)t; gpt_bench(o, r->value); }
@@ -593,6 +622,9 @@ int main(int argc, char **argv)
             report("W1", t, "peak_rss_mb", r.rss_mb);
             run_isolated(w1_infer, &o, t, &r);
             report("W1", t, "infer_img_per_s", r.value[0]);
+            report("W1-infer", t, "img_per_s", r.value[0]);
+            run_isolated(w1_latency, &o, t, &r);
+            report("W1-infer1", t, "latency_us", r.value[0]);
             if (t > 1) {
                 run_isolated(w1_speedup, &o, t, &r);
                 report("W1", t, "speedup_vs_1t", r.value[0]);
