@@ -279,6 +279,7 @@ float nn_clip_grad_norm(const nn_params *params, float max_norm)
     enum { GROUP = 256 };
     double sq = 0.0, part[GROUP];
     int par = params_numel(params->tensors, params->count) > PARAMS_PAR_MIN;
+    (void)par; /* read only by the OpenMP pragmas */
     for (int g0 = 0; g0 < params->count; g0 += GROUP) {
         int n = params->count - g0 < GROUP ? params->count - g0 : GROUP;
 #pragma omp parallel for schedule(static) if (par)
