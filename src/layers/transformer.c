@@ -283,8 +283,6 @@ static void block_config(const nn_layer *l, nn_layer_config *c)
 static const nn_layer_vtable block_vt = {"transformer_block", block_layer_forward, block_params,
                                          NULL, block_destroy, block_config};
 
-int nn__is_block_layer(const nn_layer *l) { return l && l->vt == &block_vt; }
-
 nn_layer *nn_transformer_block_new(int width, int heads, int num_blocks, nn_rng *rng)
 {
     const char *why = width_heads_error(width, heads);

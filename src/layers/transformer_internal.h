@@ -16,7 +16,6 @@ typedef struct nn__block {
 /* The block's forward over the rows x (B*T, width) of B sequences of T
  * (nn_layer_forward takes and returns (B, T, width)). */
 nn_tensor *nn__block_rows(nn__block *b, nn_graph *g, nn_tensor *x, int B, int T);
-int nn__is_block_layer(const nn_layer *l);
 
 /* x's values as integer ids in [0, rows), in the graph's arena (valid until
  * it is reset); NULL with a misuse report naming who on a non-integer or out
