@@ -117,12 +117,25 @@ nn_status nn_predict(nn_layer *model, const nn_data *d, int batch_size, float *o
 /* The predicted class (argmax of the output) of every example of d. */
 nn_status nn_predict_classes(nn_layer *model, const nn_data *d, int batch_size, int *out, nn_error *err);
 
-/* Single-example prediction with a graph and input buffer of its own. */
+/* Single-example prediction (latency): always in evaluation mode, on the
+ * calling thread. Sequential models of conv2d, maxpool2d, activation,
+ * dropout, flatten and dense layers over (C, H, W) or (features) examples
+ * run through a plan made when the predictor is made: buffers allocated up
+ * front, channels-last direct convolutions and dense layers from copies of
+ * their weights packed for them. Other models run the graph
+ * (nn_layer_forward) with a graph and input buffer of the predictor's own.
+ * Both give the model's output to rounding (the plan sums in another
+ * order). */
 typedef struct nn_predictor nn_predictor;
 
 /* A predictor for examples of the given shape (ndim 1-3). NULL with err set
- * on bad arguments or out of memory. The model must outlive it. */
+ * on bad arguments or out of memory. The model must outlive it. The plan
+ * works from copies of the weights: after changing the model's parameters
+ * (training, loading) call nn_predictor_refresh. */
 nn_predictor *nn_predictor_new(nn_layer *model, int ndim, const int *shape, nn_error *err);
+
+/* Take the model's current parameters (repacks the copied weights). */
+void nn_predictor_refresh(nn_predictor *p);
 
 /* Run one example (example_size floats). Returns the output (*out_size
  * floats, valid until the next call) or NULL with the message in err. After

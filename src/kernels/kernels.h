@@ -347,4 +347,44 @@ void nn_k_adam(size_t n, float *p, const float *g, float *m, float *v, float lr,
                float beta2, float eps, float weight_decay, float bias_c1, float bias_c2,
                int decoupled);
 
+
+/* Channels-last inference kernels for one example (conv_nhwc.c). A feature
+ * map is (h, w, cs) with channel stride cs >= channels; convolution outputs
+ * use cs = ocp, the output channels rounded up to nn_k_nhwc_channel_align()
+ * (the padding channels hold 0 + 0 bias). */
+int nn_k_nhwc_channel_align(void);
+typedef struct nn_nhwc_conv {
+    int iw, cs;     /* input width (padding included) and channel stride */
+    int c, k, stride; /* input channels read, square kernel, stride */
+    int ocp, ow;    /* output channel stride and output row width */
+    int rows, cols; /* the output rows and columns computed (from 0) */
+} nn_nhwc_conv;
+/* Floats of the packed weights, and the packing of w (oc, c, k, k). */
+size_t nn_k_nhwc_packed_floats(int oc, int c, int k);
+void nn_k_nhwc_pack_weights(int oc, int c, int k, const float *w, float *dst);
+/* y = conv(x) + bias (ocp floats), clamped at 0 if relu; x's window for
+ * output (oy, ox) starts at (oy * stride, ox * stride): padding is already
+ * in x. */
+void nn_k_conv_nhwc(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias, int relu,
+                    float *y);
+typedef struct nn_nhwc_pool {
+    int ih, iw, cs; /* input and output channel stride (a multiple of the alignment) */
+    int k, stride, pad, oh, ow;
+    int relu; /* clamp the maxima at 0 */
+} nn_nhwc_pool;
+/* Max pooling, padding excluded from the windows; a NaN wins. */
+void nn_k_maxpool_nhwc(const nn_nhwc_pool *s, const float *x, float *y);
+/* y[ci*ys[0] + iy*ys[1] + ix*ys[2]] = x[ci*xs[0] + iy*xs[1] + ix*xs[2]] over
+ * a (c, h, w) block: the moves between channel-major and channels-last
+ * layouts and into a zero-bordered copy. */
+void nn_k_copy_map(int c, int h, int w, const float *x, const size_t xs[3], float *y, const size_t ys[3]);
+/* y = W x + bias for one example and W (n x k) row-major, clamped at 0
+ * if relu: nn_k_dense_pack copies W transposed into
+ * nn_k_dense_packed_floats(n, k) floats, and nn_k_dense_packed computes from
+ * that copy, with bias and y padded to a multiple of
+ * nn_k_nhwc_channel_align() floats. */
+size_t nn_k_dense_packed_floats(int n, int k);
+void nn_k_dense_pack(int n, int k, const float *w, float *dst);
+void nn_k_dense_packed(int n, int k, const float *wp, const float *x, const float *bias, int relu, float *y);
+
 #endif

@@ -13,7 +13,7 @@ typedef struct conv {
 
 /* Padding of one dimension for size in; "same" splits the total with the
  * extra element after (as TensorFlow and PyTorch do). */
-static void pad_for(int in, int k, int stride, int padding, int *before, int *after)
+void nn__conv_padding(int in, int k, int stride, int padding, int *before, int *after)
 {
     if (padding >= 0) {
         *before = *after = padding;
@@ -30,8 +30,8 @@ static nn_window2d window_for(const nn_tensor *x, int kh, int kw, int stride, in
 {
     nn_window2d w = {stride, stride, 0, 0, 0, 0};
     if (x->ndim == 4) {
-        pad_for(x->shape[2], kh, stride, padding, &w.pad_top, &w.pad_bottom);
-        pad_for(x->shape[3], kw, stride, padding, &w.pad_left, &w.pad_right);
+        nn__conv_padding(x->shape[2], kh, stride, padding, &w.pad_top, &w.pad_bottom);
+        nn__conv_padding(x->shape[3], kw, stride, padding, &w.pad_left, &w.pad_right);
     }
     return w;
 }

@@ -24,6 +24,10 @@ nn_tensor *nn__pool_layer_forward(nn_layer *l, nn_graph *g, nn_tensor *x, int re
 nn_tensor *nn__conv_relu_maxpool_forward(nn_layer *conv_layer, nn_layer *pool_layer, nn_graph *g,
                                          nn_tensor *x);
 
+/* A conv2d layer's padding of one dimension of size in (NN_PAD_SAME puts
+ * the odd extra element after). */
+void nn__conv_padding(int in, int k, int stride, int padding, int *before, int *after);
+
 /* Built-in layers whose output for each sample (index along dimension 0)
  * depends on that sample alone, which the sequential container may run a
  * slice of the batch at a time. */

@@ -8,6 +8,7 @@
 #include "nn/ops.h"
 #include "nn/train.h"
 #include "train_internal.h"
+#include "../infer/plan.h"
 
 double nn__now(void)
 {
@@ -213,7 +214,8 @@ nn_status nn_predict_classes(nn_layer *model, const nn_data *d, int batch_size, 
 struct nn_predictor {
     nn_layer *model;
     nn_graph *g;
-    nn_tensor *x; /* (1, shape...) */
+    nn_tensor *x;  /* (1, shape...) */
+    nn__plan *plan; /* the fast path, for the models it covers */
 };
 
 nn_predictor *nn_predictor_new(nn_layer *model, int ndim, const int *shape, nn_error *err)
@@ -237,7 +239,13 @@ nn_predictor *nn_predictor_new(nn_layer *model, int ndim, const int *shape, nn_e
     }
     nn_graph_set_abort_on_error(p->g, 0);
     nn_graph_set_grad_enabled(p->g, 0);
+    p->plan = nn__plan_new(model, ndim, shape);
     return p;
+}
+
+void nn_predictor_refresh(nn_predictor *p)
+{
+    if (p) nn__plan_refresh(p->plan);
 }
 
 const float *nn_predictor_run(nn_predictor *p, const float *x, int *out_size, nn_error *err)
@@ -246,6 +254,7 @@ const float *nn_predictor_run(nn_predictor *p, const float *x, int *out_size, nn
         nn_error_set(err, NN_ERR_ARG, "nn_predictor_run: %s is NULL", p ? "the example" : "the predictor");
         return NULL;
     }
+    if (p->plan) return nn__plan_run(p->plan, x, out_size);
     memcpy(p->x->data, x, p->x->size * sizeof(float));
     nn_graph_reset(p->g);
     int was_training = p->model->training;
@@ -274,5 +283,6 @@ void nn_predictor_free(nn_predictor *p)
     if (!p) return;
     nn_graph_free(p->g);
     nn_tensor_free(p->x);
+    nn__plan_free(p->plan);
     free(p);
 }

@@ -620,15 +620,18 @@ int main(int argc, char **argv)
             report("W1", t, "epoch_s", r.value[0] * steps);
             report("W1", t, "img_per_s", 64.0 / r.value[0]);
             report("W1", t, "peak_rss_mb", r.rss_mb);
-            run_isolated(w1_infer, &o, t, &r);
-            report("W1", t, "infer_img_per_s", r.value[0]);
-            report("W1-infer", t, "img_per_s", r.value[0]);
-            run_isolated(w1_latency, &o, t, &r);
-            report("W1-infer1", t, "latency_us", r.value[0]);
             if (t > 1) {
                 run_isolated(w1_speedup, &o, t, &r);
                 report("W1", t, "speedup_vs_1t", r.value[0]);
             }
+        }
+        if (wanted(&o, "W1-infer")) {
+            run_isolated(w1_infer, &o, t, &r);
+            report("W1-infer", t, "img_per_s", r.value[0]);
+        }
+        if (wanted(&o, "W1-infer1")) {
+            run_isolated(w1_latency, &o, t, &r);
+            report("W1-infer1", t, "latency_us", r.value[0]);
         }
         if (wanted(&o, "W2")) {
             run_isolated(w2_train, &o, t, &r);

@@ -1,0 +1,345 @@
+/* Inference plan: see plan.h. Feature maps between steps are channels-last
+ * (h, w, cs), the layout in which a convolution's tile reads its input by
+ * broadcast and writes whole channel vectors; a map goes back to the
+ * library's channel-major order where a dense layer or the caller reads it. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ < 201112L
+#error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
+#endif
+#include "plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/kernels.h"
+#include "../layers/layer_internal.h"
+
+typedef enum step_kind { STEP_CONV, STEP_MAXPOOL, STEP_ACT, STEP_COPY, STEP_DENSE } step_kind;
+
+typedef struct plan_step {
+    step_kind kind;
+    nn_layer *layer; /* conv2d or dense: the weights' owner */
+    float *out;
+    size_t out_floats;
+    int relu; /* conv, dense: clamp the output at 0 (a ReLU layer folded in) */
+    /* STEP_COPY, and a conv's copy of its input into in_buf: a (c, h, w)
+     * block from the input's strides to the buffer's, starting at offset */
+    int c, h, w;
+    size_t xs[3], ys[3], offset;
+    /* STEP_CONV */
+    nn_nhwc_conv conv;
+    float *in_buf; /* zero-bordered channels-last input, or NULL to read the input as is */
+    float *packed, *bias;
+    int oc;
+    /* STEP_MAXPOOL; a conv step with a pooling folded in (non-overlapping
+     * windows: the convolution runs a window's rows at a time into the
+     * small scratch, which stays in cache, and pools them from there) */
+    nn_nhwc_pool pool;
+    float *scratch;
+    /* STEP_ACT: the activation layer's kind, its slope, floats */
+    const char *act;
+    float slope;
+    size_t n;
+    /* STEP_DENSE: out x in */
+    int in, outn;
+} plan_step;
+
+struct nn__plan {
+    plan_step *steps;
+    int count, cap;
+    int out_size;
+};
+
+/* What flows between steps. */
+typedef struct value {
+    int map;       /* 1: a (c, h, w) feature map; 0: a vector of n */
+    int hwc;       /* map layout: channels-last with channel stride cs, else channel-major */
+    int c, h, w, cs;
+    int n;
+    int producer;  /* index of the step that wrote it, -1 for the caller's input */
+} value;
+
+static float *buffer(size_t floats)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    float *b = aligned_alloc(64, bytes ? bytes : 64);
+    if (b) memset(b, 0, bytes ? bytes : 64);
+    return b;
+}
+
+static plan_step *add_step(nn__plan *p, step_kind kind, size_t out_floats)
+{
+    if (p->count == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 8;
+        plan_step *s = realloc(p->steps, (size_t)cap * sizeof *s);
+        if (!s) return NULL;
+        p->steps = s;
+        p->cap = cap;
+    }
+    plan_step *s = &p->steps[p->count];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->out_floats = out_floats;
+    s->out = buffer(out_floats);
+    if (!s->out) return NULL;
+    p->count++;
+    return s;
+}
+
+static int align_up(int n)
+{
+    int a = nn_k_nhwc_channel_align();
+    return (n + a - 1) / a * a;
+}
+
+/* Strides of a map value (channel, row, column). */
+static void strides_of(const value *v, size_t s[3])
+{
+    if (v->hwc) {
+        s[0] = 1;
+        s[1] = (size_t)v->w * v->cs;
+        s[2] = (size_t)v->cs;
+    } else {
+        s[0] = (size_t)v->h * v->w;
+        s[1] = (size_t)v->w;
+        s[2] = 1;
+    }
+}
+
+/* A channel-major vector of the map v (flatten, or the model's output). */
+static int to_vector(nn__plan *p, value *v)
+{
+    if (!v->map) return 1;
+    v->map = 0;
+    v->n = v->c * v->h * v->w;
+    if (!v->hwc) return 1; /* already in flatten's order */
+    plan_step *s = add_step(p, STEP_COPY, (size_t)v->n);
+    if (!s) return 0;
+    s->c = v->c, s->h = v->h, s->w = v->w;
+    strides_of(v, s->xs);
+    s->ys[0] = (size_t)v->h * v->w, s->ys[1] = (size_t)v->w, s->ys[2] = 1;
+    v->producer = p->count - 1;
+    return 1;
+}
+
+static int plan_conv(nn__plan *p, nn_layer *l, value *v)
+{
+    nn_tensor *w = nn_conv2d_weight(l);
+    nn_layer_config cfg = nn_layer_get_config(l);
+    if (!v->map || w->shape[1] != v->c || w->shape[2] != w->shape[3]) return 0;
+    int k = w->shape[2], stride = cfg.stride, oc = w->shape[0];
+    int pt, pb, pl, pr;
+    nn__conv_padding(v->h, k, stride, cfg.padding, &pt, &pb);
+    nn__conv_padding(v->w, k, stride, cfg.padding, &pl, &pr);
+    int ih = v->h + pt + pb, iw = v->w + pl + pr;
+    if (ih < k || iw < k) return 0;
+    int oh = (ih - k) / stride + 1, ow = (iw - k) / stride + 1, ocp = align_up(oc);
+    plan_step *s = add_step(p, STEP_CONV, (size_t)oh * ow * ocp);
+    if (!s) return 0;
+    s->layer = l;
+    s->oc = oc;
+    int copy = pt || pb || pl || pr || (!v->hwc && v->c > 1);
+    int cs = copy ? v->c : (v->hwc ? v->cs : 1);
+    if (copy) {
+        s->in_buf = buffer((size_t)ih * iw * v->c);
+        if (!s->in_buf) return 0;
+        s->c = v->c, s->h = v->h, s->w = v->w;
+        strides_of(v, s->xs);
+        s->ys[0] = 1, s->ys[1] = (size_t)iw * v->c, s->ys[2] = (size_t)v->c;
+        s->offset = ((size_t)pt * iw + pl) * v->c;
+    }
+    s->conv = (nn_nhwc_conv){iw, cs, v->c, k, stride, ocp, ow, oh, ow};
+    s->packed = buffer(nn_k_nhwc_packed_floats(oc, v->c, k));
+    s->bias = buffer((size_t)ocp);
+    if (!s->packed || !s->bias) return 0;
+    *v = (value){1, 1, oc, oh, ow, ocp, 0, p->count - 1};
+    return 1;
+}
+
+static int plan_maxpool(nn__plan *p, nn_layer *l, value *v)
+{
+    nn_layer_config cfg = nn_layer_get_config(l);
+    if (!v->map || !v->hwc || v->cs % nn_k_nhwc_channel_align()) return 0;
+    int k = cfg.kernel, stride = cfg.stride, pad = cfg.padding;
+    if (v->h + 2 * pad < k || v->w + 2 * pad < k) return 0;
+    int oh = (v->h + 2 * pad - k) / stride + 1, ow = (v->w + 2 * pad - k) / stride + 1;
+    nn_nhwc_pool pool = {v->h, v->w, v->cs, k, stride, pad, oh, ow, 0};
+    plan_step *conv = v->producer == p->count - 1 ? &p->steps[v->producer] : NULL;
+    if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == k) {
+        /* fold into the convolution, which then computes only the rows
+         * and columns the windows read */
+        free(conv->out);
+        conv->out_floats = (size_t)oh * ow * v->cs;
+        conv->out = buffer(conv->out_floats);
+        conv->scratch = buffer((size_t)k * conv->conv.ow * v->cs);
+        if (!conv->out || !conv->scratch) return 0;
+        conv->pool = pool;
+        conv->pool.ih = k;
+        conv->pool.oh = 1;
+        conv->conv.rows = k;
+        conv->conv.cols = ow * k;
+    } else {
+        plan_step *s = add_step(p, STEP_MAXPOOL, (size_t)oh * ow * v->cs);
+        if (!s) return 0;
+        s->pool = pool;
+    }
+    v->h = oh, v->w = ow;
+    v->producer = p->count - 1;
+    return 1;
+}
+
+static int plan_activation(nn__plan *p, nn_layer *l, value *v)
+{
+    const char *kind = nn_layer_kind(l);
+    if (!strcmp(kind, "relu") && v->producer >= 0) {
+        plan_step *prev = &p->steps[v->producer];
+        if (prev->kind == STEP_CONV || prev->kind == STEP_DENSE) {
+            prev->relu = 1;
+            return 1;
+        }
+        if (prev->kind == STEP_MAXPOOL || prev->scratch) {
+            prev->pool.relu = 1;
+            return 1;
+        }
+    }
+    size_t n = v->map ? (v->hwc ? (size_t)v->h * v->w * v->cs : (size_t)v->c * v->h * v->w) : (size_t)v->n;
+    plan_step *s = add_step(p, STEP_ACT, n);
+    if (!s) return 0;
+    s->act = kind;
+    s->slope = nn_layer_get_config(l).rate;
+    s->n = n;
+    v->producer = p->count - 1;
+    return 1;
+}
+
+static int plan_dense(nn__plan *p, nn_layer *l, value *v)
+{
+    nn_tensor *w = nn_dense_weight(l);
+    if (v->map || v->n != w->shape[1]) return 0; /* dense takes (N, in): flatten first */
+    plan_step *s = add_step(p, STEP_DENSE, (size_t)align_up(w->shape[0]));
+    if (!s) return 0;
+    s->layer = l;
+    s->in = w->shape[1];
+    s->outn = w->shape[0];
+    s->packed = buffer(nn_k_dense_packed_floats(s->outn, s->in));
+    s->bias = buffer((size_t)align_up(s->outn));
+    if (!s->packed || !s->bias) return 0;
+    *v = (value){0, 0, 0, 0, 0, 0, w->shape[0], p->count - 1};
+    return 1;
+}
+
+static int plan_layer(nn__plan *p, nn_layer *l, value *v)
+{
+    if (!strcmp(nn_layer_kind(l), "sequential")) {
+        for (int i = 0; i < nn_sequential_len(l); i++)
+            if (!plan_layer(p, nn_sequential_get(l, i), v)) return 0;
+        return 1;
+    }
+    if (nn__is_conv_layer(l)) return plan_conv(p, l, v);
+    if (nn__is_maxpool_layer(l)) return plan_maxpool(p, l, v);
+    if (nn__is_dense_layer(l)) return plan_dense(p, l, v);
+    if (nn__is_activation_layer(l)) return plan_activation(p, l, v);
+    if (nn__is_dropout_or_flatten_layer(l)) {
+        if (!strcmp(nn_layer_kind(l), "flatten")) return to_vector(p, v);
+        return 1; /* dropout: the identity in evaluation mode */
+    }
+    return 0;
+}
+
+nn__plan *nn__plan_new(nn_layer *model, int ndim, const int *shape)
+{
+    if (!model || !shape || (ndim != 1 && ndim != 3)) return NULL;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 1) return NULL;
+    nn__plan *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    value v = {ndim == 3, 0, shape[0], ndim == 3 ? shape[1] : 0, ndim == 3 ? shape[2] : 0, 0,
+               ndim == 1 ? shape[0] : 0, -1};
+    /* the caller's example is never written: its last step must be ours */
+    if (!plan_layer(p, model, &v) || !to_vector(p, &v) || v.producer < 0) {
+        nn__plan_free(p);
+        return NULL;
+    }
+    p->out_size = v.n;
+    nn__plan_refresh(p);
+    return p;
+}
+
+void nn__plan_refresh(nn__plan *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->count; i++) {
+        plan_step *s = &p->steps[i];
+        if (s->kind == STEP_CONV) {
+            nn_tensor *w = nn_conv2d_weight(s->layer), *b = nn_conv2d_bias(s->layer);
+            nn_k_nhwc_pack_weights(s->oc, s->conv.c, s->conv.k, w->data, s->packed);
+            for (int o = 0; o < s->oc; o++) s->bias[o] = b ? b->data[o] : 0.0f;
+        } else if (s->kind == STEP_DENSE) {
+            nn_tensor *b = nn_dense_bias(s->layer);
+            nn_k_dense_pack(s->outn, s->in, nn_dense_weight(s->layer)->data, s->packed);
+            for (int o = 0; o < s->outn; o++) s->bias[o] = b ? b->data[o] : 0.0f;
+        }
+    }
+}
+
+static void run_activation(const plan_step *s, const float *x)
+{
+    if (!strcmp(s->act, "relu")) nn_k_relu(s->n, x, s->out);
+    else if (!strcmp(s->act, "sigmoid")) nn_k_sigmoid(s->n, x, s->out);
+    else if (!strcmp(s->act, "tanh")) nn_k_tanh(s->n, x, s->out);
+    else nn_k_leaky_relu(s->n, s->slope, x, s->out);
+}
+
+const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
+{
+    const float *cur = x;
+    for (int i = 0; i < p->count; i++) {
+        plan_step *s = &p->steps[i];
+        switch (s->kind) {
+        case STEP_CONV:
+            if (s->in_buf) {
+                nn_k_copy_map(s->c, s->h, s->w, cur, s->xs, s->in_buf + s->offset, s->ys);
+                cur = s->in_buf;
+            }
+            if (!s->scratch) {
+                nn_k_conv_nhwc(&s->conv, cur, s->packed, s->bias, s->relu, s->out);
+                break;
+            }
+            for (size_t row = 0; row < s->out_floats / ((size_t)s->pool.ow * s->pool.cs); row++) {
+                size_t in_rows = row * s->pool.k * s->conv.stride;
+                nn_k_conv_nhwc(&s->conv, cur + in_rows * s->conv.iw * s->conv.cs, s->packed, s->bias, s->relu,
+                               s->scratch);
+                nn_k_maxpool_nhwc(&s->pool, s->scratch, s->out + row * s->pool.ow * s->pool.cs);
+            }
+            break;
+        case STEP_MAXPOOL:
+            nn_k_maxpool_nhwc(&s->pool, cur, s->out);
+            break;
+        case STEP_ACT:
+            run_activation(s, cur);
+            break;
+        case STEP_COPY:
+            nn_k_copy_map(s->c, s->h, s->w, cur, s->xs, s->out, s->ys);
+            break;
+        case STEP_DENSE:
+            nn_k_dense_packed(s->outn, s->in, s->packed, cur, s->bias, s->relu, s->out);
+            break;
+        }
+        cur = s->out;
+    }
+    if (out_size) *out_size = p->out_size;
+    return cur;
+}
+
+void nn__plan_free(nn__plan *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->count; i++) {
+        free(p->steps[i].out);
+        free(p->steps[i].in_buf);
+        free(p->steps[i].packed);
+        free(p->steps[i].bias);
+        free(p->steps[i].scratch);
+    }
+    free(p->steps);
+    free(p);
+}

@@ -1,0 +1,29 @@
+/* The inference plan behind nn_predictor: a model's layers turned, once,
+ * into a list of steps over buffers allocated up front, with convolution
+ * weights packed for channels-last kernels. One example per call, on the
+ * calling thread, nothing allocated per call. Covers sequential models of
+ * conv2d, maxpool2d, relu / leaky_relu / sigmoid / tanh, dropout (the
+ * identity: plans run in evaluation mode), flatten and dense layers; for
+ * anything else nn__plan_new returns NULL and the predictor runs the graph. */
+#ifndef NN_INFER_PLAN_H
+#define NN_INFER_PLAN_H
+
+#include "nn/layers.h"
+
+typedef struct nn__plan nn__plan;
+
+/* A plan for examples of `shape` (ndim 1: features; ndim 3: C, H, W), or
+ * NULL if the model has a layer or shape the plan does not cover (or memory
+ * runs out). */
+nn__plan *nn__plan_new(nn_layer *model, int ndim, const int *shape);
+
+/* Repack the weights after the model's parameters changed. */
+void nn__plan_refresh(nn__plan *p);
+
+/* The model's output for one example x (the plan's buffer, valid until the
+ * next call), its size in *out_size. */
+const float *nn__plan_run(nn__plan *p, const float *x, int *out_size);
+
+void nn__plan_free(nn__plan *p);
+
+#endif

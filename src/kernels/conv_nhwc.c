@@ -1,0 +1,163 @@
+/* Channels-last kernels for one example at a time (the inference plan,
+ * src/infer/): a direct convolution whose register tile is a few output
+ * positions of a row by up to 64 output channels, reading the input by
+ * broadcast and the weights packed tap by tap, so nothing is packed or
+ * copied per call; max pooling; and the hand-overs between the
+ * channel-major layout of the library's tensors and this one. */
+#include "kernels.h"
+#include "simd.h"
+
+/* Register budget: accumulators per tile (with NV weight vectors beside
+ * them) and channel vectors per tile: 32 vector registers with AVX-512,
+ * 16 elsewhere. */
+#if VEC == 16
+enum { MAX_ACC = 24, MAX_NV = 4 };
+#else
+enum { MAX_ACC = 12, MAX_NV = 2 };
+#endif
+enum { MAX_P = 12 };
+
+int nn_k_nhwc_channel_align(void) { return VEC; }
+
+/* Channel vectors [*v0, *v1) of group g of the ocp / VEC output vectors:
+ * the groups are as even as MAX_NV allows. */
+static int groups_of(int nvec) { return (nvec + MAX_NV - 1) / MAX_NV; }
+static void group_span(int nvec, int g, int *v0, int *v1)
+{
+    int groups = groups_of(nvec);
+    *v0 = nvec * g / groups;
+    *v1 = nvec * (g + 1) / groups;
+}
+
+static int padded(int oc) { return (oc + VEC - 1) / VEC * VEC; }
+
+size_t nn_k_nhwc_packed_floats(int oc, int c, int k) { return (size_t)padded(oc) * c * k * k; }
+
+void nn_k_nhwc_pack_weights(int oc, int c, int k, const float *w, float *dst)
+{
+    int nvec = padded(oc) / VEC;
+    for (int g = 0; g < groups_of(nvec); g++) {
+        int v0, v1;
+        group_span(nvec, g, &v0, &v1);
+        int width = (v1 - v0) * VEC;
+        for (int t = 0; t < k * k; t++)
+            for (int ci = 0; ci < c; ci++)
+                for (int j = 0; j < width; j++) {
+                    int o = v0 * VEC + j;
+                    *dst++ = o < oc ? w[((size_t)o * c + ci) * k * k + t] : 0.0f;
+                }
+    }
+}
+
+/* P consecutive output positions times NV channel vectors. x points at the
+ * first position's window corner; positions are `step` floats apart. */
+static inline __attribute__((always_inline)) void
+conv_tile(int P, int NV, const nn_nhwc_conv *s, const float *restrict x, const float *restrict w,
+          const float *restrict bias, int relu, float *restrict y)
+{
+    vf acc[MAX_P][MAX_NV];
+    for (int p = 0; p < P; p++)
+        for (int v = 0; v < NV; v++) acc[p][v] = (vf){0};
+    size_t step = (size_t)s->stride * s->cs;
+    /* where the channel stride is the channel count, a window row's taps
+     * and channels are one run of k * c floats */
+    int runs = s->cs == s->c ? 1 : s->k, run = s->cs == s->c ? s->k * s->c : s->c;
+    const float *wt = w;
+    for (int ky = 0; ky < s->k; ky++)
+        for (int r = 0; r < runs; r++) {
+            const float *xt = x + ((size_t)ky * s->iw + r) * s->cs;
+            for (int j = 0; j < run; j++, wt += NV * VEC) {
+                vf b[MAX_NV];
+                for (int v = 0; v < NV; v++) b[v] = vload(wt + v * VEC);
+                for (int p = 0; p < P; p++) {
+                    float a = xt[p * step + j];
+                    for (int v = 0; v < NV; v++) acc[p][v] += VS(a) * b[v];
+                }
+            }
+        }
+    for (int v = 0; v < NV; v++) {
+        vf bv = vload(bias + v * VEC);
+        for (int p = 0; p < P; p++) {
+            vf r = acc[p][v] + bv;
+            if (relu) r = (vf)((vi)r & (vi)(r > 0.0f));
+            vstore(y + (size_t)p * s->ocp + v * VEC, r);
+        }
+    }
+}
+
+#define TILE_CASE(P, NV)                                                                           \
+    case (P) * 8 + (NV):                                                                           \
+        conv_tile(P, NV, s, x, w, bias, relu, y);                                                  \
+        return;
+
+static void conv_tile_any(int P, int NV, const nn_nhwc_conv *s, const float *x, const float *w,
+                          const float *bias, int relu, float *y)
+{
+    switch (P * 8 + NV) { /* P <= 12 at NV 1, 12 / 6 at NV 2, 4 at NV 3, 6 at NV 4 */
+        TILE_CASE(1, 1) TILE_CASE(2, 1) TILE_CASE(3, 1) TILE_CASE(4, 1) TILE_CASE(5, 1) TILE_CASE(6, 1)
+        TILE_CASE(7, 1) TILE_CASE(8, 1) TILE_CASE(9, 1) TILE_CASE(10, 1) TILE_CASE(11, 1) TILE_CASE(12, 1)
+        TILE_CASE(1, 2) TILE_CASE(2, 2) TILE_CASE(3, 2) TILE_CASE(4, 2) TILE_CASE(5, 2) TILE_CASE(6, 2)
+#if VEC == 16 /* MAX_NV 4, MAX_ACC 24 */
+        TILE_CASE(7, 2) TILE_CASE(8, 2) TILE_CASE(9, 2) TILE_CASE(10, 2) TILE_CASE(11, 2) TILE_CASE(12, 2)
+        TILE_CASE(1, 3) TILE_CASE(2, 3) TILE_CASE(3, 3) TILE_CASE(4, 3)
+        TILE_CASE(1, 4) TILE_CASE(2, 4) TILE_CASE(3, 4) TILE_CASE(4, 4) TILE_CASE(5, 4) TILE_CASE(6, 4)
+#endif
+    default:
+        break;
+    }
+}
+
+void nn_k_conv_nhwc(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias, int relu,
+                    float *y)
+{
+    int nvec = s->ocp / VEC;
+    size_t group_floats = (size_t)s->k * s->k * s->c * VEC; /* per channel vector */
+    const float *w = wp;
+    for (int g = 0; g < groups_of(nvec); g++) {
+        int v0, v1;
+        group_span(nvec, g, &v0, &v1);
+        int nv = v1 - v0;
+        int pmax = MAX_ACC / nv < MAX_P ? MAX_ACC / nv : MAX_P;
+        if (nv == 3 && pmax > 4) pmax = 4; /* the cases compiled above */
+        if (nv == 4 && pmax > 6) pmax = 6;
+        int tiles = (s->cols + pmax - 1) / pmax;
+        for (int oy = 0; oy < s->rows; oy++)
+            for (int t = 0; t < tiles; t++) {
+                int c0 = s->cols * t / tiles, c1 = s->cols * (t + 1) / tiles;
+                const float *xt = x + ((size_t)oy * s->stride * s->iw + (size_t)c0 * s->stride) * s->cs;
+                float *yt = y + ((size_t)oy * s->ow + c0) * s->ocp + (size_t)v0 * VEC;
+                conv_tile_any(c1 - c0, nv, s, xt, w, bias + v0 * VEC, relu, yt);
+            }
+        w += group_floats * nv;
+    }
+}
+
+void nn_k_maxpool_nhwc(const nn_nhwc_pool *s, const float *x, float *y)
+{
+    for (int oy = 0; oy < s->oh; oy++)
+        for (int ox = 0; ox < s->ow; ox++) {
+            int y0 = oy * s->stride - s->pad, x0 = ox * s->stride - s->pad;
+            int ya = y0 < 0 ? 0 : y0, xa = x0 < 0 ? 0 : x0;
+            int yb = y0 + s->k > s->ih ? s->ih : y0 + s->k, xb = x0 + s->k > s->iw ? s->iw : x0 + s->k;
+            float *out = y + ((size_t)oy * s->ow + ox) * s->cs;
+            for (int c = 0; c < s->cs; c += VEC) {
+                vf m = vload(x + ((size_t)ya * s->iw + xa) * s->cs + c);
+                for (int iy = ya; iy < yb; iy++)
+                    for (int ix = xa; ix < xb; ix++) {
+                        vf v = vload(x + ((size_t)iy * s->iw + ix) * s->cs + c);
+                        vi take = (v > m) | (v != v); /* a NaN wins, as nn_maxpool2d */
+                        m = (vf)(((vi)v & take) | ((vi)m & ~take));
+                    }
+                if (s->relu) m = (vf)((vi)m & (vi)(m > 0.0f));
+                vstore(out + c, m);
+            }
+        }
+}
+
+void nn_k_copy_map(int c, int h, int w, const float *x, const size_t xs[3], float *y, const size_t ys[3])
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int iy = 0; iy < h; iy++)
+            for (int ix = 0; ix < w; ix++)
+                y[ci * ys[0] + iy * ys[1] + ix * ys[2]] = x[ci * xs[0] + iy * xs[1] + ix * xs[2]];
+}
