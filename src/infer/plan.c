@@ -31,10 +31,11 @@ typedef struct plan_step {
     float *packed, *bias;
     int oc;
     /* STEP_MAXPOOL; a conv step with a pooling folded in (non-overlapping
-     * windows: the convolution runs a window's rows at a time into the
-     * small scratch, which stays in cache, and pools them from there) */
+     * windows): the convolution runs `band` windows' rows at a time into
+     * the scratch, small enough to stay in L1, and pools them from there */
     nn_nhwc_pool pool;
     float *scratch;
+    int band, pooled_rows;
     /* STEP_ACT: the activation layer's kind, its slope, floats */
     const char *act;
     float slope;
@@ -57,6 +58,10 @@ typedef struct value {
     int n;
     int producer;  /* index of the step that wrote it, -1 for the caller's input */
 } value;
+
+/* A folded pooling's scratch: 32 KB, within the L1 data cache of current
+ * x86 and ARM cores with room for the weights' stream. */
+enum { SCRATCH_FLOATS = 8192 };
 
 static float *buffer(size_t floats)
 {
@@ -167,15 +172,19 @@ static int plan_maxpool(nn__plan *p, nn_layer *l, value *v)
     if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == k) {
         /* fold into the convolution, which then computes only the rows
          * and columns the windows read */
+        size_t window_rows = (size_t)k * conv->conv.ow * v->cs; /* floats */
+        int band = (int)(SCRATCH_FLOATS / window_rows);
+        band = band < 1 ? 1 : band > oh ? oh : band;
         free(conv->out);
         conv->out_floats = (size_t)oh * ow * v->cs;
         conv->out = buffer(conv->out_floats);
-        conv->scratch = buffer((size_t)k * conv->conv.ow * v->cs);
+        conv->scratch = buffer((size_t)band * window_rows);
         if (!conv->out || !conv->scratch) return 0;
+        conv->band = band;
+        conv->pooled_rows = oh;
         conv->pool = pool;
-        conv->pool.ih = k;
-        conv->pool.oh = 1;
-        conv->conv.rows = k;
+        conv->pool.ih = band * k;
+        conv->conv.rows = band * k;
         conv->conv.cols = ow * k;
     } else {
         plan_step *s = add_step(p, STEP_MAXPOOL, (size_t)oh * ow * v->cs);
@@ -304,11 +313,17 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
                 nn_k_conv_nhwc(&s->conv, cur, s->packed, s->bias, s->relu, s->out);
                 break;
             }
-            for (size_t row = 0; row < s->out_floats / ((size_t)s->pool.ow * s->pool.cs); row++) {
-                size_t in_rows = row * s->pool.k * s->conv.stride;
-                nn_k_conv_nhwc(&s->conv, cur + in_rows * s->conv.iw * s->conv.cs, s->packed, s->bias, s->relu,
+            for (int row = 0; row < s->pooled_rows; row += s->band) {
+                int rows = s->pooled_rows - row < s->band ? s->pooled_rows - row : s->band;
+                nn_nhwc_conv band = s->conv;
+                nn_nhwc_pool pool = s->pool;
+                band.rows = rows * s->pool.k;
+                pool.ih = band.rows;
+                pool.oh = rows;
+                size_t in_rows = (size_t)row * s->pool.k * s->conv.stride;
+                nn_k_conv_nhwc(&band, cur + in_rows * s->conv.iw * s->conv.cs, s->packed, s->bias, s->relu,
                                s->scratch);
-                nn_k_maxpool_nhwc(&s->pool, s->scratch, s->out + row * s->pool.ow * s->pool.cs);
+                nn_k_maxpool_nhwc(&pool, s->scratch, s->out + (size_t)row * s->pool.ow * s->pool.cs);
             }
             break;
         case STEP_MAXPOOL:
