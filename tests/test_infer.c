@@ -100,7 +100,8 @@ static void test_plan_matches_graph_seed_cnn(void)
 
 /* Padding ("same" and explicit), strides, channel counts that are not a
  * vector multiple and need several channel groups, pooling with padding
- * and stride, every activation, nested containers, a flat-input MLP. */
+ * and stride, every activation, nested containers, Winograd's path with
+ * padded output channels, a flat-input MLP. */
 static void test_plan_matches_graph_other_shapes(void)
 {
     nn_rng r;
@@ -119,20 +120,28 @@ static void test_plan_matches_graph_other_shapes(void)
     nn_sequential_add(a, nn_activation_new(NN_ACT_SIGMOID));
     nn_layer *b = nn_sequential_new(); /* conv straight to the output, no flatten */
     nn_sequential_add(b, nn_conv2d_new(2, 5, 5, 1, 2, &r));
+    nn_layer *wino = nn_sequential_new(); /* 3x3 then 2x2 pooling: Winograd, padded channels */
+    nn_sequential_add(wino, nn_conv2d_new(3, 16, 3, 1, NN_PAD_SAME, &r));
+    nn_sequential_add(wino, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(wino, nn_conv2d_new(16, 24, 3, 1, 0, &r));
+    nn_sequential_add(wino, nn_maxpool2d_new(2, 2, 0));
+    nn_sequential_add(wino, nn_activation_new(NN_ACT_RELU));
+    nn_sequential_add(wino, nn_flatten_new());
+    nn_sequential_add(wino, nn_dense_new(24 * 5 * 4, 6, NN_INIT_HE, &r));
     nn_layer *mlp = nn_sequential_new();
     nn_sequential_add(mlp, nn_dense_new(37, 19, NN_INIT_HE, &r));
     nn_sequential_add(mlp, nn_activation_new(NN_ACT_RELU));
     nn_sequential_add(mlp, nn_dense_new(19, 3, NN_INIT_XAVIER, &r));
-    nn_layer *models[] = {a, b, mlp};
-    int shapes[][3] = {{3, 17, 15}, {2, 9, 6}, {37, 0, 0}};
-    int ndims[] = {3, 3, 1};
-    for (int i = 0; i < 3; i++) {
+    nn_layer *models[] = {a, b, wino, mlp};
+    int shapes[][3] = {{3, 17, 15}, {2, 9, 6}, {3, 13, 11}, {37, 0, 0}};
+    int ndims[] = {3, 3, 3, 1};
+    for (int i = 0; i < 4; i++) {
         randomize(models[i], 10 + (uint64_t)i);
         int covered;
         double d = plan_vs_graph(models[i], ndims[i], shapes[i], &covered);
         CHECK_MSG(covered && d < 1e-5, "model %d: covered %d, plan vs graph %g", i, covered, d);
     }
-    for (int i = 0; i < 3; i++) nn_layer_free(models[i]);
+    for (int i = 0; i < 4; i++) nn_layer_free(models[i]);
 }
 
 /* Layers the plan does not cover leave the predictor on the graph, which

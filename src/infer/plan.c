@@ -36,6 +36,7 @@ typedef struct plan_step {
     nn_nhwc_pool pool;
     float *scratch;
     int band, pooled_rows;
+    int winograd; /* conv + 2x2 pooling by nn_k_conv_nhwc_winograd_pool */
     /* STEP_ACT: the activation layer's kind, its slope, floats */
     const char *act;
     float slope;
@@ -62,6 +63,10 @@ typedef struct value {
 /* A folded pooling's scratch: 32 KB, within the L1 data cache of current
  * x86 and ARM cores with room for the weights' stream. */
 enum { SCRATCH_FLOATS = 8192 };
+
+/* Winograd's transforms cost about as much as the products they save
+ * below this many input channels (a first layer's one or three). */
+enum { WINOGRAD_MIN_CHANNELS = 8 };
 
 static float *buffer(size_t floats)
 {
@@ -169,7 +174,20 @@ static int plan_maxpool(nn__plan *p, nn_layer *l, value *v)
     int oh = (v->h + 2 * pad - k) / stride + 1, ow = (v->w + 2 * pad - k) / stride + 1;
     nn_nhwc_pool pool = {v->h, v->w, v->cs, k, stride, pad, oh, ow, 0};
     plan_step *conv = v->producer == p->count - 1 ? &p->steps[v->producer] : NULL;
-    if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == k) {
+    if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == 2 && k == 2 &&
+        conv->conv.k == 3 && conv->conv.stride == 1 && conv->conv.c >= WINOGRAD_MIN_CHANNELS &&
+        conv->conv.cs % nn_k_nhwc_channel_align() == 0) {
+        free(conv->out);
+        free(conv->packed);
+        conv->winograd = 1;
+        conv->conv.rows = 2 * oh;
+        conv->conv.cols = 2 * ow;
+        conv->out_floats = (size_t)oh * ow * v->cs;
+        conv->out = buffer(conv->out_floats);
+        conv->packed = buffer(nn_k_winograd_packed_floats(conv->oc, conv->conv.c));
+        conv->scratch = buffer(nn_k_winograd_scratch_floats(&conv->conv));
+        if (!conv->out || !conv->packed || !conv->scratch) return 0;
+    } else if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == k) {
         /* fold into the convolution, which then computes only the rows
          * and columns the windows read */
         size_t window_rows = (size_t)k * conv->conv.ow * v->cs; /* floats */
@@ -280,7 +298,10 @@ void nn__plan_refresh(nn__plan *p)
         plan_step *s = &p->steps[i];
         if (s->kind == STEP_CONV) {
             nn_tensor *w = nn_conv2d_weight(s->layer), *b = nn_conv2d_bias(s->layer);
-            nn_k_nhwc_pack_weights(s->oc, s->conv.c, s->conv.k, w->data, s->packed);
+            if (s->winograd)
+                nn_k_winograd_pack(s->oc, s->conv.c, w->data, s->packed);
+            else
+                nn_k_nhwc_pack_weights(s->oc, s->conv.c, s->conv.k, w->data, s->packed);
             for (int o = 0; o < s->oc; o++) s->bias[o] = b ? b->data[o] : 0.0f;
         } else if (s->kind == STEP_DENSE) {
             nn_tensor *b = nn_dense_bias(s->layer);
@@ -311,6 +332,11 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
             }
             if (!s->scratch) {
                 nn_k_conv_nhwc(&s->conv, cur, s->packed, s->bias, s->relu, s->out);
+                break;
+            }
+            if (s->winograd) {
+                nn_k_conv_nhwc_winograd_pool(&s->conv, cur, s->packed, s->bias, s->relu || s->pool.relu, s->out,
+                                             s->scratch);
                 break;
             }
             for (int row = 0; row < s->pooled_rows; row += s->band) {

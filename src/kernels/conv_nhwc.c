@@ -79,7 +79,7 @@ conv_tile(int P, int NV, const nn_nhwc_conv *s, const float *restrict x, const f
             }
         }
     for (int v = 0; v < NV; v++) {
-        vf bv = vload(bias + v * VEC);
+        vf bv = bias ? vload(bias + v * VEC) : (vf){0};
         for (int p = 0; p < P; p++) {
             vf r = acc[p][v] + bv;
             if (relu) r = (vf)((vi)r & (vi)(r > 0.0f));
@@ -125,7 +125,7 @@ void nn_k_conv_nhwc(const nn_nhwc_conv *s, const float *x, const float *wp, cons
                 int c0 = s->cols * t / tiles, c1 = s->cols * (t + 1) / tiles;
                 const float *xt = x + ((size_t)oy * s->stride * s->iw + (size_t)c0 * s->stride) * s->cs;
                 float *yt = y + ((size_t)oy * s->ow + c0) * s->ocp + (size_t)v0 * VEC;
-                conv_tile_any(c1 - c0, nv, s, xt, w, bias + v0 * VEC, relu, yt);
+                conv_tile_any(c1 - c0, nv, s, xt, w, bias ? bias + v0 * VEC : NULL, relu, yt);
             }
         w += group_floats * nv;
     }
@@ -166,6 +166,101 @@ void nn_k_maxpool_nhwc(const nn_nhwc_pool *s, const float *x, float *y)
                 if (s->relu) m = (vf)((vi)m & (vi)(m > 0.0f));
                 vstore(out + c, m);
             }
+        }
+}
+
+/* ---- Winograd F(2x2, 3x3) ------------------------------------------------
+ * A 3x3 convolution as 16 products of transformed 4x4 input tiles with
+ * transformed filters (Lavin and Gray, 2016): 2.25x fewer multiplications
+ * than the direct form, paid for by cheap transforms in the channel
+ * vectors. Each 2x2 output tile is exactly one 2x2 pooling window, so the
+ * output transform pools as it goes. */
+
+/* Entry (i, j) of G g G^T for one 3x3 filter g (G: rows (1,0,0),
+ * (1/2,1/2,1/2), (1/2,-1/2,1/2), (0,0,1)). */
+static float filter_transform(const float *g, int i, int j)
+{
+    static const float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+    float sum = 0.0f;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) sum += G[i][a] * g[a * 3 + b] * G[j][b];
+    return sum;
+}
+
+size_t nn_k_winograd_packed_floats(int oc, int c) { return 16 * nn_k_nhwc_packed_floats(oc, c, 1); }
+
+void nn_k_winograd_pack(int oc, int c, const float *w, float *dst)
+{
+    int nvec = padded(oc) / VEC;
+    for (int xi = 0; xi < 16; xi++)
+        for (int g = 0; g < groups_of(nvec); g++) {
+            int v0, v1;
+            group_span(nvec, g, &v0, &v1);
+            for (int ci = 0; ci < c; ci++)
+                for (int o = v0 * VEC; o < v1 * VEC; o++)
+                    *dst++ = o < oc ? filter_transform(w + ((size_t)o * c + ci) * 9, xi / 4, xi % 4) : 0.0f;
+        }
+}
+
+size_t nn_k_winograd_scratch_floats(const nn_nhwc_conv *s)
+{
+    size_t tiles = (size_t)(s->rows / 2) * (s->cols / 2);
+    return 16 * tiles * ((size_t)padded(s->c) + s->ocp);
+}
+
+/* B^T d B for the 4x4 tile of vectors d (B^T: rows (1,0,-1,0), (0,1,1,0),
+ * (0,-1,1,0), (0,1,0,-1)), in place. */
+static inline void input_transform(vf d[4][4])
+{
+    for (int j = 0; j < 4; j++) {
+        vf a = d[0][j], b = d[1][j], c = d[2][j], e = d[3][j];
+        d[0][j] = a - c, d[1][j] = b + c, d[2][j] = c - b, d[3][j] = b - e;
+    }
+    for (int i = 0; i < 4; i++) {
+        vf a = d[i][0], b = d[i][1], c = d[i][2], e = d[i][3];
+        d[i][0] = a - c, d[i][1] = b + c, d[i][2] = c - b, d[i][3] = b - e;
+    }
+}
+
+void nn_k_conv_nhwc_winograd_pool(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias,
+                                  int relu, float *y, float *scratch)
+{
+    int th = s->rows / 2, tw = s->cols / 2, tiles = th * tw, cp = padded(s->c);
+    float *V = scratch, *M = scratch + (size_t)16 * tiles * cp;
+    size_t row = (size_t)s->iw * s->cs;
+    for (int t = 0; t < tiles; t++) {
+        const float *corner = x + (size_t)(t / tw) * 2 * row + (size_t)(t % tw) * 2 * s->cs;
+        for (int c = 0; c < cp; c += VEC) {
+            vf d[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) d[i][j] = vload(corner + i * row + (size_t)j * s->cs + c);
+            input_transform(d);
+            for (int xi = 0; xi < 16; xi++) vstore(V + ((size_t)xi * tiles + t) * cp + c, d[xi / 4][xi % 4]);
+        }
+    }
+    /* the 16 products: each a 1x1 convolution over a one-row map of tiles */
+    nn_nhwc_conv g = {tiles, cp, s->c, 1, 1, s->ocp, tiles, 1, tiles};
+    size_t wstep = nn_k_nhwc_packed_floats(s->ocp, s->c, 1);
+    for (int xi = 0; xi < 16; xi++)
+        nn_k_conv_nhwc(&g, V + (size_t)xi * tiles * cp, wp + xi * wstep, NULL, 0, M + (size_t)xi * tiles * s->ocp);
+    /* A^T m A (A^T: rows (1,1,1,0), (0,1,-1,-1)), then the pooling */
+    for (int t = 0; t < tiles; t++)
+        for (int o = 0; o < s->ocp; o += VEC) {
+            vf m[16];
+            for (int xi = 0; xi < 16; xi++) m[xi] = vload(M + ((size_t)xi * tiles + t) * s->ocp + o);
+            vf r[2][4];
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = m[j] + m[4 + j] + m[8 + j];
+                r[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+            }
+            vf out[4];
+            for (int i = 0; i < 2; i++) {
+                out[2 * i] = r[i][0] + r[i][1] + r[i][2];
+                out[2 * i + 1] = r[i][1] - r[i][2] - r[i][3];
+            }
+            vf best = max_or_nan(max_or_nan(out[0], out[1]), max_or_nan(out[2], out[3])) + vload(bias + o);
+            if (relu) best = (vf)((vi)best & (vi)(best > 0.0f));
+            vstore(y + (size_t)t * s->ocp + o, best);
         }
 }
 

@@ -367,6 +367,17 @@ void nn_k_nhwc_pack_weights(int oc, int c, int k, const float *w, float *dst);
  * in x. */
 void nn_k_conv_nhwc(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias, int relu,
                     float *y);
+/* A 3x3 stride-1 convolution followed by 2x2 stride-2 max pooling, by
+ * Winograd's F(2x2, 3x3): y (rows / 2, cols / 2, ocp) pooled, rows and cols
+ * even, s->cs a multiple of the alignment; weights packed by
+ * nn_k_winograd_pack into nn_k_winograd_packed_floats(oc, c) floats;
+ * scratch of nn_k_winograd_scratch_floats(s). Equal to the direct form to
+ * rounding. */
+size_t nn_k_winograd_packed_floats(int oc, int c);
+void nn_k_winograd_pack(int oc, int c, const float *w, float *dst);
+size_t nn_k_winograd_scratch_floats(const nn_nhwc_conv *s);
+void nn_k_conv_nhwc_winograd_pool(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias,
+                                  int relu, float *y, float *scratch);
 typedef struct nn_nhwc_pool {
     int ih, iw, cs; /* input and output channel stride (a multiple of the alignment) */
     int k, stride, pad, oh, ow;
