@@ -1,6 +1,8 @@
 /* mnist_predict: evaluate a model saved by mnist_train --save on the test
  * set: accuracy, a 10x10 confusion matrix, and a few misclassified images
- * drawn as text with their true and predicted labels. */
+ * drawn as text with their true and predicted labels. With --int8, the
+ * model quantized to int8 (nn_quantize, calibrated on training images) is
+ * evaluated one image at a time beside the float model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,10 @@ static void usage(FILE *out)
             "  --arch cnn|mlp   architecture, for files without one (weights only, e.g. from PyTorch)\n"
             "  --data DIR       folder with the IDX files (default: $NN_DATA_DIR, else data/mnist)\n"
             "  --show N         misclassified images to draw (default 4)\n"
+            "  --int8           also quantize the model to int8 and evaluate that (the confusion\n"
+            "                   matrix and images are then the int8 model's)\n"
+            "  --calibrate N    training images that calibrate the int8 activation scales\n"
+            "                   (default 500)\n"
             "  --help           this text\n");
 }
 
@@ -35,17 +41,49 @@ static void draw(const uint8_t *img, int rows, int cols)
     }
 }
 
+/* The model quantized to int8, calibrated on the first `count` training
+ * images normalized as the test images are; NULL (reported) on failure. */
+static nn_qmodel *quantize(nn_layer *model, const char *dir, int ndim, const int *shape, int count)
+{
+    nn_dataset train;
+    nn_error err;
+    if (nn_mnist_load(dir, 1, &train, &err)) {
+        fprintf(stderr, "error: calibration needs the training images: %s\n", err.msg);
+        return NULL;
+    }
+    if (count > train.count) count = train.count;
+    size_t size = (size_t)train.rows * train.cols;
+    float *x = malloc(sizeof(float) * size * (size_t)count);
+    nn_qmodel *q = NULL;
+    if (!x) {
+        fprintf(stderr, "error: out of memory\n");
+    } else {
+        for (size_t i = 0; i < size * (size_t)count; i++)
+            x[i] = (train.images[i] / 255.0f - NN_MNIST_MEAN) / NN_MNIST_STD;
+        q = nn_quantize(model, ndim, shape, x, count, &err);
+        if (!q) fprintf(stderr, "error: %s\n", err.msg);
+    }
+    free(x);
+    nn_dataset_free(&train);
+    return q;
+}
+
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *arch = NULL, *data_flag = NULL;
-    int show = 4;
+    int show = 4, int8 = 0, calibrate = 500;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (strcmp(a, "--model") && strcmp(a, "--arch") && strcmp(a, "--data") && strcmp(a, "--show")) {
+        if (!strcmp(a, "--int8")) {
+            int8 = 1;
+            continue;
+        }
+        if (strcmp(a, "--model") && strcmp(a, "--arch") && strcmp(a, "--data") && strcmp(a, "--show") &&
+            strcmp(a, "--calibrate")) {
             fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
             return 2;
         }
@@ -53,7 +91,9 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--arch")) arch = v;
         else if (!strcmp(a, "--data")) data_flag = v;
-        else if (!cli_int(a, v, 0, 10000, &show)) return 2;
+        else if (!strcmp(a, "--calibrate")) {
+            if (!cli_int(a, v, 1, 60000, &calibrate)) return 2;
+        } else if (!cli_int(a, v, 0, 10000, &show)) return 2;
     }
     if (!model_path) {
         fprintf(stderr, "error: --model FILE is required (see --help)\n");
@@ -107,6 +147,14 @@ int main(int argc, char **argv)
     nn_safetensors_free(&st);
     nn_layer_set_training(model, 0);
 
+    nn_qmodel *q = NULL;
+    int example[3] = {1, test.rows, test.cols}, flat = test.rows * test.cols;
+    if (int8) {
+        q = quantize(model, dir, layout == NN_LAYOUT_NCHW ? 3 : 1,
+                     layout == NN_LAYOUT_NCHW ? example : &flat, calibrate);
+        if (!q) return 1;
+    }
+
     nn_graph *g = nn_graph_new();
     nn_graph_set_grad_enabled(g, 0);
     nn_batcher b;
@@ -117,12 +165,14 @@ int main(int argc, char **argv)
     nn_batcher_normalize(&b, NN_MNIST_MEAN, NN_MNIST_STD);
     int *pred = malloc(sizeof(int) * (size_t)test.count);
     long confusion[10][10] = {{0}};
-    int n, done = 0, correct = 0;
+    int n, done = 0, correct = 0, float_correct = 0;
     while ((n = nn_batcher_next(&b)) > 0) {
         nn_graph_reset(g);
         nn_tensor *logits = nn_layer_forward(model, g, b.x);
         for (int i = 0; i < n; i++) {
             int p = argmax(logits->data + (size_t)i * 10, 10);
+            float_correct += p == b.labels[i];
+            if (q) p = nn_qmodel_class(q, b.x->data + (size_t)i * flat, NULL);
             pred[done + i] = p;
             confusion[b.labels[i]][p]++;
             correct += p == b.labels[i];
@@ -130,7 +180,13 @@ int main(int argc, char **argv)
         done += n;
     }
     printf("%s (%s) on %d test images from %s\n", model_path, arch, test.count, dir);
-    printf("test_acc %.2f%% (%d errors)\n\n", 100.0 * correct / test.count, test.count - correct);
+    if (q)
+        printf("int8 test_acc %.2f%% (%d errors; %d layers in int8, calibrated on %d training images); "
+               "float test_acc %.2f%%\n\n",
+               100.0 * correct / test.count, test.count - correct, nn_qmodel_quantized_layers(q), calibrate,
+               100.0 * float_correct / test.count);
+    else
+        printf("test_acc %.2f%% (%d errors)\n\n", 100.0 * correct / test.count, test.count - correct);
     printf("confusion matrix (rows: true label, columns: predicted)\n      ");
     for (int p = 0; p < 10; p++) printf("%6d", p);
     printf("\n");
@@ -147,6 +203,7 @@ int main(int argc, char **argv)
         shown++;
     }
     free(pred);
+    nn_qmodel_free(q);
     nn_batcher_free(&b);
     nn_graph_free(g);
     nn_layer_free(model);

@@ -7,6 +7,7 @@
 #endif
 #include "plan.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,12 +44,25 @@ typedef struct plan_step {
     size_t n;
     /* STEP_DENSE: out x in */
     int in, outn;
+    /* int8 (conv, dense): the largest |input| seen while calibrating; once
+     * quantized, the input's bytes, the packed weights, their sums and the
+     * per-output scales (input scale times weight scale) */
+    float seen;
+    int q8;
+    nn_q8_conv qconv;
+    uint8_t *qin;
+    int8_t *qw;
+    int32_t *wsum;
+    float *qscale, inv_in_scale;
+    int in_pos; /* conv: input positions (padding included) */
 } plan_step;
 
 struct nn__plan {
     plan_step *steps;
     int count, cap;
     int out_size;
+    int observing; /* record each quantizable step's largest |input| */
+    int portable;  /* int8 steps on the plain C path (tests) */
 };
 
 /* What flows between steps. */
@@ -95,11 +109,10 @@ static plan_step *add_step(nn__plan *p, step_kind kind, size_t out_floats)
     return s;
 }
 
-static int align_up(int n)
-{
-    int a = nn_k_nhwc_channel_align();
-    return (n + a - 1) / a * a;
-}
+/* Output channels of convolution and dense steps are padded to 16, a
+ * multiple of every build's vector width and of the int8 kernels' output
+ * groups, so a step keeps its layout when it is quantized. */
+static int align_up(int n) { return (n + 15) / 16 * 16; }
 
 /* Strides of a map value (channel, row, column). */
 static void strides_of(const value *v, size_t s[3])
@@ -158,6 +171,7 @@ static int plan_conv(nn__plan *p, nn_layer *l, value *v)
         s->offset = ((size_t)pt * iw + pl) * v->c;
     }
     s->conv = (nn_nhwc_conv){iw, cs, v->c, k, stride, ocp, ow, oh, ow};
+    s->in_pos = ih * iw;
     s->packed = buffer(nn_k_nhwc_packed_floats(oc, v->c, k));
     s->bias = buffer((size_t)ocp);
     if (!s->packed || !s->bias) return 0;
@@ -185,8 +199,15 @@ static int plan_maxpool(nn__plan *p, nn_layer *l, value *v)
         conv->out_floats = (size_t)oh * ow * v->cs;
         conv->out = buffer(conv->out_floats);
         conv->packed = buffer(nn_k_winograd_packed_floats(conv->oc, conv->conv.c));
-        conv->scratch = buffer(nn_k_winograd_scratch_floats(&conv->conv));
+        /* room for the direct form's bands too, which a quantized plan uses */
+        size_t window_rows = (size_t)k * conv->conv.ow * v->cs, wino = nn_k_winograd_scratch_floats(&conv->conv);
+        int band = (int)(SCRATCH_FLOATS / window_rows);
+        band = band < 1 ? 1 : band > oh ? oh : band;
+        conv->scratch = buffer(wino > band * window_rows ? wino : band * window_rows);
         if (!conv->out || !conv->packed || !conv->scratch) return 0;
+        conv->band = band;
+        conv->pooled_rows = oh;
+        conv->pool = pool;
     } else if (conv && conv->kind == STEP_CONV && !conv->scratch && pad == 0 && stride == k) {
         /* fold into the convolution, which then computes only the rows
          * and columns the windows read */
@@ -319,6 +340,74 @@ static void run_activation(const plan_step *s, const float *x)
     else nn_k_leaky_relu(s->n, s->slope, x, s->out);
 }
 
+/* Largest |x| over the first c of every cs floats of n positions. */
+static float largest_magnitude(int n, int c, int cs, const float *x)
+{
+    float m = 0.0f;
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i < c; i++) {
+            float a = fabsf(x[(size_t)p * cs + i]);
+            m = a > m || a != a ? a : m;
+        }
+    return m;
+}
+
+/* Output rows [row0, row0 + band->rows) of a convolution step's region
+ * into y, from its float input x (or, quantized, its bytes). */
+static void conv_rows(const nn__plan *p, const plan_step *s, const float *x, const nn_nhwc_conv *band, int row0,
+                      float *y)
+{
+    size_t in_row = (size_t)row0 * s->conv.stride * s->conv.iw;
+    if (!s->q8) {
+        nn_k_conv_nhwc(band, x + in_row * s->conv.cs, s->packed, s->bias, s->relu, y);
+        return;
+    }
+    nn_q8_conv q = s->qconv;
+    q.rows = band->rows;
+    nn_k_q8_conv(&q, s->qin + in_row * q.cq, s->qw, s->wsum, s->qscale, s->bias, s->relu, p->portable, y);
+}
+
+static void run_conv(const nn__plan *p, plan_step *s, const float *x)
+{
+    if (p->observing) {
+        float m = largest_magnitude(s->in_pos, s->conv.c, s->conv.cs, x);
+        s->seen = m > s->seen || m != m ? m : s->seen;
+    }
+    if (s->q8) nn_k_q8_quantize(s->in_pos, s->conv.c, s->conv.cs, x, s->inv_in_scale, s->qconv.cq, s->qin);
+    if (!s->scratch) {
+        conv_rows(p, s, x, &s->conv, 0, s->out);
+        return;
+    }
+    if (s->winograd && !s->q8) {
+        nn_k_conv_nhwc_winograd_pool(&s->conv, x, s->packed, s->bias, s->relu || s->pool.relu, s->out, s->scratch);
+        return;
+    }
+    for (int row = 0; row < s->pooled_rows; row += s->band) {
+        int rows = s->pooled_rows - row < s->band ? s->pooled_rows - row : s->band;
+        nn_nhwc_conv band = s->conv;
+        nn_nhwc_pool pool = s->pool;
+        band.rows = rows * s->pool.k;
+        pool.ih = band.rows;
+        pool.oh = rows;
+        conv_rows(p, s, x, &band, row * s->pool.k, s->scratch);
+        nn_k_maxpool_nhwc(&pool, s->scratch, s->out + (size_t)row * s->pool.ow * s->pool.cs);
+    }
+}
+
+static void run_dense(const nn__plan *p, plan_step *s, const float *x)
+{
+    if (p->observing) {
+        float m = largest_magnitude(1, s->in, s->in, x);
+        s->seen = m > s->seen || m != m ? m : s->seen;
+    }
+    if (!s->q8) {
+        nn_k_dense_packed(s->outn, s->in, s->packed, x, s->bias, s->relu, s->out);
+        return;
+    }
+    nn_k_q8_quantize(1, s->in, s->in, x, s->inv_in_scale, s->qconv.cq, s->qin);
+    nn_k_q8_conv(&s->qconv, s->qin, s->qw, s->wsum, s->qscale, s->bias, s->relu, p->portable, s->out);
+}
+
 const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
 {
     const float *cur = x;
@@ -330,27 +419,7 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
                 nn_k_copy_map(s->c, s->h, s->w, cur, s->xs, s->in_buf + s->offset, s->ys);
                 cur = s->in_buf;
             }
-            if (!s->scratch) {
-                nn_k_conv_nhwc(&s->conv, cur, s->packed, s->bias, s->relu, s->out);
-                break;
-            }
-            if (s->winograd) {
-                nn_k_conv_nhwc_winograd_pool(&s->conv, cur, s->packed, s->bias, s->relu || s->pool.relu, s->out,
-                                             s->scratch);
-                break;
-            }
-            for (int row = 0; row < s->pooled_rows; row += s->band) {
-                int rows = s->pooled_rows - row < s->band ? s->pooled_rows - row : s->band;
-                nn_nhwc_conv band = s->conv;
-                nn_nhwc_pool pool = s->pool;
-                band.rows = rows * s->pool.k;
-                pool.ih = band.rows;
-                pool.oh = rows;
-                size_t in_rows = (size_t)row * s->pool.k * s->conv.stride;
-                nn_k_conv_nhwc(&band, cur + in_rows * s->conv.iw * s->conv.cs, s->packed, s->bias, s->relu,
-                               s->scratch);
-                nn_k_maxpool_nhwc(&pool, s->scratch, s->out + (size_t)row * s->pool.ow * s->pool.cs);
-            }
+            run_conv(p, s, cur);
             break;
         case STEP_MAXPOOL:
             nn_k_maxpool_nhwc(&s->pool, cur, s->out);
@@ -362,7 +431,7 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
             nn_k_copy_map(s->c, s->h, s->w, cur, s->xs, s->out, s->ys);
             break;
         case STEP_DENSE:
-            nn_k_dense_packed(s->outn, s->in, s->packed, cur, s->bias, s->relu, s->out);
+            run_dense(p, s, cur);
             break;
         }
         cur = s->out;
@@ -370,6 +439,66 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size)
     if (out_size) *out_size = p->out_size;
     return cur;
 }
+
+void nn__plan_observe(nn__plan *p, const float *x)
+{
+    p->observing = 1;
+    nn__plan_run(p, x, NULL);
+    p->observing = 0;
+}
+
+/* Per-output weight scales: the largest |w| of each output over 127 (1
+ * for an all-zero output, whose weights quantize to 0 either way). */
+static void weight_scales(int oc, size_t per_output, const float *w, float *scale)
+{
+    for (int o = 0; o < oc; o++) {
+        float m = largest_magnitude(1, (int)per_output, 0, w + (size_t)o * per_output);
+        scale[o] = m > 0.0f ? m / 127.0f : 1.0f;
+    }
+}
+
+static int quantize_step(plan_step *s)
+{
+    int dense = s->kind == STEP_DENSE;
+    int oc = dense ? s->outn : s->oc, c = dense ? s->in : s->conv.c, k = dense ? 1 : s->conv.k;
+    const float *w = dense ? nn_dense_weight(s->layer)->data : nn_conv2d_weight(s->layer)->data;
+    int cq = nn_k_q8_channels(c), ocp = align_up(oc);
+    size_t positions = dense ? 1 : (size_t)s->in_pos;
+    s->qin = malloc(positions * cq);
+    s->qw = malloc(nn_k_q8_packed_bytes(oc, c, k));
+    s->wsum = malloc(sizeof(int32_t) * ocp);
+    s->qscale = buffer((size_t)ocp);
+    float *wscale = malloc(sizeof(float) * ocp);
+    if (!s->qin || !s->qw || !s->wsum || !s->qscale || !wscale) {
+        free(wscale);
+        return 0;
+    }
+    weight_scales(oc, (size_t)c * k * k, w, wscale);
+    nn_k_q8_pack(oc, c, k, w, wscale, dense, s->qw, s->wsum);
+    float in_scale = s->seen > 0.0f ? s->seen / 127.0f : 1.0f;
+    for (int o = 0; o < oc; o++) s->qscale[o] = in_scale * wscale[o];
+    free(wscale);
+    s->inv_in_scale = 1.0f / in_scale;
+    s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1}
+                     : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols};
+    s->q8 = 1;
+    return 1;
+}
+
+int nn__plan_quantize(nn__plan *p, int min_channels)
+{
+    int quantized = 0;
+    for (int i = 0; i < p->count; i++) {
+        plan_step *s = &p->steps[i];
+        int eligible = s->kind == STEP_DENSE || (s->kind == STEP_CONV && s->conv.c >= min_channels);
+        if (!eligible || !(s->seen < INFINITY)) continue; /* a NaN or infinity seen: stays float */
+        if (!quantize_step(s)) return -1;
+        quantized++;
+    }
+    return quantized;
+}
+
+void nn__plan_set_portable(nn__plan *p, int portable) { p->portable = portable; }
 
 void nn__plan_free(nn__plan *p)
 {
@@ -380,6 +509,10 @@ void nn__plan_free(nn__plan *p)
         free(p->steps[i].packed);
         free(p->steps[i].bias);
         free(p->steps[i].scratch);
+        free(p->steps[i].qin);
+        free(p->steps[i].qw);
+        free(p->steps[i].wsum);
+        free(p->steps[i].qscale);
     }
     free(p->steps);
     free(p);

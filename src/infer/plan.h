@@ -26,4 +26,18 @@ const float *nn__plan_run(nn__plan *p, const float *x, int *out_size);
 
 void nn__plan_free(nn__plan *p);
 
+/* Calibration: run x through the float plan, recording the largest |input|
+ * of every convolution and dense step. */
+void nn__plan_observe(nn__plan *p, const float *x);
+
+/* Switch the dense steps and the convolutions with at least min_channels
+ * input channels to int8, with per-tensor input scales from the
+ * observations and per-output weight scales. Returns how many steps were
+ * quantized, -1 if out of memory. After this the plan no longer reads the
+ * model; nn__plan_refresh must not be called. */
+int nn__plan_quantize(nn__plan *p, int min_channels);
+
+/* int8 steps on the plain C path even where VNNI is built (tests). */
+void nn__plan_set_portable(nn__plan *p, int portable);
+
 #endif

@@ -5,6 +5,7 @@
 #define NN_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* C = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is
  * K x N; ta/tb nonzero mean A is stored K x M / B is stored N x K. beta = 0
@@ -397,5 +398,34 @@ void nn_k_copy_map(int c, int h, int w, const float *x, const size_t xs[3], floa
 size_t nn_k_dense_packed_floats(int n, int k);
 void nn_k_dense_pack(int n, int k, const float *w, float *dst);
 void nn_k_dense_packed(int n, int k, const float *wp, const float *x, const float *bias, int relu, float *y);
+
+
+/* int8 inference (int8.c): activations as bytes q + 128 with q =
+ * round(x / scale) clamped to [-127, 127], channels-last with the channels
+ * rounded up to nn_k_q8_channels(c) (a multiple of 4; the extra bytes 128);
+ * weights per output channel, packed by nn_k_q8_pack in groups of 16
+ * outputs. nn_k_q8_vnni() is 1 where the AVX-512 VNNI path is built. */
+int nn_k_q8_vnni(void);
+int nn_k_q8_channels(int c);
+/* q (positions, cq) from x (positions, stride cs), the first c channels. */
+void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q);
+/* Bytes of w (oc, c, k, k) packed, and the packing: w[o] / scale[o]
+ * rounded and clamped, wsum (oc rounded up to 16) the sum of each output's
+ * packed weights. single_position: for products of one position (a dense
+ * layer), grouped for that. */
+size_t nn_k_q8_packed_bytes(int oc, int c, int k);
+void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int single_position, int8_t *dst,
+                  int32_t *wsum);
+typedef struct nn_q8_conv {
+    int iw, cq;      /* input row width and channel stride (bytes) */
+    int k, stride;
+    int ocp, ow;     /* output channel stride (a multiple of 16 floats), row width */
+    int rows, cols;  /* outputs computed; rows = cols = 1 with k = 1 is a dense layer */
+} nn_q8_conv;
+/* y (rows, cols, ocp) = (sum of products - 128 * wsum) * scale + bias,
+ * clamped at 0 if relu; scale and bias per output (ocp each). portable: use
+ * the plain C path even where VNNI is built (the tests compare them). */
+void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const int32_t *wsum, const float *scale,
+                  const float *bias, int relu, int portable, float *y);
 
 #endif

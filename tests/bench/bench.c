@@ -361,31 +361,90 @@ static double cnn_inference_img_per_s(const bench_opts *o)
     return median(v, o->reps);
 }
 
-/* W1-infer1: one image at a time through nn_predictor (eval mode, no
- * graph handling, nothing allocated per call), microseconds per image:
- * the median over repetitions of the mean over 2000 images. */
-static double cnn_latency_us(const bench_opts *o)
+/* The first n images of d normalized as the trainers do (float x n * 784). */
+static float *normalized(const nn_dataset *d, int n)
+{
+    float *x = malloc(sizeof(float) * 784 * (size_t)n);
+    for (size_t i = 0; x && i < (size_t)n * 784; i++) x[i] = (d->images[i] / 255.0f - 0.1307f) / 0.3081f;
+    return x;
+}
+
+/* The seed CNN quantized to int8, calibrated on 500 images of d. */
+static nn_qmodel *quantized_cnn(const nn_dataset *d, nn_layer *m)
+{
+    float *calib = normalized(d, 500);
+    nn_error err;
+    nn_qmodel *q = calib ? nn_quantize(m, 3, (int[]){1, 28, 28}, calib, 500, &err) : NULL;
+    if (!q) fprintf(stderr, "bench: %s\n", calib ? err.msg : "out of memory");
+    free(calib);
+    return q;
+}
+
+/* W1-infer1 (float, nn_predictor) and W1-infer1-int8 (nn_qmodel): one
+ * image at a time, eval mode, nothing allocated per call, on the calling
+ * thread; microseconds per image, including the image's normalization: the
+ * median over repetitions of the mean over 2000 images. */
+static double cnn_latency_us(const bench_opts *o, int int8)
 {
     nn_dataset d;
     if (!load_data(o, &d)) return NAN;
     nn_layer *m = build_cnn(1);
     nn_layer_set_training(m, 0);
-    nn_predictor *p = nn_predictor_new(m, 3, (int[]){1, 28, 28}, NULL);
+    nn_predictor *p = int8 ? NULL : nn_predictor_new(m, 3, (int[]){1, 28, 28}, NULL);
+    nn_qmodel *q = int8 ? quantized_cnn(&d, m) : NULL;
     float x[784];
     double v[32];
-    for (int r = -1; r < o->reps; r++) {
+    for (int r = -1; (p || q) && r < o->reps; r++) {
         double t0 = now();
         for (int k = 0; k < 2000; k++) {
             const unsigned char *img = d.images + (size_t)(k % d.count) * 784;
             for (int i = 0; i < 784; i++) x[i] = (img[i] / 255.0f - 0.1307f) / 0.3081f;
-            nn_predictor_class(p, x, NULL);
+            if (q) nn_qmodel_class(q, x, NULL);
+            else nn_predictor_class(p, x, NULL);
         }
         if (r >= 0) v[r] = 1e6 * (now() - t0) / 2000;
     }
+    int ok = p || q;
     nn_predictor_free(p);
+    nn_qmodel_free(q);
     nn_layer_free(m);
     nn_dataset_free(&d);
-    return median(v, o->reps);
+    return ok ? median(v, o->reps) : NAN;
+}
+
+/* W1-infer-int8: images per second over 10 x 1000 images, one image at a
+ * time through an nn_qmodel per thread (threads share the images). */
+static double cnn_int8_img_per_s(const bench_opts *o, int threads)
+{
+    enum { IMAGES = 10000, MAX_THREADS = 64 };
+    nn_dataset d;
+    if (!load_data(o, &d)) return NAN;
+    nn_layer *m = build_cnn(1);
+    nn_layer_set_training(m, 0);
+    nn_qmodel *q[MAX_THREADS] = {0};
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    int ok = 1;
+    for (int t = 0; t < threads; t++) ok = ok && (q[t] = quantized_cnn(&d, m)) != NULL;
+    double v[32];
+    for (int r = -1; ok && r < o->reps; r++) {
+        double t0 = now();
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int k = 0; k < IMAGES; k++) {
+            int me = 0;
+#ifdef _OPENMP
+            me = omp_get_thread_num();
+#endif
+            float x[784];
+            const unsigned char *img = d.images + (size_t)(k % d.count) * 784;
+            for (int i = 0; i < 784; i++) x[i] = (img[i] / 255.0f - 0.1307f) / 0.3081f;
+            nn_qmodel_class(q[me], x, NULL);
+        }
+        if (r >= 0) v[r] = IMAGES / (now() - t0);
+    }
+    for (int t = 0; t < threads; t++) nn_qmodel_free(q[t]);
+    nn_layer_free(m);
+    nn_dataset_free(&d);
+    return ok ? median(v, o->reps) : NAN;
 }
 
 /* W3: one char-rnn training step on random characters. */
@@ -533,7 +592,9 @@ static void w_peak(const bench_opts *o, int t, result *r)
 static void w1_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 1); }
 static void w1_speedup(const bench_opts *o, int t, result *r) { r->value[0] = cnn_speedup(o, t); }
 static void w1_infer(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_inference_img_per_s(o); }
-static void w1_latency(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_latency_us(o); }
+static void w1_latency(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_latency_us(o, 0); }
+static void w1_latency_int8(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = cnn_latency_us(o, 1); }
+static void w1_infer_int8(const bench_opts *o, int t, result *r) { r->value[0] = cnn_int8_img_per_s(o, t); }
 static void w2_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = train_step_seconds(o, 0); }
 static void w3_train(const bench_opts *o, int t, result *r) { (void)t; r->value[0] = lstm_step_ms(o); }
 static void w4_train(const bench_opts *o, int t, result *r) { (void)t; gpt_bench(o, r->value); }
@@ -632,6 +693,14 @@ int main(int argc, char **argv)
         if (wanted(&o, "W1-infer1")) {
             run_isolated(w1_latency, &o, t, &r);
             report("W1-infer1", t, "latency_us", r.value[0]);
+        }
+        if (wanted(&o, "W1-infer-int8")) {
+            run_isolated(w1_infer_int8, &o, t, &r);
+            report("W1-infer-int8", t, "img_per_s", r.value[0]);
+        }
+        if (wanted(&o, "W1-infer1-int8")) {
+            run_isolated(w1_latency_int8, &o, t, &r);
+            report("W1-infer1-int8", t, "latency_us", r.value[0]);
         }
         if (wanted(&o, "W2")) {
             run_isolated(w2_train, &o, t, &r);

@@ -1,0 +1,55 @@
+/* libnn: int8 post-training quantization for inference.
+ *
+ * nn_quantize turns a trained model into an inference-only int8 model:
+ * weights quantized per output channel (symmetric, scale = max|w| / 127),
+ * the input of each quantized layer per tensor (symmetric, scale = the
+ * largest |input| seen over the calibration examples / 127), products
+ * summed in int32 and scaled back to float at each layer's output. Dense
+ * layers and convolutions with at least 4 input channels are quantized
+ * (a convolution over 1-3 channels, such as a first layer over pixels,
+ * would use a quarter of each 4-byte product and stays float); pooling and
+ * activations run in float on the dequantized values. With AVX-512 VNNI
+ * (in -march=native builds on CPUs that have it) the products run as
+ * vpdpbusd; elsewhere a plain C path computes the same integers.
+ *
+ * Covered models are those nn_predictor plans (see train.h): sequential
+ * models of conv2d, maxpool2d, activation, dropout, flatten and dense
+ * layers. One example per call, on the calling thread, nothing allocated
+ * per call; use one nn_qmodel per thread. */
+#ifndef NN_QUANT_H
+#define NN_QUANT_H
+
+#include "error.h"
+#include "layers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nn_qmodel nn_qmodel;
+
+/* Quantize model for examples of `shape` (ndim 1: features; 3: C, H, W),
+ * calibrated on count examples (count * example size floats, e.g. a few
+ * hundred training examples). The model is read here only: it may be
+ * changed or freed afterwards. NULL with err set if the model has a layer
+ * the int8 path does not cover (named), on bad arguments, NaN or infinite
+ * calibration activations, or out of memory. */
+nn_qmodel *nn_quantize(nn_layer *model, int ndim, const int *shape, const float *calib, int count,
+                       nn_error *err);
+
+/* The output for one example (*out_size floats, valid until the next
+ * call), or NULL with err set if q or x is NULL. */
+const float *nn_qmodel_run(nn_qmodel *q, const float *x, int *out_size, nn_error *err);
+
+/* The argmax class of one example, or -1 on error. */
+int nn_qmodel_class(nn_qmodel *q, const float *x, nn_error *err);
+
+/* How many layers run in int8 (the rest run in float). */
+int nn_qmodel_quantized_layers(const nn_qmodel *q);
+
+void nn_qmodel_free(nn_qmodel *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

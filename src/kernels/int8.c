@@ -1,0 +1,234 @@
+/* int8 inference kernels (the quantized plan, src/infer/): activations
+ * quantized per tensor and stored as unsigned bytes q + 128, weights per
+ * output channel as signed bytes, products summed in int32. With AVX-512
+ * VNNI one vpdpbusd instruction adds four byte products into each of 16
+ * int32 lanes; the plain C path computes the same integers (the sums are
+ * exact, so the two agree bit for bit). The +128 offset, which VNNI's
+ * unsigned-times-signed products need, is taken back out with each output
+ * channel's weight sum. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define NN_HAVE_VNNI 1
+#else
+#define NN_HAVE_VNNI 0
+#endif
+
+/* Outputs per group of lanes (one 512-bit vector of int32), whatever the
+ * build, so the packed layout is the same everywhere. */
+enum { QL = 16, Q_MAX_P = 12, Q_MAX_NV = 8, Q_MAX_ACC = 24 };
+
+int nn_k_q8_vnni(void) { return NN_HAVE_VNNI; }
+
+static int round4(int c) { return (c + 3) / 4 * 4; }
+static int round16(int n) { return (n + QL - 1) / QL * QL; }
+
+int nn_k_q8_channels(int c) { return round4(c); }
+
+/* Round to nearest, ties to even, by adding and taking away 1.5 * 2^23
+ * (exact for |v| <= 127, the same in scalar and vector code and on every
+ * target); NaN becomes 0. */
+static const float ROUNDER = 12582912.0f;
+
+static uint8_t quantize_one(float x, float inv_scale)
+{
+    float v = x * inv_scale;
+    v = v == v ? v : 0.0f;
+    v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+    return (uint8_t)((int)((v + ROUNDER) - ROUNDER) + 128);
+}
+
+typedef uint8_t vq __attribute__((vector_size(VEC)));
+
+/* VEC floats to bytes, as quantize_one. */
+static inline void quantize_vec(const float *x, vf inv, uint8_t *q)
+{
+    vf v = vload(x) * inv;
+    v = (vf)((vi)v & (vi)(v == v));
+    vf hi = VS(127.0f) + (vf){0}, lo = VS(-127.0f) + (vf){0};
+    v = (vf)(((vi)hi & (vi)(v > hi)) | ((vi)v & ~(vi)(v > hi)));
+    v = (vf)(((vi)lo & (vi)(v < lo)) | ((vi)v & ~(vi)(v < lo)));
+    v = (v + VS(ROUNDER)) - VS(ROUNDER);
+    vi r = __builtin_convertvector(v, vi) + 128;
+    vq b = __builtin_convertvector(r, vq);
+    memcpy(q, &b, VEC);
+}
+
+void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q)
+{
+    vf inv = VS(inv_scale) + (vf){0};
+    if (c == cs && c == cq) { /* one run */
+        c = positions * c;
+        cs = cq = c;
+        positions = 1;
+    }
+    for (int p = 0; p < positions; p++) {
+        const float *xp = x + (size_t)p * cs;
+        uint8_t *qp = q + (size_t)p * cq;
+        int i = 0;
+        for (; i + VEC <= c; i += VEC) quantize_vec(xp + i, inv, qp + i);
+        for (; i < c; i++) qp[i] = quantize_one(xp[i], inv_scale);
+        for (; i < cq; i++) qp[i] = 128;
+    }
+}
+
+size_t nn_k_q8_packed_bytes(int oc, int c, int k) { return (size_t)round16(oc) * round4(c) * k * k; }
+
+/* Output lanes [*l0, *l1) (in units of QL) of group g: as even as
+ * max_nv lanes per group allow. */
+static int q_groups(int nvec, int max_nv) { return (nvec + max_nv - 1) / max_nv; }
+static void q_span(int nvec, int max_nv, int g, int *v0, int *v1)
+{
+    int groups = q_groups(nvec, max_nv);
+    *v0 = nvec * g / groups;
+    *v1 = nvec * (g + 1) / groups;
+}
+
+/* Groups of two lane vectors for convolutions (tiles of positions), of
+ * up to eight for a single position (a dense layer): more independent
+ * sums where there are no positions to share the weights. */
+static int group_width(int single_position) { return single_position ? Q_MAX_NV : 2; }
+
+void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int single_position, int8_t *dst,
+                  int32_t *wsum)
+{
+    int nvec = round16(oc) / QL, cq = round4(c), max_nv = group_width(single_position);
+    for (int o = 0; o < round16(oc); o++) wsum[o] = 0;
+    for (int g = 0; g < q_groups(nvec, max_nv); g++) {
+        int v0, v1;
+        q_span(nvec, max_nv, g, &v0, &v1);
+        for (int t = 0; t < k * k; t++)
+            for (int c4 = 0; c4 < cq; c4 += 4)
+                for (int o = v0 * QL; o < v1 * QL; o++)
+                    for (int b = 0; b < 4; b++) {
+                        int ci = c4 + b;
+                        int8_t q = 0;
+                        if (o < oc && ci < c) {
+                            float v = w[((size_t)o * c + ci) * k * k + t] / scale[o];
+                            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                            q = (int8_t)lrintf(v);
+                        }
+                        *dst++ = q;
+                        wsum[o] += q;
+                    }
+    }
+}
+
+/* y = (acc - 128 * wsum) * scale + bias for one tile row of n outputs (a
+ * multiple of 16), clamped at 0 if relu: the one dequantization both paths
+ * share. */
+static void dequantize(int n, const int32_t *acc, const int32_t *wsum, const float *scale, const float *bias,
+                       int relu, float *y)
+{
+    for (int o = 0; o < n; o += VEC) {
+        vi a, w;
+        memcpy(&a, acc + o, sizeof a);
+        memcpy(&w, wsum + o, sizeof w);
+        vf v = __builtin_convertvector(a - 128 * w, vf) * vload(scale + o) + vload(bias + o);
+        if (relu) v = (vf)((vi)v & (vi)(v > 0.0f));
+        vstore(y + o, v);
+    }
+}
+
+/* The plain C tile: P positions (input `step` bytes apart) times lanes
+ * [v0, v1) of the group whose packed weights start at w. */
+static void tile_c(int P, int nv, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
+{
+    size_t step = (size_t)s->stride * s->cq;
+    int width = nv * QL;
+    memset(acc, 0, sizeof(int32_t) * (size_t)P * width);
+    for (int ky = 0; ky < s->k; ky++)
+        for (int kx = 0; kx < s->k; kx++) {
+            const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
+            for (int c4 = 0; c4 < s->cq; c4 += 4, w += width * 4)
+                for (int p = 0; p < P; p++) {
+                    const uint8_t *a = xt + p * step + c4;
+                    int32_t *ap = acc + p * width;
+                    for (int o = 0; o < width; o++)
+                        ap[o] += a[0] * w[o * 4] + a[1] * w[o * 4 + 1] + a[2] * w[o * 4 + 2] + a[3] * w[o * 4 + 3];
+                }
+        }
+}
+
+#if NN_HAVE_VNNI
+static inline __attribute__((always_inline)) void tile_vnni(int P, int NV, const nn_q8_conv *s, const uint8_t *x,
+                                                            const int8_t *w, int32_t *acc)
+{
+    __m512i a[Q_MAX_P][Q_MAX_NV];
+    for (int p = 0; p < P; p++)
+        for (int v = 0; v < NV; v++) a[p][v] = _mm512_setzero_si512();
+    size_t step = (size_t)s->stride * s->cq;
+    for (int ky = 0; ky < s->k; ky++)
+        for (int kx = 0; kx < s->k; kx++) {
+            const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
+            for (int c4 = 0; c4 < s->cq; c4 += 4, w += NV * QL * 4) {
+                __m512i b[Q_MAX_NV];
+                for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_si512((const void *)(w + v * QL * 4));
+                for (int p = 0; p < P; p++) {
+                    int32_t quad;
+                    memcpy(&quad, xt + p * step + c4, 4);
+                    __m512i q = _mm512_set1_epi32(quad);
+                    for (int v = 0; v < NV; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], q, b[v]);
+                }
+            }
+        }
+    for (int p = 0; p < P; p++)
+        for (int v = 0; v < NV; v++) _mm512_storeu_si512((void *)(acc + (p * NV + v) * QL), a[p][v]);
+}
+
+#define QTILE(P, NV)                                                                               \
+    case (P) * 16 + (NV):                                                                          \
+        tile_vnni(P, NV, s, x, w, acc);                                                            \
+        return 1;
+
+static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
+{
+    switch (P * 16 + NV) {
+        QTILE(1, 1) QTILE(2, 1) QTILE(3, 1) QTILE(4, 1) QTILE(5, 1) QTILE(6, 1)
+        QTILE(7, 1) QTILE(8, 1) QTILE(9, 1) QTILE(10, 1) QTILE(11, 1) QTILE(12, 1)
+        QTILE(1, 2) QTILE(2, 2) QTILE(3, 2) QTILE(4, 2) QTILE(5, 2) QTILE(6, 2)
+        QTILE(7, 2) QTILE(8, 2) QTILE(9, 2) QTILE(10, 2) QTILE(11, 2) QTILE(12, 2)
+        QTILE(1, 3) QTILE(1, 4) QTILE(1, 5) QTILE(1, 6) QTILE(1, 7) QTILE(1, 8)
+    default:
+        return 0;
+    }
+}
+#endif
+
+void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const int32_t *wsum, const float *scale,
+                  const float *bias, int relu, int portable, float *y)
+{
+    int single = s->rows == 1 && s->cols == 1;
+    int nvec = s->ocp / QL, max_nv = group_width(single);
+    int32_t acc[Q_MAX_ACC * QL];
+    (void)portable;
+    const int8_t *w = wp;
+    for (int g = 0; g < q_groups(nvec, max_nv); g++) {
+        int v0, v1;
+        q_span(nvec, max_nv, g, &v0, &v1);
+        int nv = v1 - v0, pmax = Q_MAX_ACC / nv < Q_MAX_P ? Q_MAX_ACC / nv : Q_MAX_P;
+        int tiles = (s->cols + pmax - 1) / pmax;
+        for (int oy = 0; oy < s->rows; oy++)
+            for (int t = 0; t < tiles; t++) {
+                int c0 = s->cols * t / tiles, c1 = s->cols * (t + 1) / tiles, P = c1 - c0;
+                const uint8_t *xt = x + ((size_t)oy * s->stride * s->iw + (size_t)c0 * s->stride) * s->cq;
+                int done = 0;
+#if NN_HAVE_VNNI
+                done = !portable && tile_vnni_any(P, nv, s, xt, w, acc);
+#endif
+                if (!done) tile_c(P, nv, s, xt, w, acc);
+                for (int p = 0; p < P; p++) {
+                    int o0 = v0 * QL;
+                    dequantize(nv * QL, acc + p * nv * QL, wsum + o0, scale + o0, bias + o0, relu,
+                               y + ((size_t)oy * s->ow + c0 + p) * s->ocp + o0);
+                }
+            }
+        w += (size_t)nv * QL * s->k * s->k * s->cq;
+    }
+}
