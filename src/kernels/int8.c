@@ -90,10 +90,12 @@ static void q_span(int nvec, int max_nv, int g, int *v0, int *v1)
     *v1 = nvec * (g + 1) / groups;
 }
 
-/* Groups of two lane vectors for convolutions (tiles of positions), of
- * up to eight for a single position (a dense layer): more independent
+/* Groups of four lane vectors for convolutions (tiles of up to six
+ * positions: few enough that the positions' input offsets stay in general
+ * registers; a group's bytes, 4 x 64 per 4 channels and tap, stay in L1),
+ * of up to eight for a single position (a dense layer): more independent
  * sums where there are no positions to share the weights. */
-static int group_width(int single_position) { return single_position ? Q_MAX_NV : 2; }
+static int group_width(int single_position) { return single_position ? Q_MAX_NV : 4; }
 
 void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int single_position, int8_t *dst,
                   int32_t *wsum)
@@ -130,8 +132,8 @@ static void dequantize(int n, const int32_t *acc, const int32_t *wsum, const flo
         vi a, w;
         memcpy(&a, acc + o, sizeof a);
         memcpy(&w, wsum + o, sizeof w);
-        vf v = __builtin_convertvector(a - 128 * w, vf) * vload(scale + o) + vload(bias + o);
-        if (relu) v = (vf)((vi)v & (vi)(v > 0.0f));
+        vf v = __builtin_convertvector(a - w * 128, vf) * vload(scale + o) + vload(bias + o);
+        if (relu) v = (vf)((vi)v & (vi)(v > 0.0f)); /* -0 and NaN give 0, as VNNI's path */
         vstore(y + o, v);
     }
 }
@@ -156,9 +158,20 @@ static void tile_c(int P, int nv, const nn_q8_conv *s, const uint8_t *x, const i
         }
 }
 
+/* Where a tile's outputs go: its group's wsum, scale and bias (from the
+ * group's first output), the clamp, and the first position's output. */
+typedef struct tile_out {
+    const int32_t *wsum;
+    const float *scale, *bias;
+    int relu;
+    float *y;
+    size_t ystride; /* floats between positions */
+} tile_out;
+
 #if NN_HAVE_VNNI
+/* The VNNI tile, dequantizing in registers as dequantize() does. */
 static inline __attribute__((always_inline)) void tile_vnni(int P, int NV, const nn_q8_conv *s, const uint8_t *x,
-                                                            const int8_t *w, int32_t *acc)
+                                                            const int8_t *w, const tile_out *to)
 {
     __m512i a[Q_MAX_P][Q_MAX_NV];
     for (int p = 0; p < P; p++)
@@ -178,23 +191,33 @@ static inline __attribute__((always_inline)) void tile_vnni(int P, int NV, const
                 }
             }
         }
-    for (int p = 0; p < P; p++)
-        for (int v = 0; v < NV; v++) _mm512_storeu_si512((void *)(acc + (p * NV + v) * QL), a[p][v]);
+    for (int v = 0; v < NV; v++) {
+        __m512i offset = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(to->wsum + v * QL)), 7);
+        __m512 scale = _mm512_loadu_ps(to->scale + v * QL), bias = _mm512_loadu_ps(to->bias + v * QL);
+        for (int p = 0; p < P; p++) {
+            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[p][v], offset));
+            f = _mm512_fmadd_ps(f, scale, bias);
+            if (to->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
+            _mm512_storeu_ps(to->y + p * to->ystride + v * QL, f);
+        }
+    }
 }
 
 #define QTILE(P, NV)                                                                               \
     case (P) * 16 + (NV):                                                                          \
-        tile_vnni(P, NV, s, x, w, acc);                                                            \
+        tile_vnni(P, NV, s, x, w, to);                                                             \
         return 1;
 
-static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
+static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, const tile_out *to)
 {
     switch (P * 16 + NV) {
         QTILE(1, 1) QTILE(2, 1) QTILE(3, 1) QTILE(4, 1) QTILE(5, 1) QTILE(6, 1)
         QTILE(7, 1) QTILE(8, 1) QTILE(9, 1) QTILE(10, 1) QTILE(11, 1) QTILE(12, 1)
         QTILE(1, 2) QTILE(2, 2) QTILE(3, 2) QTILE(4, 2) QTILE(5, 2) QTILE(6, 2)
         QTILE(7, 2) QTILE(8, 2) QTILE(9, 2) QTILE(10, 2) QTILE(11, 2) QTILE(12, 2)
-        QTILE(1, 3) QTILE(1, 4) QTILE(1, 5) QTILE(1, 6) QTILE(1, 7) QTILE(1, 8)
+        QTILE(1, 3) QTILE(2, 3) QTILE(3, 3) QTILE(4, 3) QTILE(5, 3) QTILE(6, 3) QTILE(7, 3) QTILE(8, 3)
+        QTILE(1, 4) QTILE(2, 4) QTILE(3, 4) QTILE(4, 4) QTILE(5, 4) QTILE(6, 4)
+        QTILE(1, 5) QTILE(1, 6) QTILE(1, 7) QTILE(1, 8)
     default:
         return 0;
     }
@@ -219,15 +242,16 @@ void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const
                 int c0 = s->cols * t / tiles, c1 = s->cols * (t + 1) / tiles, P = c1 - c0;
                 const uint8_t *xt = x + ((size_t)oy * s->stride * s->iw + (size_t)c0 * s->stride) * s->cq;
                 int done = 0;
+                int o0 = v0 * QL;
+                tile_out to = {wsum + o0, scale + o0, bias + o0, relu, y + ((size_t)oy * s->ow + c0) * s->ocp + o0,
+                               (size_t)s->ocp};
 #if NN_HAVE_VNNI
-                done = !portable && tile_vnni_any(P, nv, s, xt, w, acc);
+                done = !portable && tile_vnni_any(P, nv, s, xt, w, &to);
 #endif
-                if (!done) tile_c(P, nv, s, xt, w, acc);
-                for (int p = 0; p < P; p++) {
-                    int o0 = v0 * QL;
-                    dequantize(nv * QL, acc + p * nv * QL, wsum + o0, scale + o0, bias + o0, relu,
-                               y + ((size_t)oy * s->ow + c0 + p) * s->ocp + o0);
-                }
+                if (done) continue;
+                tile_c(P, nv, s, xt, w, acc);
+                for (int p = 0; p < P; p++)
+                    dequantize(nv * QL, acc + p * nv * QL, to.wsum, to.scale, to.bias, relu, to.y + p * to.ystride);
             }
         w += (size_t)nv * QL * s->k * s->k * s->cq;
     }
