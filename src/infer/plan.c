@@ -42,8 +42,12 @@ typedef struct plan_step {
     const char *act;
     float slope;
     size_t n;
-    /* STEP_DENSE: out x in */
+    /* STEP_DENSE: out x in, in the packed input's order: in_positions
+     * groups of in_cs floats, the first in_c of each real (source: each
+     * packed input's weight column, -1 for none; NULL: the same order) */
     int in, outn;
+    int in_c, in_positions, in_cs;
+    int *source;
     /* int8 (conv, dense): the largest |input| seen while calibrating; once
      * quantized, the input's bytes, the packed weights, their sums and the
      * per-output scales (input scale times weight scale) */
@@ -69,6 +73,8 @@ struct nn__plan {
 typedef struct value {
     int map;       /* 1: a (c, h, w) feature map; 0: a vector of n */
     int hwc;       /* map layout: channels-last with channel stride cs, else channel-major */
+    int flattened; /* a vector still laid out as its channels-last map (h, w, cs): a
+                      dense layer reads it so, through its weights' order */
     int c, h, w, cs;
     int n;
     int producer;  /* index of the step that wrote it, -1 for the caller's input */
@@ -128,13 +134,17 @@ static void strides_of(const value *v, size_t s[3])
     }
 }
 
-/* A channel-major vector of the map v (flatten, or the model's output). */
-static int to_vector(nn__plan *p, value *v)
+/* Flatten: a vector of the map v, in channel-major order (the model's
+ * output, or reorder = 0: a channels-last map is only marked flattened). */
+static int to_vector(nn__plan *p, value *v, int reorder)
 {
-    if (!v->map) return 1;
-    v->map = 0;
-    v->n = v->c * v->h * v->w;
-    if (!v->hwc) return 1; /* already in flatten's order */
+    if (v->map) {
+        v->map = 0;
+        v->n = v->c * v->h * v->w;
+        v->flattened = v->hwc;
+    }
+    if (!v->flattened || !reorder) return 1;
+    v->flattened = 0;
     plan_step *s = add_step(p, STEP_COPY, (size_t)v->n);
     if (!s) return 0;
     s->c = v->c, s->h = v->h, s->w = v->w;
@@ -175,7 +185,7 @@ static int plan_conv(nn__plan *p, nn_layer *l, value *v)
     s->packed = buffer(nn_k_nhwc_packed_floats(oc, v->c, k));
     s->bias = buffer((size_t)ocp);
     if (!s->packed || !s->bias) return 0;
-    *v = (value){1, 1, oc, oh, ow, ocp, 0, p->count - 1};
+    *v = (value){1, 1, 0, oc, oh, ow, ocp, 0, p->count - 1};
     return 1;
 }
 
@@ -249,7 +259,8 @@ static int plan_activation(nn__plan *p, nn_layer *l, value *v)
             return 1;
         }
     }
-    size_t n = v->map ? (v->hwc ? (size_t)v->h * v->w * v->cs : (size_t)v->c * v->h * v->w) : (size_t)v->n;
+    size_t n = v->map || v->flattened ? (v->hwc ? (size_t)v->h * v->w * v->cs : (size_t)v->c * v->h * v->w)
+                                      : (size_t)v->n;
     plan_step *s = add_step(p, STEP_ACT, n);
     if (!s) return 0;
     s->act = kind;
@@ -266,12 +277,27 @@ static int plan_dense(nn__plan *p, nn_layer *l, value *v)
     plan_step *s = add_step(p, STEP_DENSE, (size_t)align_up(w->shape[0]));
     if (!s) return 0;
     s->layer = l;
-    s->in = w->shape[1];
     s->outn = w->shape[0];
+    s->in = s->in_c = w->shape[1];
+    s->in_positions = 1;
+    s->in_cs = s->in;
+    if (v->flattened) {
+        /* read the channels-last map as it is: packed input j = (position,
+         * channel) takes weight column channel * positions + position */
+        int positions = v->h * v->w;
+        s->in = positions * v->cs;
+        s->in_c = v->c;
+        s->in_positions = positions;
+        s->in_cs = v->cs;
+        s->source = malloc(sizeof(int) * (size_t)s->in);
+        if (!s->source) return 0;
+        for (int j = 0; j < s->in; j++)
+            s->source[j] = j % v->cs < v->c ? (j % v->cs) * positions + j / v->cs : -1;
+    }
     s->packed = buffer(nn_k_dense_packed_floats(s->outn, s->in));
     s->bias = buffer((size_t)align_up(s->outn));
     if (!s->packed || !s->bias) return 0;
-    *v = (value){0, 0, 0, 0, 0, 0, w->shape[0], p->count - 1};
+    *v = (value){0, 0, 0, 0, 0, 0, 0, w->shape[0], p->count - 1};
     return 1;
 }
 
@@ -287,7 +313,7 @@ static int plan_layer(nn__plan *p, nn_layer *l, value *v)
     if (nn__is_dense_layer(l)) return plan_dense(p, l, v);
     if (nn__is_activation_layer(l)) return plan_activation(p, l, v);
     if (nn__is_dropout_or_flatten_layer(l)) {
-        if (!strcmp(nn_layer_kind(l), "flatten")) return to_vector(p, v);
+        if (!strcmp(nn_layer_kind(l), "flatten")) return to_vector(p, v, 0);
         return 1; /* dropout: the identity in evaluation mode */
     }
     return 0;
@@ -300,10 +326,10 @@ nn__plan *nn__plan_new(nn_layer *model, int ndim, const int *shape)
         if (shape[i] < 1) return NULL;
     nn__plan *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    value v = {ndim == 3, 0, shape[0], ndim == 3 ? shape[1] : 0, ndim == 3 ? shape[2] : 0, 0,
+    value v = {ndim == 3, 0, 0, shape[0], ndim == 3 ? shape[1] : 0, ndim == 3 ? shape[2] : 0, 0,
                ndim == 1 ? shape[0] : 0, -1};
     /* the caller's example is never written: its last step must be ours */
-    if (!plan_layer(p, model, &v) || !to_vector(p, &v) || v.producer < 0) {
+    if (!plan_layer(p, model, &v) || !to_vector(p, &v, 1) || v.producer < 0) {
         nn__plan_free(p);
         return NULL;
     }
@@ -326,7 +352,8 @@ void nn__plan_refresh(nn__plan *p)
             for (int o = 0; o < s->oc; o++) s->bias[o] = b ? b->data[o] : 0.0f;
         } else if (s->kind == STEP_DENSE) {
             nn_tensor *b = nn_dense_bias(s->layer);
-            nn_k_dense_pack(s->outn, s->in, nn_dense_weight(s->layer)->data, s->packed);
+            nn_tensor *w = nn_dense_weight(s->layer);
+            nn_k_dense_pack(s->outn, s->in, w->data, w->shape[1], s->source, s->packed);
             for (int o = 0; o < s->outn; o++) s->bias[o] = b ? b->data[o] : 0.0f;
         }
     }
@@ -378,6 +405,11 @@ static void run_conv(const nn__plan *p, plan_step *s, const float *x)
         conv_rows(p, s, x, &s->conv, 0, s->out);
         return;
     }
+    if (s->q8 && s->qconv.pool2) {
+        nn_k_q8_conv(&s->qconv, s->qin, s->qw, s->wsum, s->qscale, s->bias, s->relu || s->pool.relu, p->portable,
+                     s->out);
+        return;
+    }
     if (s->winograd && !s->q8) {
         nn_k_conv_nhwc_winograd_pool(&s->conv, x, s->packed, s->bias, s->relu || s->pool.relu, s->out, s->scratch);
         return;
@@ -397,7 +429,7 @@ static void run_conv(const nn__plan *p, plan_step *s, const float *x)
 static void run_dense(const nn__plan *p, plan_step *s, const float *x)
 {
     if (p->observing) {
-        float m = largest_magnitude(1, s->in, s->in, x);
+        float m = largest_magnitude(s->in_positions, s->in_c, s->in_cs, x);
         s->seen = m > s->seen || m != m ? m : s->seen;
     }
     if (!s->q8) {
@@ -473,14 +505,23 @@ static int quantize_step(plan_step *s)
         free(wscale);
         return 0;
     }
-    weight_scales(oc, (size_t)c * k * k, w, wscale);
-    nn_k_q8_pack(oc, c, k, w, wscale, dense, s->qw, s->wsum);
+    weight_scales(oc, dense ? (size_t)nn_dense_weight(s->layer)->shape[1] : (size_t)c * k * k, w, wscale);
+    if (dense)
+        nn_k_q8_pack_dense(oc, c, w, nn_dense_weight(s->layer)->shape[1], s->source, wscale, s->qw, s->wsum);
+    else
+        nn_k_q8_pack(oc, c, k, w, wscale, s->qw, s->wsum);
     float in_scale = s->seen > 0.0f ? s->seen / 127.0f : 1.0f;
     for (int o = 0; o < oc; o++) s->qscale[o] = in_scale * wscale[o];
     free(wscale);
     s->inv_in_scale = 1.0f / in_scale;
-    s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1}
-                     : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols};
+    s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1, 1, 0}
+                     : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols, 0, 0};
+    if (!dense && s->scratch && s->pool.k == 2 && s->pool.stride == 2) { /* the pooling in the tiles */
+        s->qconv.pool2 = 1;
+        s->qconv.rows = 2 * s->pooled_rows;
+        s->qconv.cols = 2 * s->pool.ow;
+        s->qconv.ow = s->pool.ow;
+    }
     s->q8 = 1;
     return 1;
 }
@@ -510,6 +551,7 @@ void nn__plan_free(nn__plan *p)
         free(p->steps[i].bias);
         free(p->steps[i].scratch);
         free(p->steps[i].qin);
+        free(p->steps[i].source);
         free(p->steps[i].qw);
         free(p->steps[i].wsum);
         free(p->steps[i].qscale);

@@ -97,10 +97,9 @@ static void q_span(int nvec, int max_nv, int g, int *v0, int *v1)
  * sums where there are no positions to share the weights. */
 static int group_width(int single_position) { return single_position ? Q_MAX_NV : 4; }
 
-void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int single_position, int8_t *dst,
-                  int32_t *wsum)
+void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int8_t *dst, int32_t *wsum)
 {
-    int nvec = round16(oc) / QL, cq = round4(c), max_nv = group_width(single_position);
+    int nvec = round16(oc) / QL, cq = round4(c), max_nv = group_width(0);
     for (int o = 0; o < round16(oc); o++) wsum[o] = 0;
     for (int g = 0; g < q_groups(nvec, max_nv); g++) {
         int v0, v1;
@@ -122,6 +121,30 @@ void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int 
     }
 }
 
+void nn_k_q8_pack_dense(int n, int k, const float *w, int w_cols, const int *source, const float *scale,
+                        int8_t *dst, int32_t *wsum)
+{
+    int nvec = round16(n) / QL, kq = round4(k), max_nv = group_width(1);
+    for (int o = 0; o < round16(n); o++) wsum[o] = 0;
+    for (int g = 0; g < q_groups(nvec, max_nv); g++) {
+        int v0, v1;
+        q_span(nvec, max_nv, g, &v0, &v1);
+        for (int i4 = 0; i4 < kq; i4 += 4)
+            for (int o = v0 * QL; o < v1 * QL; o++)
+                for (int b = 0; b < 4; b++) {
+                    int i = i4 + b, col = i >= k ? -1 : source ? source[i] : i;
+                    int8_t q = 0;
+                    if (o < n && col >= 0) {
+                        float v = w[(size_t)o * w_cols + col] / scale[o];
+                        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                        q = (int8_t)lrintf(v);
+                    }
+                    *dst++ = q;
+                    wsum[o] += q;
+                }
+    }
+}
+
 /* y = (acc - 128 * wsum) * scale + bias for one tile row of n outputs (a
  * multiple of 16), clamped at 0 if relu: the one dequantization both paths
  * share. */
@@ -138,11 +161,12 @@ static void dequantize(int n, const int32_t *acc, const int32_t *wsum, const flo
     }
 }
 
-/* The plain C tile: P positions (input `step` bytes apart) times lanes
- * [v0, v1) of the group whose packed weights start at w. */
-static void tile_c(int P, int nv, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
+/* The plain C tile: P positions, Q to a row (P = Q, or 2Q for two rows
+ * of a pooling's windows), input `step` bytes apart along a row, times
+ * nv lane vectors of the group whose packed weights start at w. */
+static void tile_c(int P, int Q, int nv, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
 {
-    size_t step = (size_t)s->stride * s->cq;
+    size_t step = (size_t)s->stride * s->cq, row_step = (size_t)s->stride * s->iw * s->cq;
     int width = nv * QL;
     memset(acc, 0, sizeof(int32_t) * (size_t)P * width);
     for (int ky = 0; ky < s->k; ky++)
@@ -150,11 +174,26 @@ static void tile_c(int P, int nv, const nn_q8_conv *s, const uint8_t *x, const i
             const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
             for (int c4 = 0; c4 < s->cq; c4 += 4, w += width * 4)
                 for (int p = 0; p < P; p++) {
-                    const uint8_t *a = xt + p * step + c4;
+                    const uint8_t *a = xt + (size_t)(p / Q) * row_step + (size_t)(p % Q) * step + c4;
                     int32_t *ap = acc + p * width;
                     for (int o = 0; o < width; o++)
                         ap[o] += a[0] * w[o * 4] + a[1] * w[o * 4 + 1] + a[2] * w[o * 4 + 2] + a[3] * w[o * 4 + 3];
                 }
+        }
+}
+
+/* Max pooling of a two-row tile's sums (2 x 2 windows over Q columns) into
+ * its first Q / 2 rows: on the sums, before scaling, which is the same
+ * (the dequantization is increasing: scales are positive). */
+static void pool_sums(int Q, int width, int32_t *acc)
+{
+    for (int j = 0; j < Q / 2; j++)
+        for (int o = 0; o < width; o++) {
+            int32_t m = acc[2 * j * width + o], c;
+            if ((c = acc[(2 * j + 1) * width + o]) > m) m = c;
+            if ((c = acc[(Q + 2 * j) * width + o]) > m) m = c;
+            if ((c = acc[(Q + 2 * j + 1) * width + o]) > m) m = c;
+            acc[j * width + o] = m;
         }
 }
 
@@ -170,31 +209,44 @@ typedef struct tile_out {
 
 #if NN_HAVE_VNNI
 /* The VNNI tile, dequantizing in registers as dequantize() does. */
-static inline __attribute__((always_inline)) void tile_vnni(int P, int NV, const nn_q8_conv *s, const uint8_t *x,
-                                                            const int8_t *w, const tile_out *to)
+static inline __attribute__((always_inline)) void tile_vnni(int P, int Q, int NV, const nn_q8_conv *s,
+                                                            const uint8_t *x, const int8_t *w, const tile_out *to)
 {
     __m512i a[Q_MAX_P][Q_MAX_NV];
     for (int p = 0; p < P; p++)
         for (int v = 0; v < NV; v++) a[p][v] = _mm512_setzero_si512();
-    size_t step = (size_t)s->stride * s->cq;
+    size_t step = (size_t)s->stride * s->cq, row_step = (size_t)s->stride * s->iw * s->cq;
     for (int ky = 0; ky < s->k; ky++)
         for (int kx = 0; kx < s->k; kx++) {
             const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
             for (int c4 = 0; c4 < s->cq; c4 += 4, w += NV * QL * 4) {
                 __m512i b[Q_MAX_NV];
-                for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_si512((const void *)(w + v * QL * 4));
+                for (int v = 0; v < NV; v++) {
+                    b[v] = _mm512_loadu_si512((const void *)(w + v * QL * 4));
+                    /* in a register: folded into each product as a memory
+                     * operand, it would be loaded once per position */
+                    __asm__("" : "+v"(b[v]));
+                }
                 for (int p = 0; p < P; p++) {
                     int32_t quad;
-                    memcpy(&quad, xt + p * step + c4, 4);
+                    memcpy(&quad, xt + (size_t)(p / Q) * row_step + (size_t)(p % Q) * step + c4, 4);
                     __m512i q = _mm512_set1_epi32(quad);
                     for (int v = 0; v < NV; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], q, b[v]);
                 }
             }
         }
+    int outputs = P;
+    if (P == 2 * Q) { /* 2 x 2 max pooling on the sums, as pool_sums */
+        outputs = Q / 2;
+        for (int j = 0; j < outputs; j++)
+            for (int v = 0; v < NV; v++)
+                a[j][v] = _mm512_max_epi32(_mm512_max_epi32(a[2 * j][v], a[2 * j + 1][v]),
+                                           _mm512_max_epi32(a[Q + 2 * j][v], a[Q + 2 * j + 1][v]));
+    }
     for (int v = 0; v < NV; v++) {
         __m512i offset = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(to->wsum + v * QL)), 7);
         __m512 scale = _mm512_loadu_ps(to->scale + v * QL), bias = _mm512_loadu_ps(to->bias + v * QL);
-        for (int p = 0; p < P; p++) {
+        for (int p = 0; p < outputs; p++) {
             __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[p][v], offset));
             f = _mm512_fmadd_ps(f, scale, bias);
             if (to->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
@@ -205,12 +257,18 @@ static inline __attribute__((always_inline)) void tile_vnni(int P, int NV, const
 
 #define QTILE(P, NV)                                                                               \
     case (P) * 16 + (NV):                                                                          \
-        tile_vnni(P, NV, s, x, w, to);                                                             \
+        tile_vnni(P, P, NV, s, x, w, to);                                                          \
+        return 1;
+#define QPOOL(R, NV)                                                                               \
+    case 1024 + (R) * 16 + (NV):                                                                   \
+        tile_vnni(4 * (R), 2 * (R), NV, s, x, w, to);                                              \
         return 1;
 
-static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, const tile_out *to)
+/* P positions in a row, or (pooled) 2 rows of Q = P / 2 columns. */
+static int tile_vnni_any(int P, int Q, int NV, const nn_q8_conv *s, const uint8_t *x, const int8_t *w,
+                         const tile_out *to)
 {
-    switch (P * 16 + NV) {
+    switch (P == Q ? P * 16 + NV : 1024 + Q / 2 * 16 + NV) {
         QTILE(1, 1) QTILE(2, 1) QTILE(3, 1) QTILE(4, 1) QTILE(5, 1) QTILE(6, 1)
         QTILE(7, 1) QTILE(8, 1) QTILE(9, 1) QTILE(10, 1) QTILE(11, 1) QTILE(12, 1)
         QTILE(1, 2) QTILE(2, 2) QTILE(3, 2) QTILE(4, 2) QTILE(5, 2) QTILE(6, 2)
@@ -218,6 +276,8 @@ static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, c
         QTILE(1, 3) QTILE(2, 3) QTILE(3, 3) QTILE(4, 3) QTILE(5, 3) QTILE(6, 3) QTILE(7, 3) QTILE(8, 3)
         QTILE(1, 4) QTILE(2, 4) QTILE(3, 4) QTILE(4, 4) QTILE(5, 4) QTILE(6, 4)
         QTILE(1, 5) QTILE(1, 6) QTILE(1, 7) QTILE(1, 8)
+        QPOOL(1, 1) QPOOL(2, 1) QPOOL(3, 1) QPOOL(1, 2) QPOOL(2, 2) QPOOL(3, 2)
+        QPOOL(1, 3) QPOOL(2, 3) QPOOL(1, 4)
     default:
         return 0;
     }
@@ -227,8 +287,7 @@ static int tile_vnni_any(int P, int NV, const nn_q8_conv *s, const uint8_t *x, c
 void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const int32_t *wsum, const float *scale,
                   const float *bias, int relu, int portable, float *y)
 {
-    int single = s->rows == 1 && s->cols == 1;
-    int nvec = s->ocp / QL, max_nv = group_width(single);
+    int nvec = s->ocp / QL, max_nv = group_width(s->dense), rows = s->pool2 ? 2 : 1;
     int32_t acc[Q_MAX_ACC * QL];
     (void)portable;
     const int8_t *w = wp;
@@ -236,21 +295,25 @@ void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const
         int v0, v1;
         q_span(nvec, max_nv, g, &v0, &v1);
         int nv = v1 - v0, pmax = Q_MAX_ACC / nv < Q_MAX_P ? Q_MAX_ACC / nv : Q_MAX_P;
-        int tiles = (s->cols + pmax - 1) / pmax;
-        for (int oy = 0; oy < s->rows; oy++)
+        /* tiles over the output columns (pooled: of pooled outputs, 2 x 2
+         * positions each, at most 3) */
+        int per_tile = s->pool2 ? (pmax / 4 < 3 ? pmax / 4 : 3) : pmax;
+        int cols = s->pool2 ? s->cols / 2 : s->cols, tiles = (cols + per_tile - 1) / per_tile;
+        for (int oy = 0; oy < s->rows / rows; oy++)
             for (int t = 0; t < tiles; t++) {
-                int c0 = s->cols * t / tiles, c1 = s->cols * (t + 1) / tiles, P = c1 - c0;
-                const uint8_t *xt = x + ((size_t)oy * s->stride * s->iw + (size_t)c0 * s->stride) * s->cq;
-                int done = 0;
-                int o0 = v0 * QL;
+                int c0 = cols * t / tiles, c1 = cols * (t + 1) / tiles;
+                int Q = (c1 - c0) * (s->pool2 ? 2 : 1), P = Q * rows;
+                const uint8_t *xt = x + ((size_t)oy * rows * s->stride * s->iw + (size_t)c0 * (P / Q == 2 ? 2 : 1) * s->stride) * s->cq;
+                int o0 = v0 * QL, done = 0;
                 tile_out to = {wsum + o0, scale + o0, bias + o0, relu, y + ((size_t)oy * s->ow + c0) * s->ocp + o0,
                                (size_t)s->ocp};
 #if NN_HAVE_VNNI
-                done = !portable && tile_vnni_any(P, nv, s, xt, w, &to);
+                done = !portable && tile_vnni_any(P, Q, nv, s, xt, w, &to);
 #endif
                 if (done) continue;
-                tile_c(P, nv, s, xt, w, acc);
-                for (int p = 0; p < P; p++)
+                tile_c(P, Q, nv, s, xt, w, acc);
+                if (s->pool2) pool_sums(Q, nv * QL, acc);
+                for (int p = 0; p < (s->pool2 ? Q / 2 : P); p++)
                     dequantize(nv * QL, acc + p * nv * QL, to.wsum, to.scale, to.bias, relu, to.y + p * to.ystride);
             }
         w += (size_t)nv * QL * s->k * s->k * s->cq;

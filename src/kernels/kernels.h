@@ -396,7 +396,9 @@ void nn_k_copy_map(int c, int h, int w, const float *x, const size_t xs[3], floa
  * that copy, with bias and y padded to a multiple of
  * nn_k_nhwc_channel_align() floats. */
 size_t nn_k_dense_packed_floats(int n, int k);
-void nn_k_dense_pack(int n, int k, const float *w, float *dst);
+/* Packs the k inputs' columns of w (n x w_cols): column source[i] for
+ * input i (-1: a zero column), or column i if source is NULL. */
+void nn_k_dense_pack(int n, int k, const float *w, int w_cols, const int *source, float *dst);
 void nn_k_dense_packed(int n, int k, const float *wp, const float *x, const float *bias, int relu, float *y);
 
 
@@ -411,16 +413,22 @@ int nn_k_q8_channels(int c);
 void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q);
 /* Bytes of w (oc, c, k, k) packed, and the packing: w[o] / scale[o]
  * rounded and clamped, wsum (oc rounded up to 16) the sum of each output's
- * packed weights. single_position: for products of one position (a dense
- * layer), grouped for that. */
+ * packed weights. */
 size_t nn_k_q8_packed_bytes(int oc, int c, int k);
-void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int single_position, int8_t *dst,
-                  int32_t *wsum);
+void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int8_t *dst, int32_t *wsum);
+/* The same for a dense layer's w (n x w_cols) read through source as
+ * nn_k_dense_pack does: k inputs, grouped for a single position (more
+ * output vectors per group: more independent sums). */
+void nn_k_q8_pack_dense(int n, int k, const float *w, int w_cols, const int *source, const float *scale,
+                        int8_t *dst, int32_t *wsum);
 typedef struct nn_q8_conv {
     int iw, cq;      /* input row width and channel stride (bytes) */
     int k, stride;
     int ocp, ow;     /* output channel stride (a multiple of 16 floats), row width */
-    int rows, cols;  /* outputs computed; rows = cols = 1 with k = 1 is a dense layer */
+    int rows, cols;  /* outputs computed */
+    int dense;       /* weights from nn_k_q8_pack_dense (rows = cols = k = 1) */
+    int pool2;       /* 2 x 2 stride-2 max pooling folded in: rows and cols even,
+                        y (rows / 2, cols / 2) with ow its row width */
 } nn_q8_conv;
 /* y (rows, cols, ocp) = (sum of products - 128 * wsum) * scale + bias,
  * clamped at 0 if relu; scale and bias per output (ocp each). portable: use

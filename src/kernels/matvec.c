@@ -24,13 +24,15 @@ static int dense_blocks(int nvec) { return (nvec + DENSE_NB - 1) / DENSE_NB; }
 
 size_t nn_k_dense_packed_floats(int n, int k) { return (size_t)((n + VEC - 1) / VEC * VEC) * k; }
 
-void nn_k_dense_pack(int n, int k, const float *w, float *dst)
+void nn_k_dense_pack(int n, int k, const float *w, int w_cols, const int *source, float *dst)
 {
     int nvec = (n + VEC - 1) / VEC, blocks = dense_blocks(nvec);
     for (int b = 0; b < blocks; b++) {
         int v0 = nvec * b / blocks, v1 = nvec * (b + 1) / blocks;
-        for (int i = 0; i < k; i++)
-            for (int o = v0 * VEC; o < v1 * VEC; o++) *dst++ = o < n ? w[(size_t)o * k + i] : 0.0f;
+        for (int i = 0; i < k; i++) {
+            int col = source ? source[i] : i;
+            for (int o = v0 * VEC; o < v1 * VEC; o++) *dst++ = o < n && col >= 0 ? w[(size_t)o * w_cols + col] : 0.0f;
+        }
     }
 }
 
