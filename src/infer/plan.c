@@ -489,15 +489,16 @@ static void weight_scales(int oc, size_t per_output, const float *w, float *scal
     }
 }
 
-static int quantize_step(plan_step *s)
+static int quantize_step(plan_step *s, int min_channels)
 {
     int dense = s->kind == STEP_DENSE;
     int oc = dense ? s->outn : s->oc, c = dense ? s->in : s->conv.c, k = dense ? 1 : s->conv.k;
     const float *w = dense ? nn_dense_weight(s->layer)->data : nn_conv2d_weight(s->layer)->data;
-    int cq = nn_k_q8_channels(c), ocp = align_up(oc);
+    int row_runs = !dense && c < min_channels;
+    int cq = row_runs ? c : nn_k_q8_channels(c), ocp = align_up(oc);
     size_t positions = dense ? 1 : (size_t)s->in_pos;
-    s->qin = malloc(positions * cq);
-    s->qw = malloc(nn_k_q8_packed_bytes(oc, c, k));
+    s->qin = malloc(positions * cq + 3); /* row runs read up to 3 bytes past the last window */
+    s->qw = malloc(dense ? nn_k_q8_packed_bytes(oc, c, 1, 0) : nn_k_q8_packed_bytes(oc, c, k, row_runs));
     s->wsum = malloc(sizeof(int32_t) * ocp);
     s->qscale = buffer((size_t)ocp);
     float *wscale = malloc(sizeof(float) * ocp);
@@ -505,17 +506,19 @@ static int quantize_step(plan_step *s)
         free(wscale);
         return 0;
     }
+    memset(s->qin + positions * cq, 128, 3);
     weight_scales(oc, dense ? (size_t)nn_dense_weight(s->layer)->shape[1] : (size_t)c * k * k, w, wscale);
     if (dense)
         nn_k_q8_pack_dense(oc, c, w, nn_dense_weight(s->layer)->shape[1], s->source, wscale, s->qw, s->wsum);
     else
-        nn_k_q8_pack(oc, c, k, w, wscale, s->qw, s->wsum);
+        nn_k_q8_pack(oc, c, k, row_runs, w, wscale, s->qw, s->wsum);
     float in_scale = s->seen > 0.0f ? s->seen / 127.0f : 1.0f;
     for (int o = 0; o < oc; o++) s->qscale[o] = in_scale * wscale[o];
     free(wscale);
     s->inv_in_scale = 1.0f / in_scale;
-    s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1, 1, 0}
-                     : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols, 0, 0};
+    s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1, 1, 0, 0}
+                     : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols, 0, 0,
+                                    row_runs};
     if (!dense && s->scratch && s->pool.k == 2 && s->pool.stride == 2) { /* the pooling in the tiles */
         s->qconv.pool2 = 1;
         s->qconv.rows = 2 * s->pooled_rows;
@@ -531,9 +534,9 @@ int nn__plan_quantize(nn__plan *p, int min_channels)
     int quantized = 0;
     for (int i = 0; i < p->count; i++) {
         plan_step *s = &p->steps[i];
-        int eligible = s->kind == STEP_DENSE || (s->kind == STEP_CONV && s->conv.c >= min_channels);
+        int eligible = s->kind == STEP_DENSE || s->kind == STEP_CONV;
         if (!eligible || !(s->seen < INFINITY)) continue; /* a NaN or infinity seen: stays float */
-        if (!quantize_step(s)) return -1;
+        if (!quantize_step(s, min_channels)) return -1;
         quantized++;
     }
     return quantized;

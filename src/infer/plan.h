@@ -30,9 +30,10 @@ void nn__plan_free(nn__plan *p);
  * of every convolution and dense step. */
 void nn__plan_observe(nn__plan *p, const float *x);
 
-/* Switch the dense steps and the convolutions with at least min_channels
- * input channels to int8, with per-tensor input scales from the
- * observations and per-output weight scales. Returns how many steps were
+/* Switch the dense and convolution steps to int8, with per-tensor input
+ * scales from the observations and per-output weight scales; convolutions
+ * with fewer than min_channels input channels read each window row as one
+ * run of bytes (nn_k_q8_pack's row_runs). Returns how many steps were
  * quantized, -1 if out of memory. After this the plan no longer reads the
  * model; nn__plan_refresh must not be called. */
 int nn__plan_quantize(nn__plan *p, int min_channels);

@@ -78,7 +78,21 @@ void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_sc
     }
 }
 
-size_t nn_k_q8_packed_bytes(int oc, int c, int k) { return (size_t)round16(oc) * round4(c) * k * k; }
+/* The K loop of a window: per kernel row, `runs` runs of `run` bytes (a
+ * multiple of 4): k runs of the channels (rounded up to 4), one per tap;
+ * or, with row runs, one run of the row's k * c bytes rounded up to 4. */
+static void window_runs(int k, int c, int row_runs, int *runs, int *run)
+{
+    *runs = row_runs ? 1 : k;
+    *run = row_runs ? round4(k * c) : round4(c);
+}
+
+size_t nn_k_q8_packed_bytes(int oc, int c, int k, int row_runs)
+{
+    int runs, run;
+    window_runs(k, c, row_runs, &runs, &run);
+    return (size_t)round16(oc) * k * runs * run;
+}
 
 /* Output lanes [*l0, *l1) (in units of QL) of group g: as even as
  * max_nv lanes per group allow. */
@@ -97,27 +111,31 @@ static void q_span(int nvec, int max_nv, int g, int *v0, int *v1)
  * sums where there are no positions to share the weights. */
 static int group_width(int single_position) { return single_position ? Q_MAX_NV : 4; }
 
-void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int8_t *dst, int32_t *wsum)
+void nn_k_q8_pack(int oc, int c, int k, int row_runs, const float *w, const float *scale, int8_t *dst,
+                  int32_t *wsum)
 {
-    int nvec = round16(oc) / QL, cq = round4(c), max_nv = group_width(0);
+    int nvec = round16(oc) / QL, max_nv = group_width(0), runs, run;
+    window_runs(k, c, row_runs, &runs, &run);
     for (int o = 0; o < round16(oc); o++) wsum[o] = 0;
     for (int g = 0; g < q_groups(nvec, max_nv); g++) {
         int v0, v1;
         q_span(nvec, max_nv, g, &v0, &v1);
-        for (int t = 0; t < k * k; t++)
-            for (int c4 = 0; c4 < cq; c4 += 4)
-                for (int o = v0 * QL; o < v1 * QL; o++)
-                    for (int b = 0; b < 4; b++) {
-                        int ci = c4 + b;
-                        int8_t q = 0;
-                        if (o < oc && ci < c) {
-                            float v = w[((size_t)o * c + ci) * k * k + t] / scale[o];
-                            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                            q = (int8_t)lrintf(v);
+        for (int ky = 0; ky < k; ky++)
+            for (int r = 0; r < runs; r++)
+                for (int j4 = 0; j4 < run; j4 += 4)
+                    for (int o = v0 * QL; o < v1 * QL; o++)
+                        for (int b = 0; b < 4; b++) {
+                            /* byte j of the run: channel ci of column kx */
+                            int j = j4 + b, kx = row_runs ? j / c : r, ci = row_runs ? j % c : j;
+                            int8_t q = 0;
+                            if (o < oc && kx < k && ci < c) {
+                                float v = w[(((size_t)o * c + ci) * k + ky) * k + kx] / scale[o];
+                                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                                q = (int8_t)lrintf(v);
+                            }
+                            *dst++ = q;
+                            wsum[o] += q;
                         }
-                        *dst++ = q;
-                        wsum[o] += q;
-                    }
     }
 }
 
@@ -167,12 +185,13 @@ static void dequantize(int n, const int32_t *acc, const int32_t *wsum, const flo
 static void tile_c(int P, int Q, int nv, const nn_q8_conv *s, const uint8_t *x, const int8_t *w, int32_t *acc)
 {
     size_t step = (size_t)s->stride * s->cq, row_step = (size_t)s->stride * s->iw * s->cq;
-    int width = nv * QL;
+    int width = nv * QL, runs, run;
+    window_runs(s->k, s->cq, s->row_runs, &runs, &run);
     memset(acc, 0, sizeof(int32_t) * (size_t)P * width);
     for (int ky = 0; ky < s->k; ky++)
-        for (int kx = 0; kx < s->k; kx++) {
-            const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
-            for (int c4 = 0; c4 < s->cq; c4 += 4, w += width * 4)
+        for (int r = 0; r < runs; r++) {
+            const uint8_t *xt = x + ((size_t)ky * s->iw + r) * s->cq;
+            for (int c4 = 0; c4 < run; c4 += 4, w += width * 4)
                 for (int p = 0; p < P; p++) {
                     const uint8_t *a = xt + (size_t)(p / Q) * row_step + (size_t)(p % Q) * step + c4;
                     int32_t *ap = acc + p * width;
@@ -216,10 +235,12 @@ static inline __attribute__((always_inline)) void tile_vnni(int P, int Q, int NV
     for (int p = 0; p < P; p++)
         for (int v = 0; v < NV; v++) a[p][v] = _mm512_setzero_si512();
     size_t step = (size_t)s->stride * s->cq, row_step = (size_t)s->stride * s->iw * s->cq;
+    int runs, run;
+    window_runs(s->k, s->cq, s->row_runs, &runs, &run);
     for (int ky = 0; ky < s->k; ky++)
-        for (int kx = 0; kx < s->k; kx++) {
-            const uint8_t *xt = x + ((size_t)ky * s->iw + kx) * s->cq;
-            for (int c4 = 0; c4 < s->cq; c4 += 4, w += NV * QL * 4) {
+        for (int r = 0; r < runs; r++) {
+            const uint8_t *xt = x + ((size_t)ky * s->iw + r) * s->cq;
+            for (int c4 = 0; c4 < run; c4 += 4, w += NV * QL * 4) {
                 __m512i b[Q_MAX_NV];
                 for (int v = 0; v < NV; v++) {
                     b[v] = _mm512_loadu_si512((const void *)(w + v * QL * 4));
@@ -316,6 +337,8 @@ void nn_k_q8_conv(const nn_q8_conv *s, const uint8_t *x, const int8_t *wp, const
                 for (int p = 0; p < (s->pool2 ? Q / 2 : P); p++)
                     dequantize(nv * QL, acc + p * nv * QL, to.wsum, to.scale, to.bias, relu, to.y + p * to.ystride);
             }
-        w += (size_t)nv * QL * s->k * s->k * s->cq;
+        int runs, run;
+        window_runs(s->k, s->cq, s->row_runs, &runs, &run);
+        w += (size_t)nv * QL * s->k * runs * run;
     }
 }

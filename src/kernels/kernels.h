@@ -413,22 +413,28 @@ int nn_k_q8_channels(int c);
 void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q);
 /* Bytes of w (oc, c, k, k) packed, and the packing: w[o] / scale[o]
  * rounded and clamped, wsum (oc rounded up to 16) the sum of each output's
- * packed weights. */
-size_t nn_k_q8_packed_bytes(int oc, int c, int k);
-void nn_k_q8_pack(int oc, int c, int k, const float *w, const float *scale, int8_t *dst, int32_t *wsum);
+ * packed weights. row_runs: for an input whose positions hold c bytes (not
+ * rounded up): each window row's k * c bytes are read as one run (rounded
+ * up to 4 with zero weights), so a one-channel first layer fills the
+ * 4-byte products (3 per window instead of 9 with one useful byte); the
+ * input buffer then needs 3 bytes of slack at its end. */
+size_t nn_k_q8_packed_bytes(int oc, int c, int k, int row_runs);
+void nn_k_q8_pack(int oc, int c, int k, int row_runs, const float *w, const float *scale, int8_t *dst,
+                  int32_t *wsum);
 /* The same for a dense layer's w (n x w_cols) read through source as
  * nn_k_dense_pack does: k inputs, grouped for a single position (more
  * output vectors per group: more independent sums). */
 void nn_k_q8_pack_dense(int n, int k, const float *w, int w_cols, const int *source, const float *scale,
                         int8_t *dst, int32_t *wsum);
 typedef struct nn_q8_conv {
-    int iw, cq;      /* input row width and channel stride (bytes) */
+    int iw, cq;      /* input row width and bytes per position */
     int k, stride;
     int ocp, ow;     /* output channel stride (a multiple of 16 floats), row width */
     int rows, cols;  /* outputs computed */
     int dense;       /* weights from nn_k_q8_pack_dense (rows = cols = k = 1) */
     int pool2;       /* 2 x 2 stride-2 max pooling folded in: rows and cols even,
                         y (rows / 2, cols / 2) with ow its row width */
+    int row_runs;    /* weights packed with row_runs (cq is then the channel count) */
 } nn_q8_conv;
 /* y (rows, cols, ocp) = (sum of products - 128 * wsum) * scale + bias,
  * clamped at 0 if relu; scale and bias per output (ocp each). portable: use
