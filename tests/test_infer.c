@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../src/infer/plan.h"
+#include "../src/kernels/kernels.h"
 #include "alloc_fail.h"
 #include "nn.h"
 #include "test.h"
@@ -212,9 +213,198 @@ static void test_predictor_no_allocation_and_refresh(void)
     nn_layer_free(m);
 }
 
+
+/* ---- int8 --------------------------------------------------------------- */
+
+/* Quantization of activations: exact multiples of the scale round trip,
+ * ties go to even, values beyond 127 scales saturate, NaN becomes 0; the
+ * vector body and the scalar tail agree. */
+static void test_q8_quantize_round_trip_and_saturation(void)
+{
+    enum { N = 300 };
+    float x[N];
+    uint8_t q[N];
+    const float scale = 0.05f;
+    for (int i = 0; i < 255; i++) x[i] = (float)(i - 127) * scale; /* every level */
+    x[255] = 0.5f * scale, x[256] = 1.5f * scale, x[257] = -2.5f * scale; /* ties */
+    x[258] = 1000.0f, x[259] = -1000.0f, x[260] = NAN, x[261] = INFINITY;
+    for (int i = 262; i < N; i++) x[i] = (float)(i % 7) * scale;
+    nn_k_q8_quantize(1, N, N, x, 1.0f / scale, N, q);
+    for (int i = 0; i < 255; i++) CHECK_MSG(q[i] == i + 1, "level %d gave byte %d", i - 127, q[i]);
+    CHECK(q[255] == 128 && q[256] == 130 && q[257] == 126);
+    CHECK(q[258] == 255 && q[259] == 1 && q[260] == 128 && q[261] == 255);
+    /* a map with a channel stride: the padding channels become 128 */
+    float m[2 * 8] = {0};
+    for (int i = 0; i < 2 * 8; i++) m[i] = (float)i * scale;
+    uint8_t qm[2 * 8];
+    nn_k_q8_quantize(2, 5, 8, m, 1.0f / scale, 8, qm);
+    for (int p = 0; p < 2; p++)
+        for (int c = 0; c < 8; c++) CHECK(qm[p * 8 + c] == (c < 5 ? 128 + p * 8 + c : 128));
+}
+
+/* One convolution (or dense layer) through the int8 kernel against sums
+ * computed here from the same rounding of the weights: VNNI (where built)
+ * and the plain C path give the same bits; both match the reference to
+ * float rounding. */
+static int q8_case(int c, int k, int stride, int oc, int ih, int iw, int pool2, int row_runs, int dense, uint64_t seed,
+                   double *worst, int *same_bits)
+{
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    int cq = row_runs ? c : nn_k_q8_channels(c), ocp = (oc + 15) / 16 * 16;
+    int oh = (ih - k) / stride + 1, ow = (iw - k) / stride + 1;
+    int rows = pool2 ? oh / 2 * 2 : oh, cols = pool2 ? ow / 2 * 2 : ow;
+    int yh = pool2 ? rows / 2 : rows, yw = pool2 ? cols / 2 : ow;
+    size_t in_bytes = (size_t)ih * iw * cq + 3;
+    uint8_t *x = malloc(in_bytes);
+    float *w = malloc(sizeof(float) * (size_t)oc * c * k * k), *scale = calloc((size_t)ocp, sizeof(float));
+    float *bias = calloc((size_t)ocp, sizeof(float)), *wscale = calloc((size_t)ocp, sizeof(float));
+    size_t packed = dense ? nn_k_q8_packed_bytes(oc, c, 1, 0) : nn_k_q8_packed_bytes(oc, c, k, row_runs);
+    int8_t *wp = malloc(packed);
+    int32_t *wsum = malloc(sizeof(int32_t) * (size_t)ocp);
+    size_t ysize = (size_t)yh * yw * ocp;
+    float *y1 = calloc(ysize, sizeof(float)), *y2 = calloc(ysize, sizeof(float));
+    for (size_t i = 0; i < in_bytes; i++) x[i] = (uint8_t)nn_rng_below(&r, 256);
+    for (size_t i = 0; i < (size_t)oc * c * k * k; i++) w[i] = nn_rng_uniform(&r) - 0.5f;
+    for (int o = 0; o < oc; o++) {
+        /* per-channel scales over three orders of magnitude */
+        float mag = o % 3 == 0 ? 1e-3f : o % 3 == 1 ? 1.0f : 3.0f;
+        for (int i = 0; i < c * k * k; i++) w[(size_t)o * c * k * k + i] *= mag;
+        float m = 0.0f;
+        for (int i = 0; i < c * k * k; i++) m = fmaxf(m, fabsf(w[(size_t)o * c * k * k + i]));
+        wscale[o] = m / 127.0f;
+        scale[o] = 0.02f * wscale[o];
+        bias[o] = nn_rng_uniform(&r) - 0.5f;
+    }
+    if (dense)
+        nn_k_q8_pack_dense(oc, c, w, c, NULL, wscale, wp, wsum);
+    else
+        nn_k_q8_pack(oc, c, k, row_runs, w, wscale, wp, wsum);
+    nn_q8_conv s = {iw, cq, k, stride, ocp, yw, rows, cols, dense, pool2, row_runs};
+    nn_k_q8_conv(&s, x, wp, wsum, scale, bias, 1, 1, y1);
+    nn_k_q8_conv(&s, x, wp, wsum, scale, bias, 1, 0, y2);
+    *same_bits = !memcmp(y1, y2, ysize * sizeof(float));
+    /* the reference: (x - 128) . round(w / wscale), scaled, pooled, ReLU */
+    *worst = 0.0;
+    for (int py = 0; py < yh; py++)
+        for (int px = 0; px < yw; px++)
+            for (int o = 0; o < oc; o++) {
+                double best = -INFINITY;
+                for (int dy = 0; dy < (pool2 ? 2 : 1); dy++)
+                    for (int dx = 0; dx < (pool2 ? 2 : 1); dx++) {
+                        int oy = pool2 ? 2 * py + dy : py, ox = pool2 ? 2 * px + dx : px;
+                        long sum = 0;
+                        for (int ci = 0; ci < c; ci++)
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++) {
+                                    float v = w[(((size_t)o * c + ci) * k + ky) * k + kx] / wscale[o];
+                                    long qw = lrintf(fmaxf(-127.0f, fminf(127.0f, v)));
+                                    int a = x[((size_t)(oy * stride + ky) * iw + ox * stride + kx) * cq + ci] - 128;
+                                    sum += a * qw;
+                                }
+                        double v = (double)sum * scale[o] + bias[o];
+                        if (v > best) best = v;
+                    }
+                if (best < 0) best = 0;
+                double got = y1[((size_t)py * yw + px) * ocp + o];
+                double d = fabs(got - best) / (1e-3 + fabs(best));
+                if (d > *worst) *worst = d;
+            }
+    free(x), free(w), free(scale), free(bias), free(wscale), free(wp), free(wsum), free(y1), free(y2);
+    return 1;
+}
+
+static void test_q8_kernels_match_reference_and_each_other(void)
+{
+    struct {
+        int c, k, stride, oc, ih, iw, pool2, row_runs, dense;
+    } cases[] = {
+        {32, 3, 1, 64, 13, 13, 1, 0, 0}, /* the seed CNN's second layer, pooled */
+        {1, 3, 1, 32, 28, 28, 1, 1, 0},  /* its first layer: row runs, pooled */
+        {5, 3, 2, 20, 11, 9, 0, 0, 0},   /* odd channels, stride 2, padded outputs */
+        {3, 2, 1, 48, 7, 8, 0, 1, 0},    /* row runs of 6 bytes, three output vectors */
+        {2, 3, 1, 16, 9, 10, 1, 0, 0},   /* two channels in a quad, odd pooled size */
+        {1600, 1, 1, 128, 1, 1, 0, 0, 1}, /* the dense layer */
+        {37, 1, 1, 10, 1, 1, 0, 0, 1},   /* a small dense layer, ragged sizes */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double worst;
+        int same;
+        q8_case(cases[i].c, cases[i].k, cases[i].stride, cases[i].oc, cases[i].ih, cases[i].iw, cases[i].pool2,
+                cases[i].row_runs, cases[i].dense, 20 + i, &worst, &same);
+        CHECK_MSG(same, "case %zu: the VNNI and plain C paths differ", i);
+        CHECK_MSG(worst < 1e-5, "case %zu: %g from the reference", i, worst);
+    }
+    if (!nn_k_q8_vnni()) printf("    (this build has no VNNI path: the plain C path was checked alone)\n");
+}
+
+/* The quantized seed CNN against its float model: outputs close, the same
+ * classes for nearly all inputs; no allocation per call; every layer in
+ * int8; bad arguments and NaN calibration are errors. */
+static void test_quantized_model_close_to_float(void)
+{
+    enum { CAL = 40, TEST = 40 };
+    nn_layer *m = seed_cnn(8);
+    float *x = malloc(sizeof(float) * 784 * (CAL + TEST));
+    nn_rng r;
+    nn_rng_seed(&r, 9);
+    /* smooth blobs, so that features are not noise */
+    for (int n = 0; n < CAL + TEST; n++) {
+        float cy = 6 + 16 * nn_rng_uniform(&r), cx = 6 + 16 * nn_rng_uniform(&r);
+        for (int i = 0; i < 784; i++) {
+            float dy = (float)(i / 28) - cy, dx = (float)(i % 28) - cx;
+            x[(size_t)n * 784 + i] = 2.5f * expf(-(dy * dy + dx * dx) / 30.0f) - 0.4f;
+        }
+    }
+    nn_error err;
+    nn_qmodel *q = nn_quantize(m, 3, (int[]){1, 28, 28}, x, CAL, &err);
+    CHECK_MSG(q, "%s", err.msg);
+    CHECK(nn_qmodel_quantized_layers(q) == 4);
+    nn_predictor *p = nn_predictor_new(m, 3, (int[]){1, 28, 28}, &err);
+    int agree = 0;
+    double worst = 0.0;
+    for (int n = CAL; n < CAL + TEST; n++) {
+        int nf, nq;
+        float yf[10];
+        memcpy(yf, nn_predictor_run(p, x + (size_t)n * 784, &nf, &err), sizeof yf);
+        const float *yq = nn_qmodel_run(q, x + (size_t)n * 784, &nq, &err);
+        CHECK(nf == 10 && nq == 10);
+        double span = 0.0;
+        for (int i = 0; i < 10; i++) span = fmax(span, fabs(yf[i]));
+        for (int i = 0; i < 10; i++) worst = fmax(worst, fabs(yq[i] - yf[i]) / span);
+        int cf = 0, cq = 0;
+        for (int i = 1; i < 10; i++) cf = yf[i] > yf[cf] ? i : cf, cq = yq[i] > yq[cq] ? i : cq;
+        agree += cf == cq;
+    }
+    CHECK_MSG(worst < 0.1 && agree >= TEST - 2, "int8 vs float: %.3g of the output range, %d of %d classes agree",
+              worst, agree, TEST);
+    alloc_fail_at(0);
+    for (int k = 0; k < 20; k++) nn_qmodel_class(q, x, &err);
+    CHECK_MSG(alloc_calls() == 0, "%ld allocations in 20 int8 predictions", alloc_calls());
+    nn_qmodel_free(q);
+    nn_predictor_free(p);
+
+    /* errors */
+    CHECK(!nn_quantize(m, 3, (int[]){1, 28, 28}, x, 0, &err) && strstr(err.msg, "calibration"));
+    CHECK(!nn_quantize(NULL, 3, (int[]){1, 28, 28}, x, 1, &err) && err.code == NN_ERR_ARG);
+    CHECK(!nn_quantize(m, 3, (int[]){2, 28, 28}, x, 1, &err) && strstr(err.msg, "does not fit"));
+    x[100] = NAN;
+    CHECK(!nn_quantize(m, 3, (int[]){1, 28, 28}, x, 1, &err) && err.code == NN_ERR_NUMERIC);
+    CHECK(!nn_qmodel_run(NULL, x, NULL, &err) && nn_qmodel_class(NULL, x, &err) == -1);
+    nn_rng_seed(&r, 1);
+    nn_layer *lstm = nn_lstm_new(4, 8, 1, &r);
+    CHECK(!nn_quantize(lstm, 1, (int[]){4}, x, 1, &err) && strstr(err.msg, "lstm"));
+    nn_layer_free(lstm);
+    free(x);
+    nn_layer_free(m);
+}
+
 const test_case infer_tests[] = {
     {"plan_matches_graph_seed_cnn", test_plan_matches_graph_seed_cnn},
     {"plan_matches_graph_other_shapes", test_plan_matches_graph_other_shapes},
     {"predictor_falls_back_to_the_graph", test_predictor_falls_back_to_the_graph},
     {"predictor_no_allocation_and_refresh", test_predictor_no_allocation_and_refresh},
+    {"q8_quantize_round_trip_and_saturation", test_q8_quantize_round_trip_and_saturation},
+    {"q8_kernels_match_reference_and_each_other", test_q8_kernels_match_reference_and_each_other},
+    {"quantized_model_close_to_float", test_quantized_model_close_to_float},
     {NULL, NULL}};

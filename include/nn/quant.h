@@ -5,12 +5,16 @@
  * the input of each quantized layer per tensor (symmetric, scale = the
  * largest |input| seen over the calibration examples / 127), products
  * summed in int32 and scaled back to float at each layer's output. Dense
- * layers and convolutions with at least 4 input channels are quantized
- * (a convolution over 1-3 channels, such as a first layer over pixels,
- * would use a quarter of each 4-byte product and stays float); pooling and
- * activations run in float on the dequantized values. With AVX-512 VNNI
- * (in -march=native builds on CPUs that have it) the products run as
- * vpdpbusd; elsewhere a plain C path computes the same integers.
+ * and convolution layers are quantized (a convolution over 1-3 channels,
+ * such as a first layer over pixels, reads each window row's bytes as one
+ * run, so no 4-byte product is mostly padding); a 2x2 max pooling after a
+ * convolution runs on its int32 sums; activations and other pooling run in
+ * float on the dequantized values. With AVX-512 VNNI (in -march=native
+ * builds on CPUs that have it) the products run as vpdpbusd; elsewhere a
+ * plain C path computes the same integers and outputs.
+ *
+ * Quantized models live in memory only: they are not saved to files yet
+ * (quantizing takes milliseconds; keep the float model file).
  *
  * Covered models are those nn_predictor plans (see train.h): sequential
  * models of conv2d, maxpool2d, activation, dropout, flatten and dense

@@ -534,8 +534,8 @@ int nn__plan_quantize(nn__plan *p, int min_channels)
     int quantized = 0;
     for (int i = 0; i < p->count; i++) {
         plan_step *s = &p->steps[i];
-        int eligible = s->kind == STEP_DENSE || s->kind == STEP_CONV;
-        if (!eligible || !(s->seen < INFINITY)) continue; /* a NaN or infinity seen: stays float */
+        if (s->kind != STEP_DENSE && s->kind != STEP_CONV) continue;
+        if (!(s->seen < INFINITY)) return -2; /* a NaN or infinity seen */
         if (!quantize_step(s, min_channels)) return -1;
         quantized++;
     }

@@ -5,7 +5,7 @@
 #include "nn/quant.h"
 #include "plan.h"
 
-/* A first convolution over 1-3 input channels stays float. */
+/* Convolutions over fewer input channels read window rows as byte runs. */
 enum { MIN_QUANTIZED_CHANNELS = 4 };
 
 struct nn_qmodel {
@@ -40,6 +40,12 @@ nn_qmodel *nn_quantize(nn_layer *model, int ndim, const int *shape, const float 
     }
     for (int i = 0; i < count; i++) nn__plan_observe(p, calib + (size_t)i * size);
     int quantized = nn__plan_quantize(p, MIN_QUANTIZED_CHANNELS);
+    if (quantized == -2) {
+        nn__plan_free(p);
+        nn_error_set(err, NN_ERR_NUMERIC, "nn_quantize: the calibration examples give a NaN or infinite value "
+                                          "inside the model; no scale can be calibrated");
+        return NULL;
+    }
     nn_qmodel *q = quantized >= 0 ? calloc(1, sizeof *q) : NULL;
     if (!q) {
         nn__plan_free(p);
