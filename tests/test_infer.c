@@ -399,6 +399,110 @@ static void test_quantized_model_close_to_float(void)
     nn_layer_free(m);
 }
 
+/* A quantized model saved and loaded gives the same bits; hostile files
+ * are refused with the file, the tensor and the problem named. */
+static void test_quantized_model_file_round_trip_and_hostile_files(void)
+{
+    nn_layer *m = seed_cnn(11);
+    enum { CAL = 8 };
+    float *x = malloc(sizeof(float) * 784 * CAL);
+    for (int i = 0; i < 784 * CAL; i++) x[i] = (float)((i * 37) % 101) / 40.0f - 0.4f;
+    nn_error err;
+    nn_qmodel *q = nn_quantize(m, 3, (int[]){1, 28, 28}, x, CAL, &err);
+    CHECK_MSG(q, "%s", err.msg);
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/q8.safetensors", test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/q8-bad.safetensors", test_tmpdir());
+    CHECK_MSG(nn_qmodel_save(q, path, &err) == NN_OK, "%s", err.msg);
+    nn_qmodel *back = nn_qmodel_load(path, &err);
+    CHECK_MSG(back, "%s", err.msg);
+    CHECK(nn_qmodel_quantized_layers(back) == 4);
+    for (int n = 0; n < CAL; n++) {
+        float y[10];
+        int k1, k2;
+        memcpy(y, nn_qmodel_run(q, x + (size_t)n * 784, &k1, &err), sizeof y);
+        const float *y2 = nn_qmodel_run(back, x + (size_t)n * 784, &k2, &err);
+        CHECK_MSG(k1 == 10 && k2 == 10 && !memcmp(y, y2, sizeof y), "example %d differs after loading", n);
+    }
+    /* the file is self-describing: I8 weights, F32 scales */
+    nn_safetensors st;
+    CHECK(nn_safetensors_read(path, &st, &err) == NN_OK);
+    const nn_st_tensor *w = nn_safetensors_find(&st, "3.weight");
+    CHECK(w && !strcmp(w->dtype, "I8") && w->ndim == 4 && w->shape[0] == 64 && w->shape[1] == 32);
+    CHECK(nn_safetensors_find(&st, "0.weight_scale") && nn_safetensors_find(&st, "10.input_scale"));
+    nn_safetensors_free(&st);
+    /* saving to the same path again replaces it atomically */
+    CHECK(nn_qmodel_save(back, path, &err) == NN_OK);
+    nn_qmodel_free(back);
+
+    /* hostile variants, made by editing the file's bytes */
+    FILE *f = fopen(path, "rb");
+    CHECK(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *bytes = malloc((size_t)size), *copy = malloc((size_t)size);
+    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    uint64_t header = 0;
+    for (int i = 0; i < 8; i++) header |= (uint64_t)(unsigned char)bytes[i] << (8 * i);
+    struct {
+        const char *find, *replace; /* in the header, same length */
+        const char *expect;
+    } edits[] = {
+        {"\"int8\"", "\"int4\"", "not an int8 model file"},
+        {"\"dtype\":\"I8\"", "\"dtype\":\"U8\"", "expected I8"},
+        {"\"0.bias\"", "\"0.bian\"", "'0.bias' is missing"},
+        {"in=128 out=10", "in=128 out=11", "expected I8 [11, 128"},
+        {"conv2d in=32", "conv2d in=31", "does not fit"},
+        {"relu; maxpool2d", "relu; gelu00000", "gelu"},
+    };
+    for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+        memcpy(copy, bytes, (size_t)size);
+        char *at = NULL;
+        for (char *p = copy + 8; p + strlen(edits[e].find) <= copy + 8 + header; p++)
+            if (!memcmp(p, edits[e].find, strlen(edits[e].find))) {
+                at = p;
+                break;
+            }
+        CHECK_MSG(at, "edit %zu: '%s' not in the header", e, edits[e].find);
+        memcpy(at, edits[e].replace, strlen(edits[e].replace));
+        f = fopen(bad, "wb");
+        fwrite(copy, 1, (size_t)size, f);
+        fclose(f);
+        nn_qmodel *h = nn_qmodel_load(bad, &err);
+        CHECK_MSG(!h && strstr(err.msg, edits[e].expect) && strstr(err.msg, "q8-bad"), "edit %zu: %s", e,
+                  h ? "loaded" : err.msg);
+    }
+    /* a scale of zero, and a weight of -128, in the data */
+    CHECK(nn_safetensors_read(path, &st, &err) == NN_OK);
+    size_t data_at = 8 + (size_t)header;
+    const nn_st_tensor *ws = nn_safetensors_find(&st, "3.weight_scale"), *qw = nn_safetensors_find(&st, "7.weight");
+    size_t scale_at = data_at + ws->begin, weight_at = data_at + qw->begin + 5;
+    nn_safetensors_free(&st);
+    memcpy(copy, bytes, (size_t)size);
+    memset(copy + scale_at, 0, 4);
+    f = fopen(bad, "wb");
+    fwrite(copy, 1, (size_t)size, f);
+    fclose(f);
+    CHECK(!nn_qmodel_load(bad, &err) && strstr(err.msg, "3.weight_scale") && strstr(err.msg, "positive"));
+    memcpy(copy, bytes, (size_t)size);
+    copy[weight_at] = (char)0x80;
+    f = fopen(bad, "wb");
+    fwrite(copy, 1, (size_t)size, f);
+    fclose(f);
+    CHECK(!nn_qmodel_load(bad, &err) && strstr(err.msg, "7.weight") && strstr(err.msg, "-128"));
+    /* a float model file is not an int8 one */
+    CHECK(nn_model_save(bad, m, NULL, &err) == NN_OK);
+    CHECK(!nn_qmodel_load(bad, &err) && strstr(err.msg, "not an int8 model file"));
+    CHECK(!nn_qmodel_load(NULL, &err) && err.code == NN_ERR_ARG);
+    free(bytes);
+    free(copy);
+    free(x);
+    nn_qmodel_free(q);
+    nn_layer_free(m);
+}
+
 const test_case infer_tests[] = {
     {"plan_matches_graph_seed_cnn", test_plan_matches_graph_seed_cnn},
     {"plan_matches_graph_other_shapes", test_plan_matches_graph_other_shapes},
@@ -407,4 +511,5 @@ const test_case infer_tests[] = {
     {"q8_quantize_round_trip_and_saturation", test_q8_quantize_round_trip_and_saturation},
     {"q8_kernels_match_reference_and_each_other", test_q8_kernels_match_reference_and_each_other},
     {"quantized_model_close_to_float", test_quantized_model_close_to_float},
+    {"quantized_model_file_round_trip_and_hostile_files", test_quantized_model_file_round_trip_and_hostile_files},
     {NULL, NULL}};

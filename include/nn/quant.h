@@ -13,8 +13,13 @@
  * builds on CPUs that have it) the products run as vpdpbusd; elsewhere a
  * plain C path computes the same integers and outputs.
  *
- * Quantized models live in memory only: they are not saved to files yet
- * (quantizing takes milliseconds; keep the float model file).
+ * nn_qmodel_save writes a self-describing safetensors file: the
+ * architecture ("nn.layers"), the input shape and "nn.quantized": "int8" in
+ * the metadata; per quantized layer, under its PyTorch-style name prefix
+ * (e.g. "3."), "weight" as I8 in the layer's weight layout, "weight_scale"
+ * (F32, one per output: weight = I8 * scale), "input_scale" (F32 [1]: the
+ * layer's input is quantized as round(x / input_scale)) and "bias" (F32).
+ * nn_qmodel_load rebuilds the same model, bit for bit.
  *
  * Covered models are those nn_predictor plans (see train.h): sequential
  * models of conv2d, maxpool2d, activation, dropout, flatten and dense
@@ -47,6 +52,16 @@ const float *nn_qmodel_run(nn_qmodel *q, const float *x, int *out_size, nn_error
 
 /* The argmax class of one example, or -1 on error. */
 int nn_qmodel_class(nn_qmodel *q, const float *x, nn_error *err);
+
+/* Save q to path (atomically), as above. NN_ERR_ARG if the model had no
+ * file description (a nested or custom layer), NN_ERR_IO on write errors. */
+nn_status nn_qmodel_save(const nn_qmodel *q, const char *path, nn_error *err);
+
+/* Load an int8 model file. NULL with err naming the file and the problem
+ * if it is not one (no "nn.quantized": "int8"), or a tensor is missing, of
+ * another dtype or shape, a scale is not a finite positive number, a
+ * weight is -128, a bias is not finite, or the architecture is refused. */
+nn_qmodel *nn_qmodel_load(const char *path, nn_error *err);
 
 /* How many layers run in int8 (the rest run in float). */
 int nn_qmodel_quantized_layers(const nn_qmodel *q);

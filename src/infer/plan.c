@@ -59,6 +59,11 @@ typedef struct plan_step {
     int32_t *wsum;
     float *qscale, inv_in_scale;
     int in_pos; /* conv: input positions (padding included) */
+    /* what an int8 model file holds: the weights in the layer's layout,
+     * their per-output scales, the input scale */
+    int8_t *qweight;
+    int wndim, wshape[4];
+    float *wscale, in_scale;
 } plan_step;
 
 struct nn__plan {
@@ -489,11 +494,15 @@ static void weight_scales(int oc, size_t per_output, const float *w, float *scal
     }
 }
 
-static int quantize_step(plan_step *s, int min_channels)
+/* Quantize one conv or dense step; in_scale > 0 and wscale (oc) given
+ * (a loaded file) replace the calibrated and computed scales. */
+static int quantize_step(plan_step *s, int min_channels, float in_scale, const float *given_wscale)
 {
     int dense = s->kind == STEP_DENSE;
+    nn_tensor *wt = dense ? nn_dense_weight(s->layer) : nn_conv2d_weight(s->layer);
+    const float *w = wt->data;
     int oc = dense ? s->outn : s->oc, c = dense ? s->in : s->conv.c, k = dense ? 1 : s->conv.k;
-    const float *w = dense ? nn_dense_weight(s->layer)->data : nn_conv2d_weight(s->layer)->data;
+    size_t per_output = wt->size / (size_t)oc;
     int row_runs = !dense && c < min_channels;
     int cq = row_runs ? c : nn_k_q8_channels(c), ocp = align_up(oc);
     size_t positions = dense ? 1 : (size_t)s->in_pos;
@@ -501,20 +510,28 @@ static int quantize_step(plan_step *s, int min_channels)
     s->qw = malloc(dense ? nn_k_q8_packed_bytes(oc, c, 1, 0) : nn_k_q8_packed_bytes(oc, c, k, row_runs));
     s->wsum = malloc(sizeof(int32_t) * ocp);
     s->qscale = buffer((size_t)ocp);
-    float *wscale = malloc(sizeof(float) * ocp);
-    if (!s->qin || !s->qw || !s->wsum || !s->qscale || !wscale) {
-        free(wscale);
-        return 0;
-    }
+    s->wscale = malloc(sizeof(float) * ocp);
+    s->qweight = malloc(wt->size);
+    if (!s->qin || !s->qw || !s->wsum || !s->qscale || !s->wscale || !s->qweight) return 0;
     memset(s->qin + positions * cq, 128, 3);
-    weight_scales(oc, dense ? (size_t)nn_dense_weight(s->layer)->shape[1] : (size_t)c * k * k, w, wscale);
-    if (dense)
-        nn_k_q8_pack_dense(oc, c, w, nn_dense_weight(s->layer)->shape[1], s->source, wscale, s->qw, s->wsum);
+    if (given_wscale)
+        memcpy(s->wscale, given_wscale, sizeof(float) * (size_t)oc);
     else
-        nn_k_q8_pack(oc, c, k, row_runs, w, wscale, s->qw, s->wsum);
-    float in_scale = s->seen > 0.0f ? s->seen / 127.0f : 1.0f;
-    for (int o = 0; o < oc; o++) s->qscale[o] = in_scale * wscale[o];
-    free(wscale);
+        weight_scales(oc, per_output, w, s->wscale);
+    for (size_t i = 0; i < wt->size; i++) {
+        float v = w[i] / s->wscale[i / per_output];
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        s->qweight[i] = (int8_t)lrintf(v);
+    }
+    s->wndim = wt->ndim;
+    memcpy(s->wshape, wt->shape, sizeof s->wshape);
+    if (dense)
+        nn_k_q8_pack_dense(oc, c, w, wt->shape[1], s->source, s->wscale, s->qw, s->wsum);
+    else
+        nn_k_q8_pack(oc, c, k, row_runs, w, s->wscale, s->qw, s->wsum);
+    if (!(in_scale > 0.0f)) in_scale = s->seen > 0.0f ? s->seen / 127.0f : 1.0f;
+    s->in_scale = in_scale;
+    for (int o = 0; o < oc; o++) s->qscale[o] = in_scale * s->wscale[o];
     s->inv_in_scale = 1.0f / in_scale;
     s->qconv = dense ? (nn_q8_conv){1, cq, 1, 1, ocp, 1, 1, 1, 1, 0, 0}
                      : (nn_q8_conv){s->conv.iw, cq, k, s->conv.stride, ocp, s->conv.ow, s->conv.rows, s->conv.cols, 0, 0,
@@ -529,17 +546,42 @@ static int quantize_step(plan_step *s, int min_channels)
     return 1;
 }
 
-int nn__plan_quantize(nn__plan *p, int min_channels)
+int nn__plan_quantize(nn__plan *p, int min_channels, const float *in_scales, const float *const *wscales)
 {
     int quantized = 0;
     for (int i = 0; i < p->count; i++) {
         plan_step *s = &p->steps[i];
         if (s->kind != STEP_DENSE && s->kind != STEP_CONV) continue;
-        if (!(s->seen < INFINITY)) return -2; /* a NaN or infinity seen */
-        if (!quantize_step(s, min_channels)) return -1;
+        if (!in_scales && !(s->seen < INFINITY)) return -2; /* a NaN or infinity seen */
+        if (!quantize_step(s, min_channels, in_scales ? in_scales[quantized] : 0.0f,
+                           wscales ? wscales[quantized] : NULL))
+            return -1;
         quantized++;
     }
     return quantized;
+}
+
+int nn__plan_layers(const nn__plan *p, nn_layer **layers, int max)
+{
+    int n = 0;
+    for (int i = 0; i < p->count; i++)
+        if (p->steps[i].kind == STEP_DENSE || p->steps[i].kind == STEP_CONV) {
+            if (n < max) layers[n] = p->steps[i].layer;
+            n++;
+        }
+    return n;
+}
+
+int nn__plan_q8_layer(const nn__plan *p, int index, nn__q8_layer *out)
+{
+    for (int i = 0, n = 0; i < p->count; i++) {
+        const plan_step *s = &p->steps[i];
+        if (!s->q8 || n++ != index) continue;
+        *out = (nn__q8_layer){s->qweight, s->wndim, {s->wshape[0], s->wshape[1], s->wshape[2], s->wshape[3]},
+                              s->wscale, s->in_scale, s->bias};
+        return 1;
+    }
+    return 0;
 }
 
 void nn__plan_set_portable(nn__plan *p, int portable) { p->portable = portable; }
@@ -554,6 +596,8 @@ void nn__plan_free(nn__plan *p)
         free(p->steps[i].bias);
         free(p->steps[i].scratch);
         free(p->steps[i].qin);
+        free(p->steps[i].qweight);
+        free(p->steps[i].wscale);
         free(p->steps[i].source);
         free(p->steps[i].qw);
         free(p->steps[i].wsum);

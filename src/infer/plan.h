@@ -31,12 +31,29 @@ void nn__plan_free(nn__plan *p);
 void nn__plan_observe(nn__plan *p, const float *x);
 
 /* Switch the dense and convolution steps to int8, with per-tensor input
- * scales from the observations and per-output weight scales; convolutions
- * with fewer than min_channels input channels read each window row as one
- * run of bytes (nn_k_q8_pack's row_runs). Returns how many steps were
- * quantized, -1 if out of memory. After this the plan no longer reads the
- * model; nn__plan_refresh must not be called. */
-int nn__plan_quantize(nn__plan *p, int min_channels);
+ * scales from the observations and per-output weight scales (max |w| /
+ * 127); convolutions with fewer than min_channels input channels read each
+ * window row as one run of bytes (nn_k_q8_pack's row_runs). in_scales and
+ * wscales, one per conv/dense step in order (both NULL: calibrated),
+ * give the scales instead (a loaded file). Returns how many steps were
+ * quantized, -1 if out of memory, -2 if a step saw a NaN or infinite input
+ * while calibrating. After this the plan no longer reads the model;
+ * nn__plan_refresh must not be called. */
+int nn__plan_quantize(nn__plan *p, int min_channels, const float *in_scales, const float *const *wscales);
+
+/* The conv and dense layers of the plan's steps, in order, into layers (up
+ * to max); returns how many there are. */
+int nn__plan_layers(const nn__plan *p, nn_layer **layers, int max);
+
+/* The index-th quantized step as a file holds it; 0 if there is none. */
+typedef struct nn__q8_layer {
+    const int8_t *weight; /* the layer's weight layout: (out, in) or (out, in, k, k) */
+    int ndim, shape[4];
+    const float *weight_scale; /* out */
+    float input_scale;
+    const float *bias;         /* out (and more, padded) */
+} nn__q8_layer;
+int nn__plan_q8_layer(const nn__plan *p, int index, nn__q8_layer *out);
 
 /* int8 steps on the plain C path even where VNNI is built (tests). */
 void nn__plan_set_portable(nn__plan *p, int portable);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "safetensors_internal.h"
 #include "nn/data.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* the format's own limit: 100 MB */
@@ -465,8 +466,8 @@ static void sync_parent_dir(const char *path)
     }
 }
 
-nn_status nn_safetensors_write(const char *path, const nn_params *params,
-                               const char *const *meta_kv, int meta_count, nn_error *err)
+nn_status nn__safetensors_write_items(const char *path, const nn__st_item *items, int count,
+                                     const char *const *meta_kv, int meta_count, nn_error *err)
 {
     strbuf h = {0};
     sb_put(&h, "{", 1);
@@ -483,15 +484,18 @@ nn_status nn_safetensors_write(const char *path, const nn_params *params,
         first = 0;
     }
     size_t offset = 0;
-    for (int i = 0; i < params->count; i++) {
-        const nn_tensor *t = params->tensors[i];
+    for (int i = 0; i < count; i++) {
+        const nn__st_item *t = &items[i];
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
         if (!first) sb_put(&h, ",", 1);
         first = 0;
-        sb_json_string(&h, params->names[i]);
-        sb_put(&h, ":{\"dtype\":\"F32\",\"shape\":[", 25);
+        sb_json_string(&h, t->name);
+        sb_put(&h, t->f32 ? ":{\"dtype\":\"F32\",\"shape\":[" : ":{\"dtype\":\"I8\",\"shape\":[",
+               t->f32 ? 25 : 24);
         for (int d = 0; d < t->ndim; d++) sb_printf(&h, d ? ",%llu" : "%llu", (unsigned long long)t->shape[d]);
         sb_printf(&h, "],\"data_offsets\":[%llu,", offset);
-        offset += t->size * sizeof(float);
+        offset += n * (t->f32 ? sizeof(float) : 1);
         sb_printf(&h, "%llu]}", offset);
     }
     sb_put(&h, "}", 1);
@@ -525,8 +529,11 @@ nn_status nn_safetensors_write(const char *path, const nn_params *params,
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
     int ok = write_all(fd, len8, 8) && write_all(fd, h.s, h.len);
-    for (int i = 0; ok && i < params->count; i++)
-        ok = write_floats_le(fd, params->tensors[i]->data, params->tensors[i]->size);
+    for (int i = 0; ok && i < count; i++) {
+        size_t n = 1;
+        for (int d = 0; d < items[i].ndim; d++) n *= (size_t)items[i].shape[d];
+        ok = items[i].f32 ? write_floats_le(fd, items[i].data, n) : write_all(fd, items[i].data, n);
+    }
     ok = ok && fsync(fd) == 0;
     int saved_errno = errno;
     if (close(fd) != 0) ok = 0;
@@ -541,6 +548,21 @@ nn_status nn_safetensors_write(const char *path, const nn_params *params,
 out:
     free(tmp);
     free(h.s);
+    return s;
+}
+
+nn_status nn_safetensors_write(const char *path, const nn_params *params,
+                               const char *const *meta_kv, int meta_count, nn_error *err)
+{
+    nn__st_item *items = calloc((size_t)(params->count ? params->count : 1), sizeof *items);
+    if (!items) return nn_error_set(err, NN_ERR_MEMORY, "%s: out of memory", path);
+    for (int i = 0; i < params->count; i++) {
+        const nn_tensor *t = params->tensors[i];
+        items[i] = (nn__st_item){params->names[i], 1, t->ndim, {0}, t->data};
+        for (int d = 0; d < t->ndim; d++) items[i].shape[d] = t->shape[d];
+    }
+    nn_status s = nn__safetensors_write_items(path, items, params->count, meta_kv, meta_count, err);
+    free(items);
     return s;
 }
 
