@@ -31,9 +31,10 @@ static int round16(int n) { return (n + QL - 1) / QL * QL; }
 
 int nn_k_q8_channels(int c) { return round4(c); }
 
-/* Round to nearest, ties to even, by adding and taking away 1.5 * 2^23
- * (exact for |v| <= 127, the same in scalar and vector code and on every
- * target); NaN becomes 0. */
+/* Round to nearest, ties to even: lrintf here, and in vectors by adding
+ * and taking away 1.5 * 2^23 (exact for |v| <= 127 in float arithmetic,
+ * which vector code always is; scalar float expressions may be evaluated
+ * in double, as on s390x, where the trick would not round); NaN becomes 0. */
 static const float ROUNDER = 12582912.0f;
 
 static uint8_t quantize_one(float x, float inv_scale)
@@ -41,7 +42,7 @@ static uint8_t quantize_one(float x, float inv_scale)
     float v = x * inv_scale;
     v = v == v ? v : 0.0f;
     v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-    return (uint8_t)((int)((v + ROUNDER) - ROUNDER) + 128);
+    return (uint8_t)(lrintf(v) + 128);
 }
 
 typedef uint8_t vq __attribute__((vector_size(VEC)));
