@@ -376,6 +376,19 @@ static void test_quantized_model_close_to_float(void)
         for (int i = 1; i < 10; i++) cf = yf[i] > yf[cf] ? i : cf, cq = yq[i] > yq[cq] ? i : cq;
         agree += cf == cq;
     }
+    /* the whole quantized model on the plain C path: the same bits */
+    nn__plan *plan = nn__plan_new(m, 3, (int[]){1, 28, 28});
+    for (int n = 0; n < CAL; n++) nn__plan_observe(plan, x + (size_t)n * 784);
+    CHECK(nn__plan_quantize(plan, 4, NULL, NULL) == 4);
+    for (int n = CAL; n < CAL + 5; n++) {
+        float fast[10];
+        memcpy(fast, nn__plan_run(plan, x + (size_t)n * 784, NULL), sizeof fast);
+        nn__plan_set_portable(plan, 1);
+        const float *plain = nn__plan_run(plan, x + (size_t)n * 784, NULL);
+        CHECK_MSG(!memcmp(fast, plain, sizeof fast), "example %d: the VNNI and plain C models differ", n);
+        nn__plan_set_portable(plan, 0);
+    }
+    nn__plan_free(plan);
     CHECK_MSG(worst < 0.1 && agree >= TEST - 2, "int8 vs float: %.3g of the output range, %d of %d classes agree",
               worst, agree, TEST);
     alloc_fail_at(0);

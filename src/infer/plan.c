@@ -187,7 +187,7 @@ static int plan_conv(nn__plan *p, nn_layer *l, value *v)
     }
     s->conv = (nn_nhwc_conv){iw, cs, v->c, k, stride, ocp, ow, oh, ow};
     s->in_pos = ih * iw;
-    s->packed = buffer(nn_k_nhwc_packed_floats(oc, v->c, k));
+    s->packed = buffer(nn_k_nhwc_packed_floats(ocp, v->c, k));
     s->bias = buffer((size_t)ocp);
     if (!s->packed || !s->bias) return 0;
     *v = (value){1, 1, 0, oc, oh, ow, ocp, 0, p->count - 1};
@@ -213,7 +213,7 @@ static int plan_maxpool(nn__plan *p, nn_layer *l, value *v)
         conv->conv.cols = 2 * ow;
         conv->out_floats = (size_t)oh * ow * v->cs;
         conv->out = buffer(conv->out_floats);
-        conv->packed = buffer(nn_k_winograd_packed_floats(conv->oc, conv->conv.c));
+        conv->packed = buffer(nn_k_winograd_packed_floats(conv->conv.ocp, conv->conv.c));
         /* room for the direct form's bands too, which a quantized plan uses */
         size_t window_rows = (size_t)k * conv->conv.ow * v->cs, wino = nn_k_winograd_scratch_floats(&conv->conv);
         int band = (int)(SCRATCH_FLOATS / window_rows);
@@ -351,9 +351,9 @@ void nn__plan_refresh(nn__plan *p)
         if (s->kind == STEP_CONV) {
             nn_tensor *w = nn_conv2d_weight(s->layer), *b = nn_conv2d_bias(s->layer);
             if (s->winograd)
-                nn_k_winograd_pack(s->oc, s->conv.c, w->data, s->packed);
+                nn_k_winograd_pack(s->oc, s->conv.ocp, s->conv.c, w->data, s->packed);
             else
-                nn_k_nhwc_pack_weights(s->oc, s->conv.c, s->conv.k, w->data, s->packed);
+                nn_k_nhwc_pack_weights(s->oc, s->conv.ocp, s->conv.c, s->conv.k, w->data, s->packed);
             for (int o = 0; o < s->oc; o++) s->bias[o] = b ? b->data[o] : 0.0f;
         } else if (s->kind == STEP_DENSE) {
             nn_tensor *b = nn_dense_bias(s->layer);

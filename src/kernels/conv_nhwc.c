@@ -34,11 +34,11 @@ static void group_span(int nvec, int g, int *v0, int *v1)
 
 static int padded(int oc) { return (oc + VEC - 1) / VEC * VEC; }
 
-size_t nn_k_nhwc_packed_floats(int oc, int c, int k) { return (size_t)padded(oc) * c * k * k; }
+size_t nn_k_nhwc_packed_floats(int ocp, int c, int k) { return (size_t)padded(ocp) * c * k * k; }
 
-void nn_k_nhwc_pack_weights(int oc, int c, int k, const float *w, float *dst)
+void nn_k_nhwc_pack_weights(int oc, int ocp, int c, int k, const float *w, float *dst)
 {
-    int nvec = padded(oc) / VEC;
+    int nvec = padded(ocp) / VEC;
     for (int g = 0; g < groups_of(nvec); g++) {
         int v0, v1;
         group_span(nvec, g, &v0, &v1);
@@ -187,11 +187,11 @@ static float filter_transform(const float *g, int i, int j)
     return sum;
 }
 
-size_t nn_k_winograd_packed_floats(int oc, int c) { return 16 * nn_k_nhwc_packed_floats(oc, c, 1); }
+size_t nn_k_winograd_packed_floats(int ocp, int c) { return 16 * nn_k_nhwc_packed_floats(ocp, c, 1); }
 
-void nn_k_winograd_pack(int oc, int c, const float *w, float *dst)
+void nn_k_winograd_pack(int oc, int ocp, int c, const float *w, float *dst)
 {
-    int nvec = padded(oc) / VEC;
+    int nvec = padded(ocp) / VEC;
     for (int xi = 0; xi < 16; xi++)
         for (int g = 0; g < groups_of(nvec); g++) {
             int v0, v1;

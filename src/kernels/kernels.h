@@ -360,9 +360,10 @@ typedef struct nn_nhwc_conv {
     int ocp, ow;    /* output channel stride and output row width */
     int rows, cols; /* the output rows and columns computed (from 0) */
 } nn_nhwc_conv;
-/* Floats of the packed weights, and the packing of w (oc, c, k, k). */
-size_t nn_k_nhwc_packed_floats(int oc, int c, int k);
-void nn_k_nhwc_pack_weights(int oc, int c, int k, const float *w, float *dst);
+/* Floats of the packed weights for an output channel stride ocp, and the
+ * packing of w (oc, c, k, k) (outputs oc..ocp - 1 get zero weights). */
+size_t nn_k_nhwc_packed_floats(int ocp, int c, int k);
+void nn_k_nhwc_pack_weights(int oc, int ocp, int c, int k, const float *w, float *dst);
 /* y = conv(x) + bias (ocp floats), clamped at 0 if relu; x's window for
  * output (oy, ox) starts at (oy * stride, ox * stride): padding is already
  * in x. */
@@ -371,11 +372,11 @@ void nn_k_conv_nhwc(const nn_nhwc_conv *s, const float *x, const float *wp, cons
 /* A 3x3 stride-1 convolution followed by 2x2 stride-2 max pooling, by
  * Winograd's F(2x2, 3x3): y (rows / 2, cols / 2, ocp) pooled, rows and cols
  * even, s->cs a multiple of the alignment; weights packed by
- * nn_k_winograd_pack into nn_k_winograd_packed_floats(oc, c) floats;
+ * nn_k_winograd_pack into nn_k_winograd_packed_floats(ocp, c) floats;
  * scratch of nn_k_winograd_scratch_floats(s). Equal to the direct form to
  * rounding. */
-size_t nn_k_winograd_packed_floats(int oc, int c);
-void nn_k_winograd_pack(int oc, int c, const float *w, float *dst);
+size_t nn_k_winograd_packed_floats(int ocp, int c);
+void nn_k_winograd_pack(int oc, int ocp, int c, const float *w, float *dst);
 size_t nn_k_winograd_scratch_floats(const nn_nhwc_conv *s);
 void nn_k_conv_nhwc_winograd_pool(const nn_nhwc_conv *s, const float *x, const float *wp, const float *bias,
                                   int relu, float *y, float *scratch);
