@@ -1,7 +1,9 @@
 /* Inference plan: see plan.h. Feature maps between steps are channels-last
  * (h, w, cs), the layout in which a convolution's tile reads its input by
- * broadcast and writes whole channel vectors; a map goes back to the
- * library's channel-major order where a dense layer or the caller reads it. */
+ * broadcast and writes whole channel vectors; a dense layer reads a map as
+ * it is (its packed weights take the order), and the caller gets the
+ * library's channel-major order. Quantized steps (nn__plan_quantize) keep
+ * the layout, with the input as bytes. */
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ < 201112L
 #error "libnn is C11: build it with -std=c11 (this file uses _Thread_local or aligned_alloc)"
 #endif

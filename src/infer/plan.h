@@ -1,6 +1,7 @@
-/* The inference plan behind nn_predictor: a model's layers turned, once,
- * into a list of steps over buffers allocated up front, with convolution
- * weights packed for channels-last kernels. One example per call, on the
+/* The inference plan behind nn_predictor and nn_qmodel: a model's layers
+ * turned, once, into a list of steps over buffers allocated up front, with
+ * the weights packed for channels-last kernels (float, or int8 once
+ * quantized). One example per call, on the
  * calling thread, nothing allocated per call. Covers sequential models of
  * conv2d, maxpool2d, relu / leaky_relu / sigmoid / tanh, dropout (the
  * identity: plans run in evaluation mode), flatten and dense layers; for

@@ -1,9 +1,10 @@
 /* Channels-last kernels for one example at a time (the inference plan,
- * src/infer/): a direct convolution whose register tile is a few output
- * positions of a row by up to 64 output channels, reading the input by
+ * src/infer/): a direct convolution whose register tile is up to 12 output
+ * positions of a row by two channel vectors, reading the input by
  * broadcast and the weights packed tap by tap, so nothing is packed or
- * copied per call; max pooling; and the hand-overs between the
- * channel-major layout of the library's tensors and this one. */
+ * copied per call; a 3x3 convolution with 2x2 pooling by Winograd's
+ * F(2x2, 3x3); max pooling; and the copies between the channel-major
+ * layout of the library's tensors and this one. */
 #include "kernels.h"
 #include "simd.h"
 
