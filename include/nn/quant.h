@@ -9,9 +9,10 @@
  * such as a first layer over pixels, reads each window row's bytes as one
  * run, so no 4-byte product is mostly padding); a 2x2 max pooling after a
  * convolution runs on its int32 sums; activations and other pooling run in
- * float on the dequantized values. With AVX-512 VNNI (in -march=native
- * builds on CPUs that have it) the products run as vpdpbusd; elsewhere a
- * plain C path computes the same integers and outputs.
+ * float on the dequantized values. With AVX-512 VNNI, or AVX-VNNI on AVX2
+ * CPUs without AVX-512 (in -march=native builds on CPUs that have them),
+ * the products run as vpdpbusd; elsewhere a plain C path computes the
+ * same integers and outputs.
  *
  * nn_qmodel_save writes a self-describing safetensors file: the
  * architecture ("nn.layers"), the input shape and "nn.quantized": "int8" in

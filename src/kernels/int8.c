@@ -2,10 +2,10 @@
  * quantized per tensor and stored as unsigned bytes q + 128, weights per
  * output channel as signed bytes, products summed in int32. With AVX-512
  * VNNI one vpdpbusd instruction adds four byte products into each of 16
- * int32 lanes; the plain C path computes the same integers (the sums are
- * exact, so the two agree bit for bit). The +128 offset, which VNNI's
- * unsigned-times-signed products need, is taken back out with each output
- * channel's weight sum. */
+ * int32 lanes (AVX-VNNI, on AVX2 CPUs without AVX-512: 8 lanes); the plain
+ * C path computes the same integers (the sums are exact, so the two agree
+ * bit for bit). The +128 offset, which VNNI's unsigned-times-signed
+ * products need, is taken back out with each output channel's weight sum. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,16 +13,59 @@
 #include "kernels.h"
 #include "simd.h"
 
+/* The VNNI paths, written once over these register operations: 16 int32
+ * lanes per register with AVX-512 VNNI, 8 with AVX-VNNI. */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #include <immintrin.h>
 #define NN_HAVE_VNNI 1
+#define QR_LANES 16
+typedef __m512i qreg;
+typedef __m512 freg;
+#define qr_zero() _mm512_setzero_si512()
+#define qr_load(p) _mm512_loadu_si512((const void *)(p))
+#define qr_bcast(v) _mm512_set1_epi32(v)
+#define qr_dot(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
+#define qr_max(a, b) _mm512_max_epi32(a, b)
+#define qr_sub(a, b) _mm512_sub_epi32(a, b)
+#define qr_times128(a) _mm512_slli_epi32(a, 7)
+#define fr_of(a) _mm512_cvtepi32_ps(a)
+#define fr_load(p) _mm512_loadu_ps(p)
+#define fr_fmadd(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define fr_relu(a) _mm512_max_ps(a, _mm512_setzero_ps())
+#define fr_store(p, a) _mm512_storeu_ps(p, a)
+#elif defined(__AVXVNNI__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define NN_HAVE_VNNI 1
+#define QR_LANES 8
+typedef __m256i qreg;
+typedef __m256 freg;
+#define qr_zero() _mm256_setzero_si256()
+#define qr_load(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define qr_bcast(v) _mm256_set1_epi32(v)
+#define qr_dot(acc, x, w) _mm256_dpbusd_avx_epi32(acc, x, w)
+#define qr_max(a, b) _mm256_max_epi32(a, b)
+#define qr_sub(a, b) _mm256_sub_epi32(a, b)
+#define qr_times128(a) _mm256_slli_epi32(a, 7)
+#define fr_of(a) _mm256_cvtepi32_ps(a)
+#define fr_load(p) _mm256_loadu_ps(p)
+#define fr_fmadd(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define fr_relu(a) _mm256_max_ps(a, _mm256_setzero_ps())
+#define fr_store(p, a) _mm256_storeu_ps(p, a)
 #else
 #define NN_HAVE_VNNI 0
 #endif
 
-/* Outputs per group of lanes (one 512-bit vector of int32), whatever the
- * build, so the packed layout is the same everywhere. */
-enum { QL = 16, Q_MAX_P = 12, Q_MAX_NV = 8, Q_MAX_ACC = 24 };
+/* Outputs per group of lanes (16 int32), whatever the build, so the
+ * packed layout (within one build: groups differ below) covers every
+ * path. Register budget per tile, in groups of 16 lanes: 24 accumulator
+ * groups (plus the weights) with 32 AVX-512 registers; with AVX-VNNI's 16
+ * ymm registers 5 groups (10 registers), one lane group per convolution
+ * tile and two for a dense layer. */
+#if NN_HAVE_VNNI && QR_LANES == 8
+enum { QL = 16, Q_MAX_P = 12, Q_MAX_NV = 2, Q_MAX_ACC = 5, Q_CONV_NV = 1 };
+#else
+enum { QL = 16, Q_MAX_P = 12, Q_MAX_NV = 8, Q_MAX_ACC = 24, Q_CONV_NV = 4 };
+#endif
 
 int nn_k_q8_vnni(void) { return NN_HAVE_VNNI; }
 
@@ -110,7 +153,7 @@ static void q_span(int nvec, int max_nv, int g, int *v0, int *v1)
  * registers; a group's bytes, 4 x 64 per 4 channels and tap, stay in L1),
  * of up to eight for a single position (a dense layer): more independent
  * sums where there are no positions to share the weights. */
-static int group_width(int single_position) { return single_position ? Q_MAX_NV : 4; }
+static int group_width(int single_position) { return single_position ? Q_MAX_NV : Q_CONV_NV; }
 
 void nn_k_q8_pack(int oc, int c, int k, int row_runs, const float *w, const float *scale, int8_t *dst,
                   int32_t *wsum)
@@ -170,25 +213,25 @@ void nn_k_q8_pack_dense(int n, int k, const float *w, int w_cols, const int *sou
 static void dequantize(int n, const int32_t *acc, const int32_t *wsum, const float *scale, const float *bias,
                        int relu, float *y)
 {
-    for (int o = 0; o < n; o += VEC) {
 #if NN_HAVE_VNNI
+    for (int o = 0; o < n; o += QR_LANES) {
         /* the same instructions as the VNNI tile's, so that both paths give
          * the same bits whatever the optimizer contracts */
-        __m512i a = _mm512_loadu_si512((const void *)(acc + o));
-        __m512i offset = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(wsum + o)), 7);
-        __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, offset)), _mm512_loadu_ps(scale + o),
-                                   _mm512_loadu_ps(bias + o));
-        if (relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
-        _mm512_storeu_ps(y + o, f);
+        qreg a = qr_load(acc + o), offset = qr_times128(qr_load(wsum + o));
+        freg f = fr_fmadd(fr_of(qr_sub(a, offset)), fr_load(scale + o), fr_load(bias + o));
+        if (relu) f = fr_relu(f);
+        fr_store(y + o, f);
+    }
 #else
+    for (int o = 0; o < n; o += VEC) {
         vi a, w;
         memcpy(&a, acc + o, sizeof a);
         memcpy(&w, wsum + o, sizeof w);
         vf v = __builtin_convertvector(a - w * 128, vf) * vload(scale + o) + vload(bias + o);
         if (relu) v = (vf)((vi)v & (vi)(v > 0.0f)); /* -0 and NaN give 0 */
         vstore(y + o, v);
-#endif
     }
+#endif
 }
 
 /* The plain C tile: P positions, Q to a row (P = Q, or 2Q for two rows
@@ -239,13 +282,17 @@ typedef struct tile_out {
 } tile_out;
 
 #if NN_HAVE_VNNI
-/* The VNNI tile, dequantizing in registers as dequantize() does. */
+/* The VNNI tile, dequantizing in registers as dequantize() does: P
+ * positions (Q to a row) times NV groups of 16 lanes, REGS registers each. */
+enum { REGS = QL / QR_LANES };
+
 static inline __attribute__((always_inline)) void tile_vnni(int P, int Q, int NV, const nn_q8_conv *s,
                                                             const uint8_t *x, const int8_t *w, const tile_out *to)
 {
-    __m512i a[Q_MAX_P][Q_MAX_NV];
+    qreg a[Q_MAX_P][Q_MAX_NV * REGS];
+    int H = NV * REGS;
     for (int p = 0; p < P; p++)
-        for (int v = 0; v < NV; v++) a[p][v] = _mm512_setzero_si512();
+        for (int h = 0; h < H; h++) a[p][h] = qr_zero();
     size_t step = (size_t)s->stride * s->cq, row_step = (size_t)s->stride * s->iw * s->cq;
     int runs, run;
     window_runs(s->k, s->cq, s->row_runs, &runs, &run);
@@ -253,18 +300,18 @@ static inline __attribute__((always_inline)) void tile_vnni(int P, int Q, int NV
         for (int r = 0; r < runs; r++) {
             const uint8_t *xt = x + ((size_t)ky * s->iw + r) * s->cq;
             for (int c4 = 0; c4 < run; c4 += 4, w += NV * QL * 4) {
-                __m512i b[Q_MAX_NV];
-                for (int v = 0; v < NV; v++) {
-                    b[v] = _mm512_loadu_si512((const void *)(w + v * QL * 4));
+                qreg b[Q_MAX_NV * REGS];
+                for (int h = 0; h < H; h++) {
+                    b[h] = qr_load(w + h * QR_LANES * 4);
                     /* in a register: folded into each product as a memory
                      * operand, it would be loaded once per position */
-                    __asm__("" : "+v"(b[v]));
+                    __asm__("" : "+v"(b[h]));
                 }
                 for (int p = 0; p < P; p++) {
                     int32_t quad;
                     memcpy(&quad, xt + (size_t)(p / Q) * row_step + (size_t)(p % Q) * step + c4, 4);
-                    __m512i q = _mm512_set1_epi32(quad);
-                    for (int v = 0; v < NV; v++) a[p][v] = _mm512_dpbusd_epi32(a[p][v], q, b[v]);
+                    qreg q = qr_bcast(quad);
+                    for (int h = 0; h < H; h++) a[p][h] = qr_dot(a[p][h], q, b[h]);
                 }
             }
         }
@@ -272,18 +319,16 @@ static inline __attribute__((always_inline)) void tile_vnni(int P, int Q, int NV
     if (P == 2 * Q) { /* 2 x 2 max pooling on the sums, as pool_sums */
         outputs = Q / 2;
         for (int j = 0; j < outputs; j++)
-            for (int v = 0; v < NV; v++)
-                a[j][v] = _mm512_max_epi32(_mm512_max_epi32(a[2 * j][v], a[2 * j + 1][v]),
-                                           _mm512_max_epi32(a[Q + 2 * j][v], a[Q + 2 * j + 1][v]));
+            for (int h = 0; h < H; h++)
+                a[j][h] = qr_max(qr_max(a[2 * j][h], a[2 * j + 1][h]), qr_max(a[Q + 2 * j][h], a[Q + 2 * j + 1][h]));
     }
-    for (int v = 0; v < NV; v++) {
-        __m512i offset = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(to->wsum + v * QL)), 7);
-        __m512 scale = _mm512_loadu_ps(to->scale + v * QL), bias = _mm512_loadu_ps(to->bias + v * QL);
+    for (int h = 0; h < H; h++) {
+        qreg offset = qr_times128(qr_load(to->wsum + h * QR_LANES));
+        freg scale = fr_load(to->scale + h * QR_LANES), bias = fr_load(to->bias + h * QR_LANES);
         for (int p = 0; p < outputs; p++) {
-            __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[p][v], offset));
-            f = _mm512_fmadd_ps(f, scale, bias);
-            if (to->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
-            _mm512_storeu_ps(to->y + p * to->ystride + v * QL, f);
+            freg f = fr_fmadd(fr_of(qr_sub(a[p][h], offset)), scale, bias);
+            if (to->relu) f = fr_relu(f);
+            fr_store(to->y + p * to->ystride + h * QR_LANES, f);
         }
     }
 }
@@ -302,6 +347,7 @@ static int tile_vnni_any(int P, int Q, int NV, const nn_q8_conv *s, const uint8_
                          const tile_out *to)
 {
     switch (P == Q ? P * 16 + NV : 1024 + Q / 2 * 16 + NV) {
+#if QR_LANES == 16 /* the tiles nn_k_q8_conv makes with AVX-512's budget */
         QTILE(1, 1) QTILE(2, 1) QTILE(3, 1) QTILE(4, 1) QTILE(5, 1) QTILE(6, 1)
         QTILE(7, 1) QTILE(8, 1) QTILE(9, 1) QTILE(10, 1) QTILE(11, 1) QTILE(12, 1)
         QTILE(1, 2) QTILE(2, 2) QTILE(3, 2) QTILE(4, 2) QTILE(5, 2) QTILE(6, 2)
@@ -311,6 +357,10 @@ static int tile_vnni_any(int P, int Q, int NV, const nn_q8_conv *s, const uint8_
         QTILE(1, 5) QTILE(1, 6) QTILE(1, 7) QTILE(1, 8)
         QPOOL(1, 1) QPOOL(2, 1) QPOOL(3, 1) QPOOL(1, 2) QPOOL(2, 2) QPOOL(3, 2)
         QPOOL(1, 3) QPOOL(2, 3) QPOOL(1, 4)
+#else /* AVX-VNNI's */
+        QTILE(1, 1) QTILE(2, 1) QTILE(3, 1) QTILE(4, 1) QTILE(5, 1) QTILE(1, 2) QTILE(2, 2)
+        QPOOL(1, 1)
+#endif
     default:
         return 0;
     }
