@@ -374,16 +374,11 @@ static void run_activation(const plan_step *s, const float *x)
     else nn_k_leaky_relu(s->n, s->slope, x, s->out);
 }
 
-/* Largest |x| over the first c of every cs floats of n positions. */
-static float largest_magnitude(int n, int c, int cs, const float *x)
+/* Calibration: the step's largest |input| so far (a NaN sticks). */
+static void observe(plan_step *s, int positions, int c, int cs, const float *x)
 {
-    float m = 0.0f;
-    for (int p = 0; p < n; p++)
-        for (int i = 0; i < c; i++) {
-            float a = fabsf(x[(size_t)p * cs + i]);
-            m = a > m || a != a ? a : m;
-        }
-    return m;
+    float m = nn_k_max_abs(positions, c, cs, x);
+    s->seen = m > s->seen || m != m ? m : s->seen;
 }
 
 /* Output rows [row0, row0 + band->rows) of a convolution step's region
@@ -403,10 +398,7 @@ static void conv_rows(const nn__plan *p, const plan_step *s, const float *x, con
 
 static void run_conv(const nn__plan *p, plan_step *s, const float *x)
 {
-    if (p->observing) {
-        float m = largest_magnitude(s->in_pos, s->conv.c, s->conv.cs, x);
-        s->seen = m > s->seen || m != m ? m : s->seen;
-    }
+    if (p->observing) observe(s, s->in_pos, s->conv.c, s->conv.cs, x);
     if (s->q8) nn_k_q8_quantize(s->in_pos, s->conv.c, s->conv.cs, x, s->inv_in_scale, s->qconv.cq, s->qin);
     if (!s->scratch) {
         conv_rows(p, s, x, &s->conv, 0, s->out);
@@ -435,10 +427,7 @@ static void run_conv(const nn__plan *p, plan_step *s, const float *x)
 
 static void run_dense(const nn__plan *p, plan_step *s, const float *x)
 {
-    if (p->observing) {
-        float m = largest_magnitude(s->in_positions, s->in_c, s->in_cs, x);
-        s->seen = m > s->seen || m != m ? m : s->seen;
-    }
+    if (p->observing) observe(s, s->in_positions, s->in_c, s->in_cs, x);
     if (!s->q8) {
         nn_k_dense_packed(s->outn, s->in, s->packed, x, s->bias, s->relu, s->out);
         return;
@@ -491,7 +480,7 @@ void nn__plan_observe(nn__plan *p, const float *x)
 static void weight_scales(int oc, size_t per_output, const float *w, float *scale)
 {
     for (int o = 0; o < oc; o++) {
-        float m = largest_magnitude(1, (int)per_output, 0, w + (size_t)o * per_output);
+        float m = nn_k_max_abs(1, (int)per_output, 0, w + (size_t)o * per_output);
         scale[o] = m > 0.0f ? m / 127.0f : 1.0f;
     }
 }

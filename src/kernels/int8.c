@@ -122,6 +122,17 @@ void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_sc
     }
 }
 
+float nn_k_max_abs(int positions, int c, int cs, const float *x)
+{
+    float m = 0.0f;
+    for (int p = 0; p < positions; p++)
+        for (int i = 0; i < c; i++) {
+            float a = fabsf(x[(size_t)p * cs + i]);
+            m = a > m || a != a ? a : m;
+        }
+    return m;
+}
+
 /* The K loop of a window: per kernel row, `runs` runs of `run` bytes (a
  * multiple of 4): k runs of the channels (rounded up to 4), one per tap;
  * or, with row runs, one run of the row's k * c bytes rounded up to 4. */

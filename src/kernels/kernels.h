@@ -410,6 +410,9 @@ void nn_k_dense_packed(int n, int k, const float *wp, const float *x, const floa
  * outputs. nn_k_q8_vnni() is 1 where the AVX-512 VNNI path is built. */
 int nn_k_q8_vnni(void);
 int nn_k_q8_channels(int c);
+/* The largest |x| over the first c of every cs floats of `positions`
+ * (a NaN if there is one): calibration and per-output weight scales. */
+float nn_k_max_abs(int positions, int c, int cs, const float *x);
 /* q (positions, cq) from x (positions, stride cs), the first c channels. */
 void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q);
 /* Bytes of w (oc, c, k, k) packed, and the packing: w[o] / scale[o]
