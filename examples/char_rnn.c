@@ -18,7 +18,8 @@
 
 typedef struct options {
     const char *data, *save, *resume, *prime, *cell, *schedule;
-    int hidden, layers, seq, batch, steps, threads, sample, quiet, eval_every, steps_given;
+    const char *save_int8;
+    int hidden, layers, seq, batch, steps, threads, sample, quiet, eval_every, steps_given, int8;
     float lr, temperature, clip, input_gain;
     uint64_t seed;
 } options;
@@ -56,6 +57,10 @@ static void usage(FILE *out)
             "  --sample N         generate N characters from --resume FILE and exit\n"
             "  --temperature X    sampling temperature (default 0.8)\n"
             "  --prime TEXT       text to feed before sampling (default a newline)\n"
+            "  --int8             after training (or on --resume FILE with nothing left to train),\n"
+            "                     quantize the LSTM and the head to int8 (calibrated on the first\n"
+            "                     4000 training characters) and report the validation loss of both\n"
+            "  --save-int8 FILE   with --int8: also save the int8 LSTM layers (nn_qrecurrent_save)\n"
             "  --quiet            no progress bar\n"
             "  --help             this text\n\n"
             "Output every N steps (stdout):\n"
@@ -71,14 +76,15 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             exit(0);
         }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--int8")) {
+            *(a[2] == 'q' ? &o->quiet : &o->int8) = 1;
             continue;
         }
         static const char *const flags[] = {"--data", "--hidden", "--layers", "--cell", "--seq",
                                             "--batch", "--lr", "--clip", "--steps", "--eval-every",
                                             "--seed", "--threads", "--save", "--resume", "--sample",
-                                            "--temperature", "--prime", "--schedule", "--input-gain", NULL};
+                                            "--temperature", "--prime", "--schedule", "--input-gain",
+                                            "--save-int8", NULL};
         int known = 0;
         for (int k = 0; flags[k]; k++) known |= !strcmp(a, flags[k]);
         if (!known) {
@@ -90,6 +96,7 @@ static int parse_args(int argc, char **argv, options *o)
         int ok = 1;
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--save-int8")) o->save_int8 = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--prime")) o->prime = v;
         else if (!strcmp(a, "--cell")) o->cell = v;
@@ -114,6 +121,10 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     if (!cli_schedule_ok(o->schedule)) return 0;
+    if (o->save_int8 && !o->int8) {
+        fprintf(stderr, "error: --save-int8 FILE needs --int8\n");
+        return 0;
+    }
     if (o->sample && !o->resume) {
         fprintf(stderr, "error: --sample N needs --resume FILE (the model to sample from)\n");
         return 0;
@@ -233,6 +244,73 @@ static double evaluate(model *m, nn_graph *g, const corpus *c, size_t base, size
     }
     nn_graph_set_grad_enabled(g, 1);
     return total / (double)batches;
+}
+
+/* Calibration characters for --int8: CALIB_STEPS steps of CALIB_STREAMS
+ * streams from the training text. */
+enum { CALIB_STEPS = 200, CALIB_STREAMS = 20 };
+
+/* --int8: quantize the recurrent layers and the head, calibrated on the
+ * start of the training text, and return the validation loss as
+ * evaluate() does (same streams and windows), or NAN with a message. */
+static double evaluate_int8(model *m, const corpus *c, size_t train_len, size_t base, size_t len, int T, int B,
+                            nn_tensor *x, int *targets, const char *save_path)
+{
+    int V = c->v.size, H = m->hidden, Tc = CALIB_STEPS, Bc = CALIB_STREAMS;
+    size_t stream = len / (size_t)B, cstream = train_len / (size_t)Bc;
+    double total = NAN;
+    nn_error err = {0};
+    nn_qrecurrent *q = NULL;
+    nn_qmodel *head = NULL;
+    float *calib = calloc((size_t)Tc * Bc * V, sizeof(float));
+    float *hs = malloc(sizeof(float) * (size_t)(T * B > Tc * Bc ? T * B : Tc * Bc) * H);
+    float *h = calloc((size_t)m->layers * B * H, sizeof(float)), *cs = calloc((size_t)m->layers * B * H, sizeof(float));
+    if (!calib || !hs || !h || !cs) {
+        fprintf(stderr, "error: --int8: out of memory\n");
+        goto out;
+    }
+    if (cstream < (size_t)Tc || stream < (size_t)T + 1) {
+        fprintf(stderr, "error: --int8: text too short to calibrate and evaluate\n");
+        goto out;
+    }
+    for (int b = 0; b < Bc; b++)
+        for (int t = 0; t < Tc; t++)
+            calib[((size_t)t * Bc + b) * V + c->v.index_of[c->text[(size_t)b * cstream + t]]] = 1.0f;
+    q = nn_quantize_recurrent(m->rnn, Tc, Bc, calib, &err);
+    /* the head is calibrated on what it will see: the int8 layers' outputs */
+    if (q && !nn_qrecurrent_run(q, Tc, Bc, calib, NULL, NULL, hs, &err))
+        head = nn_quantize(m->head, 1, &H, hs, Tc * Bc, &err);
+    if (!head || (save_path && nn_qrecurrent_save(q, save_path, &err))) {
+        fprintf(stderr, "error: --int8: %s\n", err.msg);
+        goto out;
+    }
+    double sum = 0;
+    long batches = 0;
+    for (size_t pos = 0; pos + (size_t)T + 1 <= stream; pos += (size_t)T, batches++) {
+        fill_batch(c, base, stream, pos, T, B, x, targets);
+        if (nn_qrecurrent_run(q, T, B, x->data, h, cs, hs, &err)) {
+            fprintf(stderr, "error: --int8: %s\n", err.msg);
+            goto out;
+        }
+        double batch = 0;
+        for (int r = 0; r < T * B; r++) {
+            const float *logits = nn_qmodel_run(head, hs + (size_t)r * H, NULL, &err);
+            double mx = logits[0], se = 0;
+            for (int k = 1; k < V; k++) mx = logits[k] > mx ? logits[k] : mx;
+            for (int k = 0; k < V; k++) se += exp(logits[k] - mx);
+            batch += mx + log(se) - logits[targets[r]];
+        }
+        sum += batch / (T * B);
+    }
+    total = sum / (double)batches;
+out:
+    nn_qrecurrent_free(q);
+    nn_qmodel_free(head);
+    free(calib);
+    free(hs);
+    free(h);
+    free(cs);
+    return total;
 }
 
 static void sample_text(model *m, const corpus *c, const char *prime, int n, float temperature,
@@ -492,6 +570,15 @@ int main(int argc, char **argv)
         }
     }
     progress_end(&bar);
+    if (!status && o.int8) {
+        double val = evaluate(&m, g, &c, train_len, val_len, T, B, x, targets, eh, ec);
+        double q8 = evaluate_int8(&m, &c, train_len, train_len, val_len, T, B, x, targets, o.save_int8);
+        if (isnan(q8)) status = 1;
+        else
+            printf("int8: val_loss %.4f (float %.4f, difference %+.4f nats)%s%s\n", q8, val, q8 - val,
+                   o.save_int8 ? "; int8 LSTM saved to " : "", o.save_int8 ? o.save_int8 : "");
+        fflush(stdout);
+    }
     if (!status) {
         printf("\nsample (temperature %g):\n", (double)o.temperature);
         sample_text(&m, &c, o.prime, 600, o.temperature, o.seed);

@@ -69,6 +69,50 @@ int nn_qmodel_quantized_layers(const nn_qmodel *q);
 
 void nn_qmodel_free(nn_qmodel *q);
 
+/* ---- recurrent layers ----------------------------------------------------
+ * An LSTM or Elman RNN layer (nn_lstm_new / nn_rnn_new, any number of
+ * stacked layers) quantized for inference: at every step the products
+ * W_ih x and W_hh h run in int8 (weights per gate row, symmetric; x per
+ * layer and h per layer per tensor, calibrated) with int32 sums; the
+ * gates, the cell state and the outputs stay float. A sequence model's
+ * output layer (a dense head) quantizes separately with nn_quantize.
+ * Files: per layer k, "weight_ih_lK" and "weight_hh_lK" as I8 in PyTorch's
+ * layout with "..._scale" (F32, one per row), "bias_lK" (F32, b_ih + b_hh),
+ * "input_scale_lK" and "hidden_scale_lK" (F32 [1]); metadata
+ * "nn.quantized": "int8", "nn.recurrent": "lstm" or "rnn" and
+ * "nn.recurrent_sizes": "input,hidden,layers,batch_first". */
+typedef struct nn_qrecurrent nn_qrecurrent;
+
+/* Quantize rnn, calibrated on calib: T x B steps of inputs in the layer's
+ * layout ((T, B, input), or (B, T, input) if batch-first), run from a
+ * zero state (a few thousand steps of real inputs). The layer is read
+ * here only. NULL with err set if rnn is not an LSTM or RNN layer, on bad
+ * arguments, NaN or infinite values in the calibration run, or out of
+ * memory. */
+nn_qrecurrent *nn_quantize_recurrent(nn_layer *rnn, int T, int B, const float *calib, nn_error *err);
+
+/* Run x (T x B steps in the layer's layout) into out (T x B x hidden, the
+ * same layout), from state h and c ((layers, B, hidden) each, updated to
+ * the final state, as nn_recurrent_forward's h0/h_n; NULL: start from
+ * zeros and keep no state; c is unused by an RNN). Working memory grows
+ * to the largest T x B seen and is then reused; use one nn_qrecurrent per
+ * thread. */
+nn_status nn_qrecurrent_run(nn_qrecurrent *q, int T, int B, const float *x, float *h, float *c, float *out,
+                            nn_error *err);
+
+/* Hidden units per layer (the width of out), 0 if q is NULL. */
+int nn_qrecurrent_hidden_size(const nn_qrecurrent *q);
+
+/* Save q to path (atomically), as above; load it back, bit for bit.
+ * Loading refuses (NULL, err naming the file and the problem) a file that
+ * is not one, a missing tensor or one of another dtype or shape, a scale
+ * that is not a finite positive number, a -128 weight, a non-finite bias
+ * or sizes beyond limits. */
+nn_status nn_qrecurrent_save(const nn_qrecurrent *q, const char *path, nn_error *err);
+nn_qrecurrent *nn_qrecurrent_load(const char *path, nn_error *err);
+
+void nn_qrecurrent_free(nn_qrecurrent *q);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include "nn/quant.h"
 #include "../io/safetensors_internal.h"
 #include "plan.h"
+#include "quant_internal.h"
 
 /* Convolutions over fewer input channels read window rows as byte runs. */
 enum { MIN_QUANTIZED_CHANNELS = 4 };
@@ -217,9 +218,7 @@ nn_status nn_qmodel_save(const nn_qmodel *q, const char *path, nn_error *err)
     return s;
 }
 
-/* Tensor name from st as F32 or I8 of exactly the shape given, else an
- * error naming the file, the tensor and the problem. */
-static const uint8_t *tensor_of(const nn_safetensors *st, const char *name, const char *dtype, int ndim,
+const uint8_t *nn__q8_tensor_of(const nn_safetensors *st, const char *name, const char *dtype, int ndim,
                                 const int *shape, nn_error *err)
 {
     const nn_st_tensor *t = nn_safetensors_find(st, name);
@@ -241,9 +240,7 @@ static const uint8_t *tensor_of(const nn_safetensors *st, const char *name, cons
     return st->data + t->begin;
 }
 
-/* n little-endian floats from bytes into out; 0 (reported) unless all are
- * finite and, if positive, > 0. */
-static int floats_of(const nn_safetensors *st, const char *name, const uint8_t *bytes, int n, int positive,
+int nn__q8_floats_of(const nn_safetensors *st, const char *name, const uint8_t *bytes, int n, int positive,
                      float *out, nn_error *err)
 {
     for (int i = 0; i < n; i++) {
@@ -270,7 +267,7 @@ static int load_layer(const nn_safetensors *st, const char *prefix, nn_layer *la
     size_t per_output = w->size / (size_t)oc;
     char name[300];
     snprintf(name, sizeof name, "%sweight", prefix);
-    const uint8_t *qw = tensor_of(st, name, "I8", w->ndim, w->shape, err);
+    const uint8_t *qw = nn__q8_tensor_of(st, name, "I8", w->ndim, w->shape, err);
     if (!qw) return 0;
     for (size_t i = 0; i < w->size; i++)
         if (qw[i] == 0x80) {
@@ -279,14 +276,14 @@ static int load_layer(const nn_safetensors *st, const char *prefix, nn_layer *la
             return 0;
         }
     snprintf(name, sizeof name, "%sweight_scale", prefix);
-    const uint8_t *ws = tensor_of(st, name, "F32", 1, &oc, err);
-    if (!ws || !floats_of(st, name, ws, oc, 1, wscale, err)) return 0;
+    const uint8_t *ws = nn__q8_tensor_of(st, name, "F32", 1, &oc, err);
+    if (!ws || !nn__q8_floats_of(st, name, ws, oc, 1, wscale, err)) return 0;
     snprintf(name, sizeof name, "%sinput_scale", prefix);
-    const uint8_t *is = tensor_of(st, name, "F32", 1, (int[]){1}, err);
-    if (!is || !floats_of(st, name, is, 1, 1, in_scale, err)) return 0;
+    const uint8_t *is = nn__q8_tensor_of(st, name, "F32", 1, (int[]){1}, err);
+    if (!is || !nn__q8_floats_of(st, name, is, 1, 1, in_scale, err)) return 0;
     snprintf(name, sizeof name, "%sbias", prefix);
-    const uint8_t *bb = tensor_of(st, name, "F32", 1, &oc, err);
-    if (!bb || !floats_of(st, name, bb, oc, 0, b->data, err)) return 0;
+    const uint8_t *bb = nn__q8_tensor_of(st, name, "F32", 1, &oc, err);
+    if (!bb || !nn__q8_floats_of(st, name, bb, oc, 0, b->data, err)) return 0;
     /* dequantized: quantizing with the same scale gives the same bytes */
     for (size_t i = 0; i < w->size; i++) w->data[i] = (float)(int8_t)qw[i] * wscale[i / per_output];
     return 1;
