@@ -1,5 +1,6 @@
 # libnn build. Targets: all test sanitize valgrind install data mnist clean (see README).
-# Options: OPENMP=0 (no OpenMP), PORTABLE=1 (no -march=native), CC=clang, PREFIX=...
+# Options: OPENMP=0 (no OpenMP), PORTABLE=1 (no -march=native), CC=clang, PREFIX=...,
+# MPI=1 (data-parallel training over MPI: mpicc, src/dist/, build/mpi; `make MPI=1 test-dist`)
 
 SHELL    := /bin/bash
 CC       ?= cc
@@ -7,6 +8,11 @@ CXX      ?= c++
 OPENMP   ?= 1
 PORTABLE ?= 0
 SANITIZE ?= 0
+MPI      ?= 0
+ifeq ($(MPI),1)
+  CC     := $(or $(MPICC),mpicc)
+  BUILD  ?= build/mpi
+endif
 BUILD    ?= build
 PREFIX   ?= /usr/local
 
@@ -47,9 +53,13 @@ ifeq ($(OPENMP),1)
 else
   CFLAGS  += -Wno-unknown-pragmas
 endif
+ifeq ($(MPI),1)
+  CFLAGS += -DNN_HAVE_MPI
+endif
 CFLAGS += $(EXTRA_CFLAGS)
 
-LIB_SRC  = $(wildcard src/*/*.c)
+# src/dist/ (MPI) is compiled only in the MPI=1 build.
+LIB_SRC  = $(filter-out $(if $(filter 1,$(MPI)),,src/dist/%),$(wildcard src/*/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      = $(BUILD)/libnn.a
 HEADERS  = include/nn.h $(wildcard include/nn/*.h)
@@ -60,11 +70,11 @@ EX_SRC   = $(wildcard examples/*.c)
 EX_BIN   = $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
 TEST_SRC = $(wildcard tests/*.c)
-# tests/bench and tests/fuzz build separately (make bench, make fuzz)
+# tests/bench, tests/fuzz and tests/dist build separately (make bench, make fuzz, make MPI=1 test-dist)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN = $(BUILD)/tests/run_tests
 
-.PHONY: all lib examples test bench sanitize valgrind fuzz install data mnist clean FORCE
+.PHONY: all lib examples test test-dist bench sanitize valgrind fuzz install data mnist clean FORCE
 
 all: lib examples
 
@@ -111,6 +121,21 @@ bench: $(BENCH_BIN)
 
 test: $(TEST_BIN) $(EX_BIN) $(BUILD)/cxx_header_check.o
 	$(TEST_BIN)
+
+# The distributed tests: 2 and 4 ranks on this machine (MPI=1 only).
+DIST_TEST_BIN = $(BUILD)/tests/dist/run_dist_tests
+MPIRUN ?= mpirun --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+$(DIST_TEST_BIN): $(BUILD)/tests/dist/test_dist.o $(LIB)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+ifeq ($(MPI),1)
+test-dist: $(DIST_TEST_BIN) $(EX_BIN)
+	$(MPIRUN) -np 2 $(DIST_TEST_BIN)
+	$(MPIRUN) -np 4 $(DIST_TEST_BIN)
+else
+test-dist:
+	@echo "test-dist needs the MPI build: make MPI=1 test-dist" >&2; exit 2
+endif
 
 sanitize:
 	$(MAKE) BUILD=build/sanitize SANITIZE=1 test

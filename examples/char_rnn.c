@@ -121,6 +121,10 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     if (!cli_schedule_ok(o->schedule)) return 0;
+    if (o->int8 && o->sample) {
+        fprintf(stderr, "error: --int8 reports validation losses; it does not apply to --sample\n");
+        return 0;
+    }
     if (o->save_int8 && !o->int8) {
         fprintf(stderr, "error: --save-int8 FILE needs --int8\n");
         return 0;

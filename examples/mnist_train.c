@@ -7,6 +7,8 @@
  * 1-pixel shifts, batch 64, 10 epochs.
  * After each epoch one line on stdout:
  *   epoch E/N | loss L | train_acc A% | test_acc T% | S s | R img/s
+ * Built with make MPI=1, --dist trains data-parallel across the ranks of
+ * mpirun, each taking its shard of every global batch (nn/dist.h).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,12 +19,15 @@
 #include "common/models.h"
 #include "common/plot.h"
 #include "nn.h"
+#ifdef NN_HAVE_MPI
+#include "nn/dist.h"
+#endif
 
 #define CHECKPOINT_FORMAT "libnn-mnist-checkpoint-1"
 
 typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
-    int epochs, batch, threads, limit, quiet, augment;
+    int epochs, batch, threads, limit, quiet, augment, dist;
     float lr, label_smoothing, weight_decay;
     int lr_given, weight_decay_given;
     uint64_t seed;
@@ -52,6 +57,9 @@ static void usage(FILE *out)
             "  --save FILE       write a checkpoint (safetensors) after every epoch\n"
             "  --resume FILE     continue from a checkpoint written by --save\n"
             "  --plot FILE.svg   write a chart of training loss and test accuracy\n"
+            "  --dist            data-parallel across the processes of mpirun (MPI builds:\n"
+            "                    make MPI=1): each rank trains on its share of every global\n"
+            "                    batch of --batch; rank 0 alone prints, evaluates and saves\n"
             "  --quiet           no progress bar\n"
             "  --help            this text\n\n"
             "Per-epoch output (stdout):\n"
@@ -68,8 +76,8 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             exit(0);
         }
-        if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--dist")) {
+            *(a[2] == 'q' ? &o->quiet : &o->dist) = 1;
             continue;
         }
         static const char *const with_value[] = {"--data", "--model", "--epochs", "--batch",
@@ -113,6 +121,13 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     if (!cli_schedule_ok(o->schedule)) return 0;
+#ifndef NN_HAVE_MPI
+    if (o->dist) {
+        fprintf(stderr, "error: --dist needs the MPI build of libnn: make MPI=1, then run "
+                        "mpirun -np N build/mpi/examples/mnist_train --dist ...\n");
+        return 0;
+    }
+#endif
     if (!o->lr_given) o->lr = strcmp(o->optim, "sgd") ? 1e-3f : 0.05f;
     if (!o->weight_decay_given) o->weight_decay = strcmp(o->optim, "sgd") ? 0.1f : 0.0f;
     return 1;
@@ -294,6 +309,25 @@ int main(int argc, char **argv)
                  .augment = 1, .label_smoothing = 0.1f, .seed = 1};
     if (!parse_args(argc, argv, &o)) return 2;
     if (o.threads) nn_set_threads(o.threads);
+    int rank = 0, ranks = 1;
+#ifdef NN_HAVE_MPI
+    nn_dist dist = {0};
+    if (o.dist) {
+        nn_error derr;
+        if (nn_dist_init(&dist, &argc, &argv, &derr)) {
+            fprintf(stderr, "error: %s\n", derr.msg);
+            return 1;
+        }
+        rank = dist.rank;
+        ranks = dist.size;
+        if (rank) { /* rank 0 speaks and writes for the job */
+            o.quiet = 1;
+            o.save = NULL;
+            o.plot = NULL;
+            if (!freopen("/dev/null", "w", stdout)) return 1;
+        }
+    }
+#endif
 
     const char *dir = cli_data_dir(o.data, "data/mnist");
     nn_dataset train, test;
@@ -330,6 +364,10 @@ int main(int argc, char **argv)
     }
     nn_batcher_normalize(&batches, NN_MNIST_MEAN, NN_MNIST_STD);
     nn_batcher_augment_shift(&batches, o.augment);
+    if (ranks > 1 && nn_batcher_shard(&batches, rank, ranks, &err)) {
+        fprintf(stderr, "error: %s (--batch must be at least the number of processes)\n", err.msg);
+        return 2;
+    }
     run.batches = &batches;
     run.model = model;
     run.order = nn_tensor_new1(train.count);
@@ -347,14 +385,29 @@ int main(int argc, char **argv)
         if (start_epoch < 0) return 1;
         printf("resumed from %s after epoch %d (step %ld)\n", o.resume, start_epoch, step);
     }
+#ifdef NN_HAVE_MPI
+    if (o.dist) {
+        /* rank 0's weights for all; each rank its own dropout masks */
+        if (nn_dist_broadcast(&dist, &params, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        for (int i = 0; rank && i < nn_sequential_len(model); i++) {
+            nn_rng *r = nn_layer_rng(nn_sequential_get(model, i));
+            if (r) nn_rng_seed(r, o.seed + 0x9e3779b97f4a7c15ull * (uint64_t)rank + (uint64_t)i);
+        }
+    }
+#endif
     int per_epoch = nn_batcher_num_batches(&batches);
     long total_steps = (long)per_epoch * o.epochs;
     printf("mnist_train: model %s, %zu parameters; %d train / %d test images from %s\n", o.model,
            nn_params_numel(&params), train.count, test.count, dir);
     printf("optimizer %s lr %g (%s schedule), weight decay %g, batch %d, %d epochs, augment %d, "
-           "label smoothing %g, seed %llu, %d threads\n",
+           "label smoothing %g, seed %llu, %d threads%s\n",
            o.optim, (double)o.lr, o.schedule, (double)o.weight_decay, o.batch, o.epochs, o.augment,
-           (double)o.label_smoothing, (unsigned long long)o.seed, nn_get_threads());
+           (double)o.label_smoothing, (unsigned long long)o.seed, nn_get_threads(),
+           ranks > 1 ? " per process" : "");
+    if (o.dist) printf("distributed: %d processes, each with its shard of every batch of %d\n", ranks, o.batch);
     fflush(stdout);
 
     float *loss_hist = malloc(sizeof(float) * (size_t)(total_steps > 0 ? total_steps : 1));
@@ -377,16 +430,34 @@ int main(int argc, char **argv)
             nn_tensor *logits = nn_layer_forward(model, g, batches.x);
             nn_tensor *loss =
                 nn_softmax_cross_entropy_smoothed(g, logits, batches.labels, o.label_smoothing);
-            if (!isfinite(loss->data[0])) {
+            double step_loss = loss->data[0];
+#ifdef NN_HAVE_MPI
+            if (o.dist) { /* the global batch's loss, so that every rank stops together */
+                step_loss *= (double)n / batches.global_n;
+                if (nn_dist_sum(&dist, &step_loss, 1, &err)) {
+                    fprintf(stderr, "error: %s\n", err.msg);
+                    status = 1;
+                    break;
+                }
+            }
+#endif
+            if (!isfinite(step_loss)) {
                 progress_end(&bar);
                 fprintf(stderr, "error: loss is %g at step %ld (epoch %d, batch %d); stopping. "
                                 "Lower --lr. %s\n",
-                        (double)loss->data[0], step + 1, epoch, done + 1,
+                        step_loss, step + 1, epoch, done + 1,
                         o.save ? "The last checkpoint was left as it was." : "");
                 status = 3;
                 break;
             }
             nn_backward(g, loss, NULL);
+#ifdef NN_HAVE_MPI
+            if (o.dist && nn_dist_average_grads(&dist, &params, (float)n / (float)batches.global_n, &err)) {
+                fprintf(stderr, "error: %s\n", err.msg);
+                status = 1;
+                break;
+            }
+#endif
             nn_optim_step(opt);
             step++;
             if (n_loss < total_steps) loss_hist[n_loss++] = loss->data[0];
@@ -399,7 +470,22 @@ int main(int argc, char **argv)
         if (status) break;
         progress_end(&bar);
         double secs = cli_now() - t0;
-        double acc = evaluate_accuracy(model, g, &test, layout);
+#ifdef NN_HAVE_MPI
+        if (o.dist) { /* the epoch's totals over all ranks */
+            double totals[3] = {loss_sum, (double)correct, (double)seen};
+            if (nn_dist_sum(&dist, totals, 3, &err)) {
+                fprintf(stderr, "error: %s\n", err.msg);
+                status = 1;
+                break;
+            }
+            loss_sum = totals[0];
+            correct = (long)totals[1];
+            seen = (long)totals[2];
+        }
+#endif
+        /* in a distributed run rank 0 evaluates while the others go on to
+         * the next epoch's first batch and wait for it there */
+        double acc = rank ? 0.0 : evaluate_accuracy(model, g, &test, layout);
         acc_hist[n_acc++] = (float)(100.0 * acc);
         printf("epoch %d/%d | loss %.4f | train_acc %.2f%% | test_acc %.2f%% | %.1f s | %.0f img/s\n",
                epoch, o.epochs, loss_sum / seen, 100.0 * correct / seen, 100.0 * acc, secs,
@@ -414,6 +500,15 @@ int main(int argc, char **argv)
         }
     }
 
+#ifdef NN_HAVE_MPI
+    if (o.dist) {
+        double per_step = dist.allreduces ? 1e3 * dist.comm_seconds / (double)dist.allreduces : 0.0;
+        printf("distributed: gradient allreduce %.3f ms per step on rank 0 (%zu floats, %.1f MB)\n", per_step,
+               nn_params_numel(&params), 4e-6 * (double)nn_params_numel(&params));
+        fflush(stdout);
+        nn_dist_finalize(&dist);
+    }
+#endif
     free(loss_hist);
     free(acc_hist);
     nn_batcher_free(&batches);

@@ -109,6 +109,8 @@ typedef struct nn_batcher {
     int max_shift;      /* augmentation: random translation in pixels */
     int *shifts;        /* the current batch's translations (dy, dx per example) */
     nn_rng rng;
+    int shard_rank, shard_count; /* data-parallel sharding (nn_batcher_shard); 0 and 1 by default */
+    int global_n;                /* examples in the whole batch the current shard came from */
 } nn_batcher;
 
 /* Prepare batches of batch_size examples in the given layout; with shuffle
@@ -125,6 +127,16 @@ void nn_batcher_normalize(nn_batcher *b, float mean, float std);
  * seeded RNG. 0 (the default) turns it off. */
 void nn_batcher_augment_shift(nn_batcher *b, int max_shift);
 
+/* Data-parallel sharding (e.g. across MPI ranks, see dist.h): every
+ * process walks the same global batches (the same seed gives the same
+ * order) and takes examples [n * rank / count, n * (rank + 1) / count) of
+ * each batch of n; nn_batcher_next then returns the shard's size and sets
+ * b->global_n to n. Shifts (augmentation) are drawn for the whole batch,
+ * so each example gets the one it gets in a single process. A batch of
+ * fewer than count examples (a short last batch) is skipped. NN_ERR_ARG
+ * unless 0 <= rank < count <= batch size. */
+nn_status nn_batcher_shard(nn_batcher *b, int rank, int count, nn_error *err);
+
 /* Mean and standard deviation of MNIST training pixels scaled to [0, 1]. */
 #define NN_MNIST_MEAN 0.1307f
 #define NN_MNIST_STD 0.3081f
@@ -132,8 +144,9 @@ void nn_batcher_augment_shift(nn_batcher *b, int max_shift);
 /* Rewind to the start of a new epoch (reshuffling if enabled). */
 void nn_batcher_start_epoch(nn_batcher *b);
 
-/* Fill b->x and b->labels with the next batch; returns its size (the last
- * batch may be short) or 0 when the epoch is done. */
+/* Fill b->x and b->labels with the next batch (or this process's shard of
+ * it); returns its size (the last batch may be short) or 0 when the epoch
+ * is done. */
 int nn_batcher_next(nn_batcher *b);
 
 /* Number of batches in one epoch. */

@@ -19,6 +19,7 @@ nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn
     b->shuffle = shuffle;
     b->scale = 1.0f / 255.0f;
     b->shift = 0.0f;
+    b->shard_count = 1;
     nn_rng_seed(&b->rng, seed);
     b->x = layout == NN_LAYOUT_NCHW ? nn_tensor_new4(batch_size, 1, d->rows, d->cols)
                                     : nn_tensor_new2(batch_size, d->rows * d->cols);
@@ -52,27 +53,42 @@ void nn_batcher_start_epoch(nn_batcher *b)
     if (b->shuffle) nn_rng_shuffle(&b->rng, b->order, (size_t)b->data->count);
 }
 
+nn_status nn_batcher_shard(nn_batcher *b, int rank, int count, nn_error *err)
+{
+    if (!b || count < 1 || rank < 0 || rank >= count || count > b->batch_size)
+        return nn_error_set(err, NN_ERR_ARG, "nn_batcher_shard: need 0 <= rank < count <= batch size (%d), "
+                                             "got rank %d of %d", b ? b->batch_size : 0, rank, count);
+    b->shard_rank = rank;
+    b->shard_count = count;
+    return NN_OK;
+}
+
 int nn_batcher_next(nn_batcher *b)
 {
     const nn_dataset *d = b->data;
-    int n = d->count - b->pos;
-    if (n <= 0) return 0;
-    if (n > b->batch_size) n = b->batch_size;
-    const int *index = b->order + b->pos;
-    for (int i = 0; i < n; i++) {
-        b->labels[i] = d->labels[index[i]];
-        if (b->max_shift > 0) { /* drawn in order here, applied by the threads below */
-            int span = 2 * b->max_shift + 1;
-            b->shifts[2 * i] = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
-            b->shifts[2 * i + 1] = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
-        }
+    int n;
+    for (;;) {
+        n = d->count - b->pos;
+        if (n <= 0) return 0;
+        if (n > b->batch_size) n = b->batch_size;
+        if (n >= b->shard_count) break;
+        b->pos += n; /* too short to give every shard an example */
     }
-    nn_k_u8_images(n, d->rows, d->cols, d->images, index, b->max_shift > 0 ? b->shifts : NULL, b->scale,
-                   b->shift, b->x->data);
+    const int *index = b->order + b->pos;
+    if (b->max_shift > 0) { /* drawn in order here for the whole batch, applied by the threads below */
+        int span = 2 * b->max_shift + 1;
+        for (int i = 0; i < 2 * n; i++) b->shifts[i] = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
+    }
+    int lo = (int)((long long)n * b->shard_rank / b->shard_count);
+    int m = (int)((long long)n * (b->shard_rank + 1) / b->shard_count) - lo;
+    for (int i = 0; i < m; i++) b->labels[i] = d->labels[index[lo + i]];
+    nn_k_u8_images(m, d->rows, d->cols, d->images, index + lo, b->max_shift > 0 ? b->shifts + 2 * lo : NULL,
+                   b->scale, b->shift, b->x->data);
     b->pos += n;
-    int shape[4] = {n, b->x->shape[1], b->x->shape[2], b->x->shape[3]};
+    b->global_n = n;
+    int shape[4] = {m, b->x->shape[1], b->x->shape[2], b->x->shape[3]};
     nn_tensor_reshape(b->x, b->x->ndim, shape, NULL);
-    return n;
+    return m;
 }
 
 int nn_batcher_num_batches(const nn_batcher *b)

@@ -1,0 +1,166 @@
+/* Data-parallel training over MPI (built by make MPI=1 only). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/dist.h"
+
+/* 1 MB buckets: large enough that each allreduce is bandwidth-bound, small
+ * enough that packing the next overlaps the one in flight. */
+enum { DEFAULT_BUCKET_FLOATS = 1 << 18, MAX_BUCKETS = 4096 };
+
+static nn_status mpi_fail(nn_error *err, const char *who, int rc)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return nn_error_set(err, NN_ERR_IO, "%s: MPI error: %.*s", who, len, msg);
+}
+
+nn_status nn_dist_init_comm(nn_dist *d, MPI_Comm comm, nn_error *err)
+{
+    int ready = 0;
+    if (!d) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init_comm: d is NULL");
+    MPI_Initialized(&ready);
+    if (!ready) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init_comm: MPI is not initialised");
+    int owns = d->owns_mpi;
+    memset(d, 0, sizeof *d);
+    d->owns_mpi = owns;
+    d->comm = comm;
+    d->bucket = DEFAULT_BUCKET_FLOATS;
+    int rc = MPI_Comm_rank(comm, &d->rank);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &d->size);
+    return rc == MPI_SUCCESS ? NN_OK : mpi_fail(err, "nn_dist_init_comm", rc);
+}
+
+nn_status nn_dist_init(nn_dist *d, int *argc, char ***argv, nn_error *err)
+{
+    if (!d) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init: d is NULL");
+    int ready = 0;
+    MPI_Initialized(&ready);
+    d->owns_mpi = 0;
+    if (!ready) {
+        int rc = MPI_Init(argc, argv);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, "nn_dist_init", rc);
+        d->owns_mpi = 1;
+    }
+    return nn_dist_init_comm(d, MPI_COMM_WORLD, err);
+}
+
+void nn_dist_finalize(nn_dist *d)
+{
+    if (!d) return;
+    free(d->buf);
+    d->buf = NULL;
+    d->cap = 0;
+    if (d->owns_mpi) {
+        int done = 0;
+        MPI_Finalized(&done);
+        if (!done) MPI_Finalize();
+        d->owns_mpi = 0;
+    }
+}
+
+/* MPI counts are ints: tensors are sent in pieces of at most this. */
+enum { MAX_COUNT = 1 << 30 };
+
+nn_status nn_dist_broadcast(nn_dist *d, const nn_params *p, nn_error *err)
+{
+    if (!d || !p) return nn_error_set(err, NN_ERR_ARG, "nn_dist_broadcast: %s is NULL", d ? "p" : "d");
+    for (int i = 0; i < p->count; i++) {
+        nn_tensor *t = p->tensors[i];
+        for (size_t at = 0; at < t->size; at += MAX_COUNT) {
+            size_t n = t->size - at < MAX_COUNT ? t->size - at : MAX_COUNT;
+            int rc = MPI_Bcast(t->data + at, (int)n, MPI_FLOAT, 0, d->comm);
+            if (rc != MPI_SUCCESS) return mpi_fail(err, "nn_dist_broadcast", rc);
+        }
+    }
+    return NN_OK;
+}
+
+/* Copy the gradients' floats [lo, hi) of the flat order into or out of
+ * buf (scaled by weight on the way in); a missing gradient reads as 0. */
+static void pack(const nn_params *p, float *buf, size_t lo, size_t hi, float weight, int out)
+{
+    size_t at = 0;
+    for (int i = 0; i < p->count && at < hi; i++) {
+        nn_tensor *t = p->tensors[i];
+        size_t b = lo > at ? lo - at : 0, e = hi - at < t->size ? hi - at : t->size;
+        for (size_t j = b; j < e; j++) {
+            if (out) {
+                if (t->grad) t->grad[j] = buf[at + j - lo];
+            } else {
+                buf[at + j - lo] = t->grad ? weight * t->grad[j] : 0.0f;
+            }
+        }
+        at += t->size;
+    }
+}
+
+nn_status nn_dist_average_grads(nn_dist *d, const nn_params *p, float weight, nn_error *err)
+{
+    if (!d || !p) return nn_error_set(err, NN_ERR_ARG, "nn_dist_average_grads: %s is NULL", d ? "p" : "d");
+    size_t total = 0;
+    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
+    if (!total) return NN_OK;
+    if (total > d->cap) {
+        free(d->buf);
+        d->buf = malloc(total * sizeof(float));
+        d->cap = d->buf ? total : 0;
+        if (!d->buf) return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_average_grads: out of memory");
+    }
+    double t0 = MPI_Wtime();
+    size_t bucket = d->bucket ? d->bucket : DEFAULT_BUCKET_FLOATS;
+    if (bucket > MAX_COUNT) bucket = MAX_COUNT;
+    if ((total + bucket - 1) / bucket > MAX_BUCKETS) bucket = (total + MAX_BUCKETS - 1) / MAX_BUCKETS;
+    int buckets = (int)((total + bucket - 1) / bucket), rc = MPI_SUCCESS;
+    MPI_Request req[MAX_BUCKETS];
+    for (int k = 0; k < buckets; k++) {
+        size_t lo = (size_t)k * bucket, hi = lo + bucket < total ? lo + bucket : total;
+        pack(p, d->buf + lo, lo, hi, weight, 0);
+        rc = MPI_Iallreduce(MPI_IN_PLACE, d->buf + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM, d->comm, &req[k]);
+        if (rc != MPI_SUCCESS) {
+            buckets = k;
+            break;
+        }
+    }
+    for (int k = 0; k < buckets; k++) {
+        int w = MPI_Wait(&req[k], MPI_STATUS_IGNORE);
+        if (w != MPI_SUCCESS && rc == MPI_SUCCESS) rc = w;
+        size_t lo = (size_t)k * bucket, hi = lo + bucket < total ? lo + bucket : total;
+        if (w == MPI_SUCCESS) pack(p, d->buf + lo, lo, hi, 0.0f, 1);
+    }
+    d->comm_seconds += MPI_Wtime() - t0;
+    d->allreduces++;
+    return rc == MPI_SUCCESS ? NN_OK : mpi_fail(err, "nn_dist_average_grads", rc);
+}
+
+nn_status nn_dist_sum(nn_dist *d, double *values, int n, nn_error *err)
+{
+    if (!d || (!values && n > 0) || n < 0)
+        return nn_error_set(err, NN_ERR_ARG, "nn_dist_sum: need d and n >= 0 values");
+    if (!n) return NN_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, d->comm);
+    return rc == MPI_SUCCESS ? NN_OK : mpi_fail(err, "nn_dist_sum", rc);
+}
+
+/* FNV-1a over the parameters' bytes. */
+static uint64_t params_hash(const nn_params *p)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < p->count; i++) {
+        const unsigned char *b = (const unsigned char *)p->tensors[i]->data;
+        for (size_t j = 0; j < p->tensors[i]->size * sizeof(float); j++) h = (h ^ b[j]) * 1099511628211ull;
+    }
+    return h;
+}
+
+int nn_dist_params_equal(nn_dist *d, const nn_params *p)
+{
+    if (!d || !p) return 0;
+    unsigned long long mine = params_hash(p), root = mine;
+    if (MPI_Bcast(&root, 1, MPI_UNSIGNED_LONG_LONG, 0, d->comm) != MPI_SUCCESS) return 0;
+    int same = root == mine, all = 0;
+    if (MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, d->comm) != MPI_SUCCESS) return 0;
+    return all;
+}
