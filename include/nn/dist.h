@@ -9,7 +9,7 @@
  * rank 0's parameters everyone's, nn_batcher_shard (data.h) gives each
  * rank its slice of every global batch, and after each backward pass
  * nn_dist_average_grads turns every rank's gradients into the gradient of
- * the whole global batch (one allreduce over a flat buffer, in buckets),
+ * the whole global batch (allreduces over a flat buffer, in buckets),
  * so the same optimizer step keeps every rank's parameters identical.
  * Metrics are summed with nn_dist_sum; rank 0 alone prints and saves.
  *
@@ -42,7 +42,7 @@ typedef struct nn_dist {
     int owns_mpi;       /* 1 if nn_dist_init called MPI_Init (nn_dist_finalize ends MPI) */
     float *buf;         /* the flat gradient buffer */
     size_t cap;         /* its capacity in floats */
-    size_t bucket;      /* floats per allreduce bucket */
+    size_t bucket;      /* floats per allreduce bucket (0: the default) */
     double comm_seconds; /* time spent in gradient allreduces, summed */
     long allreduces;     /* nn_dist_average_grads calls */
 } nn_dist;
@@ -64,10 +64,10 @@ nn_status nn_dist_broadcast(nn_dist *d, const nn_params *p, nn_error *err);
  * with weight = this rank's examples / the global batch's (its shard's
  * share, b->x's size / b->global_n), a mean-reduced loss's gradients
  * become the global batch's mean gradient on every rank. Gradients are
- * packed into one flat buffer and summed in buckets of d->bucket floats
- * (each bucket's allreduce runs while the next is packed); parameters
- * without a gradient count as zeros. Time spent is added to
- * d->comm_seconds. */
+ * packed into one flat buffer and summed by one allreduce per bucket of
+ * d->bucket floats (0: 1 MB, the fastest measured; see dist.c); parameters
+ * without a gradient count as zeros. The time spent (waiting for the
+ * slowest rank included) is added to d->comm_seconds. */
 nn_status nn_dist_average_grads(nn_dist *d, const nn_params *p, float weight, nn_error *err);
 
 /* values[0..n) summed over ranks, in place (losses, correct counts). */
