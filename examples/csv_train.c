@@ -12,6 +12,9 @@
 
 #include "common/cli.h"
 #include "nn.h"
+#ifdef NN_HAVE_MPI
+#include "nn/dist.h"
+#endif
 
 static void usage(FILE *out)
 {
@@ -30,20 +33,22 @@ static void usage(FILE *out)
             "  --patience N        stop after N epochs without a better validation loss (default 20; 0 off)\n"
             "  --seed N            weights, shuffling and the validation split (default 1)\n"
             "  --save FILE         write the model (architecture, weights, column names) as safetensors\n"
+            "  --dist              data-parallel across the processes of mpirun (MPI builds: make MPI=1);\n"
+            "                      rank 0 alone prints and saves\n"
             "  --quiet             only the final line\n"
             "  --help              this text\n");
 }
 
 typedef struct options {
     const char *csv, *target, *save, *hidden;
-    int classify, sorted, epochs, batch, patience, quiet;
+    int classify, sorted, epochs, batch, patience, quiet, dist;
     float lr, val_fraction;
     uint64_t seed;
 } options;
 
 static int parse(int argc, char **argv, options *o)
 {
-    *o = (options){NULL, NULL, NULL, "64,64", -1, 0, 200, 16, 20, 0, 3e-3f, 0.2f, 1};
+    *o = (options){NULL, NULL, NULL, "64,64", -1, 0, 200, 16, 20, 0, 0, 3e-3f, 0.2f, 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -53,6 +58,15 @@ static int parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--classify")) { o->classify = 1; continue; }
         if (!strcmp(a, "--sorted-classes")) { o->sorted = 1; continue; }
         if (!strcmp(a, "--quiet")) { o->quiet = 1; continue; }
+        if (!strcmp(a, "--dist")) {
+#ifndef NN_HAVE_MPI
+            fprintf(stderr, "error: --dist needs the MPI build of libnn: make MPI=1, then run "
+                            "mpirun -np N build/mpi/examples/csv_train --dist ...\n");
+            return 0;
+#endif
+            o->dist = 1;
+            continue;
+        }
         static const char *valued[] = {"--csv", "--data", "--target", "--hidden", "--epochs", "--batch", "--lr",
                                        "--val-fraction", "--patience", "--seed", "--save"};
         int known = 0;
@@ -185,6 +199,20 @@ int main(int argc, char **argv)
 {
     options o;
     if (!parse(argc, argv, &o)) return 2;
+#ifdef NN_HAVE_MPI
+    nn_dist dist = {0};
+    if (o.dist) {
+        nn_error derr;
+        if (nn_dist_init(&dist, &argc, &argv, &derr)) {
+            fprintf(stderr, "error: %s\n", derr.msg);
+            return 1;
+        }
+        if (dist.rank) { /* rank 0 speaks and writes for the job */
+            o.save = NULL;
+            if (!freopen("/dev/null", "w", stdout)) return 1;
+        }
+    }
+#endif
     nn_csv_opts co = nn_csv_defaults(o.target);
     co.classify = o.classify;
     co.order = o.sorted ? NN_CSV_SORTED : NN_CSV_FIRST_SEEN;
@@ -213,6 +241,19 @@ int main(int argc, char **argv)
     progress_ctx pc = {o.quiet, o.epochs, regression};
     fo.on_epoch = print_epoch;
     fo.user = &pc;
+#ifdef NN_HAVE_MPI
+    if (o.dist) {
+        nn_params p;
+        nn_params_init(&p);
+        if (nn_layer_params(model, &p) || nn_dist_broadcast(&dist, &p, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        nn_params_free(&p);
+        nn_dist_fit_opts(&dist, &fo);
+        if (!o.quiet) printf("distributed: %d processes, each with its shard of every batch of %d\n", dist.size, o.batch);
+    }
+#endif
     nn_history h;
     int status = 0;
     if (nn_fit(model, &train, &fo, &h, &err)) {
@@ -241,5 +282,8 @@ int main(int argc, char **argv)
     nn_data_free(&train);
     nn_data_free(&val);
     nn_data_free(&all);
+#ifdef NN_HAVE_MPI
+    if (o.dist) nn_dist_finalize(&dist);
+#endif
     return status;
 }

@@ -538,7 +538,89 @@ static void test_real_mnist_test_split(void)
     nn_dataset_free(&d);
 }
 
+/* Shards (data parallelism), simulated in one process: for each rank
+ * count, the ranks' shards of every batch put together are the
+ * single-process batch, bit for bit (image batcher with shifts, and the
+ * float-data batcher, shuffled or read in place); a batch shorter than
+ * the rank count is skipped. */
+static void test_batcher_shards_make_up_the_batch(void)
+{
+    enum { N = 23, BATCH = 6 };
+    nn_dataset d = {malloc(N * 16), malloc(N), N, 4, 4};
+    float fx[N * 3];
+    int fy[N];
+    for (int i = 0; i < N; i++) {
+        d.labels[i] = (uint8_t)i;
+        fy[i] = i;
+        for (int p = 0; p < 16; p++) d.images[i * 16 + p] = (uint8_t)(i * 11 + p * 5);
+        for (int f = 0; f < 3; f++) fx[i * 3 + f] = (float)(i * 3 + f);
+    }
+    nn_data fd;
+    nn_error err;
+    CHECK(nn_data_from_arrays(&fd, N, 1, (int[]){3}, fx, fy, N, NULL, 0, &err) == NN_OK);
+    for (int count = 1; count <= 6; count++) {
+        nn_batcher whole, part[6];
+        nn_batcher_init(&whole, &d, BATCH, NN_LAYOUT_NCHW, 1, 3, &err);
+        nn_batcher_augment_shift(&whole, 1);
+        for (int r = 0; r < count; r++) {
+            nn_batcher_init(&part[r], &d, BATCH, NN_LAYOUT_NCHW, 1, 3, &err);
+            nn_batcher_augment_shift(&part[r], 1);
+            CHECK(nn_batcher_shard(&part[r], r, count, &err) == NN_OK);
+        }
+        int n, batches = 0;
+        while ((n = nn_batcher_next(&whole)) > 0) {
+            if (n < count) continue; /* the shards skip it */
+            int at = 0;
+            for (int r = 0; r < count; r++) {
+                int m = nn_batcher_next(&part[r]);
+                CHECK(m >= 1 && part[r].global_n == n);
+                CHECK(!memcmp(part[r].x->data, whole.x->data + at * 16, sizeof(float) * (size_t)m * 16));
+                CHECK(!memcmp(part[r].labels, whole.labels + at, sizeof(int) * (size_t)m));
+                at += m;
+            }
+            CHECK(at == n);
+            batches++;
+        }
+        for (int r = 0; r < count; r++) {
+            CHECK(nn_batcher_next(&part[r]) == 0);
+            nn_batcher_free(&part[r]);
+        }
+        CHECK(batches == (count <= N % BATCH ? 4 : 3));
+        nn_batcher_free(&whole);
+        for (int shuffle = 0; shuffle < 2; shuffle++) {
+            nn_data_batcher fw, fp[6];
+            nn_data_batcher_init(&fw, &fd, BATCH, shuffle, 5, &err);
+            for (int r = 0; r < count; r++) {
+                nn_data_batcher_init(&fp[r], &fd, BATCH, shuffle, 5, &err);
+                CHECK(nn_data_batcher_shard(&fp[r], r, count, &err) == NN_OK);
+            }
+            while ((n = nn_data_batcher_next(&fw)) > 0) {
+                if (n < count) continue;
+                int at = 0;
+                for (int r = 0; r < count; r++) {
+                    int m = nn_data_batcher_next(&fp[r]);
+                    CHECK(m >= 1 && fp[r].global_n == n);
+                    CHECK(!memcmp(fp[r].x->data, fw.x->data + at * 3, sizeof(float) * (size_t)m * 3));
+                    CHECK(!memcmp(fp[r].labels, fw.labels + at, sizeof(int) * (size_t)m));
+                    at += m;
+                }
+                CHECK(at == n);
+            }
+            for (int r = 0; r < count; r++) nn_data_batcher_free(&fp[r]);
+            nn_data_batcher_free(&fw);
+        }
+    }
+    nn_batcher b;
+    nn_batcher_init(&b, &d, BATCH, NN_LAYOUT_NCHW, 1, 3, &err);
+    CHECK(nn_batcher_shard(&b, 2, 2, &err) == NN_ERR_ARG && strstr(err.msg, "rank 2 of 2"));
+    CHECK(nn_batcher_shard(&b, 0, BATCH + 1, &err) == NN_ERR_ARG);
+    nn_batcher_free(&b);
+    free(d.images);
+    free(d.labels);
+}
+
 const test_case data_tests[] = {
+    {"batcher_shards_make_up_the_batch", test_batcher_shards_make_up_the_batch},
     {"crc32_known_value", test_crc32_known_value},
     {"gunzip_dynamic_huffman", test_gunzip_dynamic_huffman},
     {"gunzip_fixed_huffman", test_gunzip_fixed_huffman},

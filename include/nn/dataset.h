@@ -93,6 +93,8 @@ typedef struct nn_data_batcher {
     nn_tensor *buf_x;   /* owned batch buffer */
     nn_tensor view_x;   /* an unshuffled batch read in place from data->x */
     nn_rng rng;
+    int shard_rank, shard_count; /* data-parallel sharding (nn_data_batcher_shard); 0 and 0 or 1: none */
+    int global_n;                /* examples in the whole batch the current shard came from */
 } nn_data_batcher;
 
 /* Batches of batch_size examples (the last may be short); with shuffle
@@ -111,6 +113,13 @@ void nn_data_batcher_start_epoch(nn_data_batcher *b);
 /* Fill b->x and the targets with the next batch; returns its size or 0
  * when the epoch is done. */
 int nn_data_batcher_next(nn_data_batcher *b);
+
+/* Data-parallel sharding, as nn_batcher_shard (data.h): this process
+ * takes examples [n * rank / count, n * (rank + 1) / count) of each batch
+ * of n (the same batches on every process for the same seed), and
+ * b->global_n holds n; a batch of fewer than count examples is skipped.
+ * NN_ERR_ARG unless 0 <= rank < count <= batch size. */
+nn_status nn_data_batcher_shard(nn_data_batcher *b, int rank, int count, nn_error *err);
 
 /* Number of batches in one epoch. */
 int nn_data_batcher_num_batches(const nn_data_batcher *b);

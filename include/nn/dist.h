@@ -31,6 +31,7 @@
 
 #include "error.h"
 #include "layers.h"
+#include "train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,6 +73,12 @@ nn_status nn_dist_average_grads(nn_dist *d, const nn_params *p, float weight, nn
 
 /* values[0..n) summed over ranks, in place (losses, correct counts). */
 nn_status nn_dist_sum(nn_dist *d, double *values, int n, nn_error *err);
+
+/* Make nn_fit data-parallel over d: sets o's shard_rank / shard_count and
+ * its reductions (nn_dist_average_grads, nn_dist_sum). Broadcast the
+ * model's parameters first; on ranks other than 0 turn o->verbose off
+ * (or send stdout elsewhere) so that one process prints. */
+void nn_dist_fit_opts(nn_dist *d, nn_fit_opts *o);
 
 /* 1 if every rank's parameters p are bit for bit rank 0's (a check for
  * tests and long runs: compares a hash of the bytes). */

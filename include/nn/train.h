@@ -74,6 +74,19 @@ typedef struct nn_fit_opts {
     /* Called after every epoch; a nonzero return stops training. */
     int (*on_epoch)(const nn_epoch_stats *stats, void *user);
     void *user;
+    /* Data parallelism (nn_dist_fit_opts in dist.h fills these for MPI):
+     * this process trains on shard shard_rank of shard_count of every
+     * batch (nn_data_batcher_shard); after each backward pass
+     * reduce_grads must replace every gradient by the sum over processes
+     * of weight * gradient (weight: the shard's share of the batch), and
+     * reduce_sums sums values over processes (each step's loss, each
+     * epoch's totals). Validation runs whole on every process (the same
+     * weights give the same result, so early stopping agrees). Zero /
+     * NULL (the default): one process. */
+    int shard_rank, shard_count;
+    nn_status (*reduce_grads)(const nn_params *params, float weight, void *ctx, nn_error *err);
+    nn_status (*reduce_sums)(double *values, int n, void *ctx, nn_error *err);
+    void *reduce_ctx;
 } nn_fit_opts;
 
 /* The defaults above. */

@@ -286,9 +286,17 @@ void nn_data_batcher_start_epoch(nn_data_batcher *b)
 int nn_data_batcher_next(nn_data_batcher *b)
 {
     const nn_data *d = b->data;
-    int n = d->count - b->pos < b->batch_size ? d->count - b->pos : b->batch_size;
-    if (n <= 0) return 0;
-    const int *idx = b->order + b->pos;
+    int count = b->shard_count > 1 ? b->shard_count : 1, whole;
+    for (;;) {
+        whole = d->count - b->pos < b->batch_size ? d->count - b->pos : b->batch_size;
+        if (whole <= 0) return 0;
+        if (whole >= count) break;
+        b->pos += whole; /* too short to give every shard an example */
+    }
+    /* this process's shard: examples [lo, lo + n) of the batch */
+    int lo = (int)((long long)whole * b->shard_rank / count);
+    int n = (int)((long long)whole * (b->shard_rank + 1) / count) - lo;
+    const int *idx = b->order + b->pos + lo;
     size_t es = d->example_size;
     int shape[4] = {n, d->shape[0], d->shape[1], d->shape[2]};
     if (b->time_major) {
@@ -302,7 +310,7 @@ int nn_data_batcher_next(nn_data_batcher *b)
         b->x = b->buf_x;
     } else if (!b->shuffle) {
         /* in place: consecutive examples are one contiguous block */
-        b->view_x.data = (float *)(uintptr_t)(d->x + (size_t)b->pos * es);
+        b->view_x.data = (float *)(uintptr_t)(d->x + (size_t)(b->pos + lo) * es);
         b->view_x.ndim = d->ndim + 1;
         for (int i = 0; i < NN_MAX_DIMS; i++) b->view_x.shape[i] = i <= d->ndim ? shape[i] : 1;
         b->view_x.size = b->view_x.capacity = (size_t)n * es;
@@ -320,8 +328,19 @@ int nn_data_batcher_next(nn_data_batcher *b)
         nn_tensor_reshape(b->y, 2, (int[]){n, d->target_size}, NULL);
         for (int i = 0; i < n; i++) memcpy(b->y->data + (size_t)i * ts, d->y + (size_t)idx[i] * ts, ts * sizeof(float));
     }
-    b->pos += n;
+    b->pos += whole;
+    b->global_n = whole;
     return n;
+}
+
+nn_status nn_data_batcher_shard(nn_data_batcher *b, int rank, int count, nn_error *err)
+{
+    if (!b || count < 1 || rank < 0 || rank >= count || count > b->batch_size)
+        return nn_error_set(err, NN_ERR_ARG, "nn_data_batcher_shard: need 0 <= rank < count <= batch size (%d), "
+                                             "got rank %d of %d", b ? b->batch_size : 0, rank, count);
+    b->shard_rank = rank;
+    b->shard_count = count;
+    return NN_OK;
 }
 
 int nn_data_batcher_num_batches(const nn_data_batcher *b)

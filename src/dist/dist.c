@@ -157,3 +157,23 @@ int nn_dist_params_equal(nn_dist *d, const nn_params *p)
     if (MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, d->comm) != MPI_SUCCESS) return 0;
     return all;
 }
+
+static nn_status fit_reduce_grads(const nn_params *p, float weight, void *ctx, nn_error *err)
+{
+    return nn_dist_average_grads(ctx, p, weight, err);
+}
+
+static nn_status fit_reduce_sums(double *values, int n, void *ctx, nn_error *err)
+{
+    return nn_dist_sum(ctx, values, n, err);
+}
+
+void nn_dist_fit_opts(nn_dist *d, nn_fit_opts *o)
+{
+    if (!d || !o) return;
+    o->shard_rank = d->rank;
+    o->shard_count = d->size;
+    o->reduce_grads = fit_reduce_grads;
+    o->reduce_sums = fit_reduce_sums;
+    o->reduce_ctx = d;
+}

@@ -67,6 +67,10 @@ static nn_status check_opts(const nn_fit_opts *o, const nn_data *train, nn_error
     if (o->patience < 0 || !(o->clip_norm >= 0.0f) || !(o->label_smoothing >= 0.0f && o->label_smoothing < 1.0f))
         return nn_error_set(err, NN_ERR_ARG, "nn_fit: patience %d, clip_norm %g or label_smoothing %g out of range",
                             o->patience, (double)o->clip_norm, (double)o->label_smoothing);
+    if (o->shard_count > 1 && (!o->reduce_grads || !o->reduce_sums || o->shard_rank < 0 ||
+                               o->shard_rank >= o->shard_count))
+        return nn_error_set(err, NN_ERR_ARG, "nn_fit: shard %d of %d needs 0 <= shard_rank < shard_count and both "
+                                             "reduce_grads and reduce_sums", o->shard_rank, o->shard_count);
     if (o->patience > 0 && !o->val && o->val_fraction == 0.0f)
         return nn_error_set(err, NN_ERR_ARG, "nn_fit: early stopping (patience %d) needs validation data: "
                             "set val or val_fraction", o->patience);
@@ -160,7 +164,9 @@ nn_status nn_fit(nn_layer *model, const nn_data *train, const nn_fit_opts *opts,
     }
     nn_graph_set_abort_on_error(g, 0);
     s = nn_data_batcher_init(&batches, tr, o.batch_size, o.shuffle, o.seed, err);
+    if (!s && o.shard_count > 1) s = nn_data_batcher_shard(&batches, o.shard_rank, o.shard_count, err);
     if (s) goto out;
+    int sharded = o.shard_count > 1;
 
     long total_steps = (long)o.epochs * nn_data_batcher_num_batches(&batches), step = 0;
     float best_loss = INFINITY;
@@ -191,10 +197,24 @@ nn_status nn_fit(nn_layer *model, const nn_data *train, const nn_fit_opts *opts,
                                      "classes (want (N, %d))", shape, train->num_classes, train->num_classes);
                 goto out;
             }
+            if (sharded) { /* the whole batch's loss, so that a bad value stops every process */
+                double whole = (double)loss->data[0] * n / batches.global_n;
+                s = o.reduce_sums(&whole, 1, o.reduce_ctx, err);
+                if (!s && !isfinite(whole))
+                    s = nn_error_set(err, NN_ERR_NUMERIC, "nn_fit: the loss is %g at step %ld", whole, step + 1);
+                if (s) {
+                    if (s == NN_ERR_NUMERIC && o.restore_best && best.data) snapshot_restore(&best, &params);
+                    goto out;
+                }
+            }
             s = nn_backward(g, loss, err);
             if (s) {
                 if (s == NN_ERR_NUMERIC && o.restore_best && best.data) snapshot_restore(&best, &params);
                 goto out;
+            }
+            if (sharded) {
+                s = o.reduce_grads(&params, (float)n / (float)batches.global_n, o.reduce_ctx, err);
+                if (s) goto out;
             }
             if (o.clip_norm > 0.0f) nn_clip_grad_norm(&params, o.clip_norm);
             nn_optim_step(opt);
@@ -203,6 +223,14 @@ nn_status nn_fit(nn_layer *model, const nn_data *train, const nn_fit_opts *opts,
                                                    : (double)nn__count_correct(out, batches.labels, n);
             seen += n;
             step++;
+        }
+        if (sharded) { /* the epoch's totals over every process */
+            double totals[3] = {loss_sum, metric_sum, (double)seen};
+            s = o.reduce_sums(totals, 3, o.reduce_ctx, err);
+            if (s) goto out;
+            loss_sum = totals[0];
+            metric_sum = totals[1];
+            seen = (long)totals[2];
         }
         nn_epoch_stats *st = &hist[epoch];
         st->epoch = epoch + 1;

@@ -238,6 +238,65 @@ static void test_training_repeats_bit_for_bit(void)
     nn_layer_free(m2);
 }
 
+/* nn_fit made data-parallel by nn_dist_fit_opts: every rank ends with the
+ * same weights, close to a single process's nn_fit on the same data, and
+ * the history (reduced losses, early stopping) agrees. */
+static void test_fit_sharded_close_to_single_process(void)
+{
+    enum { N = 90, F = 5, C = 3 };
+    float x[N * F];
+    int y[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = i % C;
+        for (int f = 0; f < F; f++) x[i * F + f] = (float)((i * 13 + f * 7) % 17) / 8.0f - 1.0f + 0.7f * (float)(y[i] == f % C);
+    }
+    nn_data d;
+    nn_error err;
+    CHECK(nn_data_from_arrays(&d, N, 1, (int[]){F}, x, y, C, NULL, 0, &err) == NN_OK);
+    nn_layer *m[2];
+    nn_history h[2];
+    for (int k = 0; k < 2; k++) {
+        nn_rng r;
+        nn_rng_seed(&r, 2);
+        m[k] = nn_sequential_new();
+        nn_sequential_add(m[k], nn_dense_new(F, 16, NN_INIT_HE, &r));
+        nn_sequential_add(m[k], nn_activation_new(NN_ACT_RELU));
+        nn_sequential_add(m[k], nn_dense_new(16, C, NN_INIT_XAVIER, &r));
+        nn_fit_opts fo = nn_fit_defaults();
+        fo.epochs = 6;
+        fo.batch_size = 8; /* 72 training rows: no short batch, which fewer examples than ranks would skip */
+        fo.lr = 0.01f;
+        fo.val_fraction = 0.2f;
+        fo.clip_norm = 1.0f;
+        if (k) nn_dist_fit_opts(&dist, &fo);
+        CHECK(nn_fit(m[k], &d, &fo, &h[k], &err) == NN_OK);
+    }
+    nn_params p, q;
+    nn_params_init(&p);
+    nn_params_init(&q);
+    nn_layer_params(m[1], &p);
+    nn_layer_params(m[0], &q);
+    CHECK(nn_dist_params_equal(&dist, &p));
+    double worst = 0;
+    for (int i = 0; i < p.count; i++)
+        for (size_t j = 0; j < p.tensors[i]->size; j++) {
+            double a = p.tensors[i]->data[j], b = q.tensors[i]->data[j];
+            worst = fabs(a - b) > worst ? fabs(a - b) : worst;
+        }
+    if (worst > 1e-4) fprintf(stderr, "    rank %d: weights differ by %g\n", dist.rank, worst);
+    CHECK(worst <= 1e-4);
+    CHECK(h[0].count == h[1].count && h[0].best_epoch == h[1].best_epoch);
+    for (int e = 0; e < h[0].count && e < h[1].count; e++)
+        CHECK(fabsf(h[0].epochs[e].train_loss - h[1].epochs[e].train_loss) < 1e-4f);
+    nn_history_free(&h[0]);
+    nn_history_free(&h[1]);
+    nn_params_free(&p);
+    nn_params_free(&q);
+    nn_layer_free(m[0]);
+    nn_layer_free(m[1]);
+    nn_data_free(&d);
+}
+
 static void test_sum_and_errors(void)
 {
     double v[2] = {dist.rank, 1.0};
@@ -259,6 +318,7 @@ static const test_case tests[] = {
     {"dist_broadcast_makes_ranks_equal", test_broadcast_makes_ranks_equal},
     {"dist_averaged_gradients_equal_single_process", test_averaged_gradients_equal_single_process},
     {"dist_training_repeats_bit_for_bit", test_training_repeats_bit_for_bit},
+    {"dist_fit_sharded_close_to_single_process", test_fit_sharded_close_to_single_process},
     {"dist_sum_and_errors", test_sum_and_errors},
 };
 
