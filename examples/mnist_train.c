@@ -27,7 +27,7 @@
 
 typedef struct options {
     const char *data, *model, *optim, *schedule, *save, *resume, *plot;
-    int epochs, batch, threads, limit, quiet, augment, dist;
+    int epochs, batch, threads, limit, quiet, augment, dist, micro_batches;
     float lr, label_smoothing, weight_decay;
     int lr_given, weight_decay_given;
     uint64_t seed;
@@ -60,6 +60,9 @@ static void usage(FILE *out)
             "  --dist            data-parallel across the processes of mpirun (MPI builds:\n"
             "                    make MPI=1): each rank trains on its share of every global\n"
             "                    batch of --batch; rank 0 alone prints, evaluates and saves\n"
+            "  --micro-batches M with --dist: split every batch into M micro-batches (a power of\n"
+            "                    two, a multiple of the process count) whose gradients are added\n"
+            "                    in a fixed tree: the same weights for any number of processes\n"
             "  --quiet           no progress bar\n"
             "  --help            this text\n\n"
             "Per-epoch output (stdout):\n"
@@ -84,7 +87,7 @@ static int parse_args(int argc, char **argv, options *o)
                                                   "--optim", "--lr", "--schedule", "--seed",
                                                   "--threads", "--limit", "--save", "--resume",
                                                   "--plot", "--augment", "--label-smoothing",
-                                                  "--weight-decay", NULL};
+                                                  "--weight-decay", "--micro-batches", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -106,6 +109,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
         else if (!strcmp(a, "--limit")) ok = cli_int(a, v, 1, 1 << 30, &o->limit);
         else if (!strcmp(a, "--augment")) ok = cli_int(a, v, 0, 8, &o->augment);
+        else if (!strcmp(a, "--micro-batches")) ok = cli_int(a, v, 1, 4096, &o->micro_batches);
         else if (!strcmp(a, "--label-smoothing")) ok = cli_float(a, v, 0.0, 0.99, &o->label_smoothing);
         else if (!strcmp(a, "--weight-decay")) ok = cli_float(a, v, 0.0, 10.0, &o->weight_decay), o->weight_decay_given = 1;
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
@@ -121,6 +125,11 @@ static int parse_args(int argc, char **argv, options *o)
         return 0;
     }
     if (!cli_schedule_ok(o->schedule)) return 0;
+    if (o->micro_batches && (!o->dist || (o->micro_batches & (o->micro_batches - 1)) || o->micro_batches > o->batch)) {
+        fprintf(stderr, "error: --micro-batches M needs --dist and a power of two M <= --batch, got %d\n",
+                o->micro_batches);
+        return 0;
+    }
 #ifndef NN_HAVE_MPI
     if (o->dist) {
         fprintf(stderr, "error: --dist needs the MPI build of libnn: make MPI=1, then run "
@@ -300,6 +309,70 @@ static int resume_checkpoint(const options *o, const nn_params *all, nn_optim *o
     return epoch;
 }
 
+static long count_correct(const nn_tensor *logits, const int *labels, int n)
+{
+    long c = 0;
+    for (int i = 0; i < n; i++) c += argmax(logits->data + (size_t)i * 10, 10) == labels[i];
+    return c;
+}
+
+#ifdef NN_HAVE_MPI
+/* --micro-batches: this rank's micro-batches' gradients, kept apart. */
+typedef struct micro_state {
+    int count;     /* micro-batches per global batch (M) */
+    int local;     /* per rank: M / ranks */
+    float **grads; /* local flat gradients */
+    nn_layer *model;
+    const nn_params *params;
+} micro_state;
+
+/* One global batch as M micro-batches: this rank's own forward and
+ * backward passes, one per micro-batch (dropout seeded by the step and
+ * the micro-batch, not the rank), then the fixed-order sum
+ * (nn_dist_tree_sum) into the parameters' gradients. */
+static int micro_batches(nn_dist *d, micro_state *ms, const options *o, long step, nn_graph *g,
+                         const nn_batcher *b, int n, double *loss_sum, long *correct, nn_error *err)
+{
+    int N = b->global_n, j0 = ms->count / d->size * d->rank;
+    int lo = (int)((long long)N * d->rank / d->size);
+    size_t per_example = b->x->size / (size_t)n;
+    for (int k = 0; k < ms->local; k++) {
+        int a = (int)((long long)N * (j0 + k) / ms->count) - lo;
+        int e = (int)((long long)N * (j0 + k + 1) / ms->count) - lo;
+        if (e <= a) { /* a batch shorter than M: an empty micro-batch adds zeros */
+            nn_dist_flat_grads(ms->params, 0.0f, ms->grads[k]);
+            continue;
+        }
+        nn_tensor view = *b->x; /* rows [a, e) of the shard, read in place */
+        view.data = b->x->data + (size_t)a * per_example;
+        view.grad = NULL;
+        view.flags = 0;
+        view.shape[0] = e - a;
+        view.size = view.capacity = (size_t)(e - a) * per_example;
+        for (int i = 0; i < nn_sequential_len(ms->model); i++) {
+            nn_rng *r = nn_layer_rng(nn_sequential_get(ms->model, i));
+            if (r) nn_rng_seed(r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(step * ms->count + j0 + k + 1) + (uint64_t)i));
+        }
+        for (int i = 0; i < ms->params->count; i++)
+            if (ms->params->tensors[i]->grad)
+                memset(ms->params->tensors[i]->grad, 0, ms->params->tensors[i]->size * sizeof(float));
+        nn_graph_reset(g);
+        nn_tensor *logits = nn_layer_forward(ms->model, g, &view);
+        nn_tensor *loss = nn_softmax_cross_entropy_smoothed(g, logits, b->labels + a, o->label_smoothing);
+        *loss_sum += (double)loss->data[0] * (e - a);
+        *correct += count_correct(logits, b->labels + a, e - a);
+        nn_backward(g, loss, NULL);
+        nn_dist_flat_grads(ms->params, (float)(e - a) / (float)N, ms->grads[k]);
+    }
+    /* a state fixed by the step alone, so that checkpoints do not depend on the process count */
+    for (int i = 0; i < nn_sequential_len(ms->model); i++) {
+        nn_rng *r = nn_layer_rng(nn_sequential_get(ms->model, i));
+        if (r) nn_rng_seed(r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(step + 1) * (uint64_t)ms->count + (uint64_t)i));
+    }
+    return nn_dist_tree_sum(d, ms->params, ms->grads, ms->local, err) != NN_OK;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     /* Defaults measured on MNIST and Fashion-MNIST (README): on top of the
@@ -397,6 +470,23 @@ int main(int argc, char **argv)
             if (r) nn_rng_seed(r, o.seed + 0x9e3779b97f4a7c15ull * (uint64_t)rank + (uint64_t)i);
         }
     }
+    micro_state micro_run = {0};
+    int micro = o.micro_batches > 0;
+    if (micro) {
+        micro_run.count = o.micro_batches;
+        micro_run.local = o.micro_batches / ranks;
+        micro_run.model = model;
+        micro_run.params = &params;
+        if (o.micro_batches % ranks || (micro_run.local & (micro_run.local - 1))) {
+            fprintf(stderr, "error: --micro-batches %d must be a multiple of the %d processes, by a power of two\n",
+                    o.micro_batches, ranks);
+            return 2;
+        }
+        micro_run.grads = calloc((size_t)micro_run.local, sizeof *micro_run.grads);
+        for (int k = 0; micro_run.grads && k < micro_run.local; k++)
+            if (!(micro_run.grads[k] = malloc(sizeof(float) * nn_params_numel(&params)))) return 1;
+        if (!micro_run.grads) return 1;
+    }
 #endif
     int per_epoch = nn_batcher_num_batches(&batches);
     long total_steps = (long)per_epoch * o.epochs;
@@ -407,7 +497,8 @@ int main(int argc, char **argv)
            o.optim, (double)o.lr, o.schedule, (double)o.weight_decay, o.batch, o.epochs, o.augment,
            (double)o.label_smoothing, (unsigned long long)o.seed, nn_get_threads(),
            ranks > 1 ? " per process" : "");
-    if (o.dist) printf("distributed: %d processes, each with its shard of every batch of %d\n", ranks, o.batch);
+    if (o.dist) printf("distributed: %d processes, each with its shard of every batch of %d%s\n", ranks, o.batch,
+                       o.micro_batches ? ", in micro-batches summed in a fixed order" : "");
     fflush(stdout);
 
     float *loss_hist = malloc(sizeof(float) * (size_t)(total_steps > 0 ? total_steps : 1));
@@ -425,15 +516,31 @@ int main(int argc, char **argv)
         nn_layer_set_training(model, 1);
         while ((n = nn_batcher_next(&batches)) > 0) {
             nn_optim_set_lr(opt, cli_schedule_lr(o.schedule, o.lr, step, total_steps));
-            nn_graph_reset(g);
-            nn_optim_zero_grad(opt);
-            nn_tensor *logits = nn_layer_forward(model, g, batches.x);
-            nn_tensor *loss =
-                nn_softmax_cross_entropy_smoothed(g, logits, batches.labels, o.label_smoothing);
-            double step_loss = loss->data[0];
+            nn_tensor *loss = NULL;
+            double batch_loss = 0; /* this process's examples' loss, summed */
+            long batch_correct = 0;
+#ifdef NN_HAVE_MPI
+            if (micro) { /* forward and backward per micro-batch, tree-summed gradients */
+                nn_optim_zero_grad(opt);
+                if (micro_batches(&dist, &micro_run, &o, step, g, &batches, n, &batch_loss, &batch_correct, &err)) {
+                    fprintf(stderr, "error: %s\n", err.msg);
+                    status = 1;
+                    break;
+                }
+            } else
+#endif
+            {
+                nn_graph_reset(g);
+                nn_optim_zero_grad(opt);
+                nn_tensor *logits = nn_layer_forward(model, g, batches.x);
+                loss = nn_softmax_cross_entropy_smoothed(g, logits, batches.labels, o.label_smoothing);
+                batch_loss = (double)loss->data[0] * n;
+                batch_correct = count_correct(logits, batches.labels, n);
+            }
+            double step_loss = batch_loss / n;
 #ifdef NN_HAVE_MPI
             if (o.dist) { /* the global batch's loss, so that every rank stops together */
-                step_loss *= (double)n / batches.global_n;
+                step_loss = batch_loss / batches.global_n;
                 if (nn_dist_sum(&dist, &step_loss, 1, &err)) {
                     fprintf(stderr, "error: %s\n", err.msg);
                     status = 1;
@@ -450,9 +557,10 @@ int main(int argc, char **argv)
                 status = 3;
                 break;
             }
-            nn_backward(g, loss, NULL);
+            if (loss) nn_backward(g, loss, NULL);
 #ifdef NN_HAVE_MPI
-            if (o.dist && nn_dist_average_grads(&dist, &params, (float)n / (float)batches.global_n, &err)) {
+            if (o.dist && !micro &&
+                nn_dist_average_grads(&dist, &params, (float)n / (float)batches.global_n, &err)) {
                 fprintf(stderr, "error: %s\n", err.msg);
                 status = 1;
                 break;
@@ -460,10 +568,9 @@ int main(int argc, char **argv)
 #endif
             nn_optim_step(opt);
             step++;
-            if (n_loss < total_steps) loss_hist[n_loss++] = loss->data[0];
-            loss_sum += (double)loss->data[0] * n;
-            for (int i = 0; i < n; i++)
-                correct += argmax(logits->data + (size_t)i * 10, 10) == batches.labels[i];
+            if (n_loss < total_steps) loss_hist[n_loss++] = (float)step_loss;
+            loss_sum += batch_loss;
+            correct += batch_correct;
             seen += n;
             progress_update(&bar, ++done, loss_sum / seen, (double)correct / seen, seen);
         }
@@ -507,6 +614,8 @@ int main(int argc, char **argv)
                nn_params_numel(&params), 4e-6 * (double)nn_params_numel(&params));
         fflush(stdout);
         nn_dist_finalize(&dist);
+        for (int k = 0; micro_run.grads && k < micro_run.local; k++) free(micro_run.grads[k]);
+        free(micro_run.grads);
     }
 #endif
     free(loss_hist);

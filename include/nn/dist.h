@@ -18,7 +18,8 @@
  * reduction order; the batches, shards and shifts are fixed by the seed).
  * What changes with the process count is how the global batch's gradient
  * is summed (per shard, then across shards), which moves results by
- * rounding, like a change of thread count in other frameworks.
+ * rounding, like a change of thread count in other frameworks; the
+ * micro-batch tree sum below removes that too.
  *
  * Failures: MPI's default error handler stays in place, so a rank that
  * dies makes mpirun stop the whole job with its own message; the last
@@ -70,6 +71,30 @@ nn_status nn_dist_broadcast(nn_dist *d, const nn_params *p, nn_error *err);
  * without a gradient count as zeros. The time spent (waiting for the
  * slowest rank included) is added to d->comm_seconds. */
 nn_status nn_dist_average_grads(nn_dist *d, const nn_params *p, float weight, nn_error *err);
+
+/* ---- results independent of the process count ----------------------------
+ * Split every global batch into M micro-batches (M a power of two, a
+ * multiple of the rank count), examples [n * j / M, n * (j + 1) / M) for
+ * micro-batch j; each rank runs its M / size consecutive ones (its
+ * nn_batcher_shard slice) one at a time and keeps each one's gradient,
+ * weighted by its share of the batch. nn_dist_tree_sum adds the M
+ * gradients in one fixed binary tree (pairs of neighbours, then pairs of
+ * pairs), each rank its subtree, then across ranks, so every process
+ * count gives the same bits as one process adding the M micro-batches
+ * (mpirun -np 1), provided each micro-batch's gradient is itself
+ * reproducible (libnn's kernels give the same bits for any thread count;
+ * seed dropout per micro-batch, not per rank). */
+
+/* The gradients of p as one flat buffer (P floats, p's order), times
+ * weight; a parameter without a gradient gives zeros. */
+void nn_dist_flat_grads(const nn_params *p, float weight, float *flat);
+
+/* micro[0..local) (flat gradients of this rank's micro-batches, in
+ * order; local = M / size, both powers of two) summed in the fixed tree
+ * over all M, written to every gradient of p on every rank. micro's
+ * buffers are overwritten. NN_ERR_ARG if local or size is not a power of
+ * two. */
+nn_status nn_dist_tree_sum(nn_dist *d, const nn_params *p, float *const *micro, int local, nn_error *err);
 
 /* values[0..n) summed over ranks, in place (losses, correct counts). */
 nn_status nn_dist_sum(nn_dist *d, double *values, int n, nn_error *err);

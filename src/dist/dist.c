@@ -21,20 +21,23 @@ static nn_status mpi_fail(nn_error *err, const char *who, int rc)
     return nn_error_set(err, NN_ERR_IO, "%s: MPI error: %.*s", who, len, msg);
 }
 
+static nn_status init_comm(nn_dist *d, MPI_Comm comm, int owns_mpi, nn_error *err)
+{
+    memset(d, 0, sizeof *d);
+    d->owns_mpi = owns_mpi;
+    d->comm = comm;
+    int rc = MPI_Comm_rank(comm, &d->rank);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &d->size);
+    return rc == MPI_SUCCESS ? NN_OK : mpi_fail(err, "nn_dist_init", rc);
+}
+
 nn_status nn_dist_init_comm(nn_dist *d, MPI_Comm comm, nn_error *err)
 {
     int ready = 0;
     if (!d) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init_comm: d is NULL");
     MPI_Initialized(&ready);
     if (!ready) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init_comm: MPI is not initialised");
-    int owns = d->owns_mpi;
-    memset(d, 0, sizeof *d);
-    d->owns_mpi = owns;
-    d->comm = comm;
-    d->bucket = DEFAULT_BUCKET_FLOATS;
-    int rc = MPI_Comm_rank(comm, &d->rank);
-    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &d->size);
-    return rc == MPI_SUCCESS ? NN_OK : mpi_fail(err, "nn_dist_init_comm", rc);
+    return init_comm(d, comm, 0, err);
 }
 
 nn_status nn_dist_init(nn_dist *d, int *argc, char ***argv, nn_error *err)
@@ -42,13 +45,11 @@ nn_status nn_dist_init(nn_dist *d, int *argc, char ***argv, nn_error *err)
     if (!d) return nn_error_set(err, NN_ERR_ARG, "nn_dist_init: d is NULL");
     int ready = 0;
     MPI_Initialized(&ready);
-    d->owns_mpi = 0;
     if (!ready) {
         int rc = MPI_Init(argc, argv);
         if (rc != MPI_SUCCESS) return mpi_fail(err, "nn_dist_init", rc);
-        d->owns_mpi = 1;
     }
-    return nn_dist_init_comm(d, MPI_COMM_WORLD, err);
+    return init_comm(d, MPI_COMM_WORLD, !ready, err);
 }
 
 void nn_dist_finalize(nn_dist *d)
@@ -176,4 +177,71 @@ void nn_dist_fit_opts(nn_dist *d, nn_fit_opts *o)
     o->reduce_grads = fit_reduce_grads;
     o->reduce_sums = fit_reduce_sums;
     o->reduce_ctx = d;
+}
+
+void nn_dist_flat_grads(const nn_params *p, float weight, float *flat)
+{
+    size_t total = 0;
+    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
+    pack(p, flat, 0, total, weight, 0);
+}
+
+static int power_of_two(int n) { return n > 0 && !(n & (n - 1)); }
+
+/* leaves[0..count) (count a power of two) summed pairwise, level by
+ * level, into leaves[0]. */
+static void tree_sum(float *const *leaves, int count, size_t n)
+{
+    for (int width = 1; width < count; width *= 2)
+        for (int k = 0; k + width < count; k += 2 * width) {
+            float *a = leaves[k];
+            const float *b = leaves[k + width];
+            for (size_t i = 0; i < n; i++) a[i] += b[i];
+        }
+}
+
+nn_status nn_dist_tree_sum(nn_dist *d, const nn_params *p, float *const *micro, int local, nn_error *err)
+{
+    if (!d || !p || !micro) return nn_error_set(err, NN_ERR_ARG, "nn_dist_tree_sum: an argument is NULL");
+    if (!power_of_two(local) || !power_of_two(d->size))
+        return nn_error_set(err, NN_ERR_ARG, "nn_dist_tree_sum: %d micro-batches per rank over %d ranks: both must "
+                                             "be powers of two", local, d->size);
+    size_t total = 0;
+    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
+    tree_sum(micro, local, total);
+    double t0 = MPI_Wtime();
+    float *all = NULL, **roots = NULL;
+    if (d->size > 1) { /* every rank's subtree root, then the same tree over them on every rank */
+        all = malloc((size_t)d->size * total * sizeof(float));
+        roots = malloc((size_t)d->size * sizeof *roots);
+        if (!all || !roots) {
+            free(all);
+            free(roots);
+            return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_tree_sum: out of memory");
+        }
+        int rc = MPI_SUCCESS;
+        size_t chunk = d->bucket ? d->bucket : DEFAULT_BUCKET_FLOATS; /* per rank and gather, as allreduce's buckets */
+        float *piece = malloc((size_t)d->size * chunk * sizeof(float));
+        if (!piece) rc = MPI_ERR_NO_MEM;
+        for (size_t lo = 0; lo < total && rc == MPI_SUCCESS; lo += chunk) {
+            size_t n = total - lo < chunk ? total - lo : chunk;
+            if (rc == MPI_SUCCESS) rc = MPI_Allgather(micro[0] + lo, (int)n, MPI_FLOAT, piece, (int)n, MPI_FLOAT, d->comm);
+            for (int r = 0; rc == MPI_SUCCESS && r < d->size; r++)
+                memcpy(all + (size_t)r * total + lo, piece + (size_t)r * n, n * sizeof(float));
+        }
+        free(piece);
+        if (rc != MPI_SUCCESS) {
+            free(all);
+            free(roots);
+            return mpi_fail(err, "nn_dist_tree_sum", rc);
+        }
+        for (int r = 0; r < d->size; r++) roots[r] = all + (size_t)r * total;
+        tree_sum(roots, d->size, total);
+    }
+    pack(p, all ? all : micro[0], 0, total, 0.0f, 1);
+    free(all);
+    free(roots);
+    d->comm_seconds += MPI_Wtime() - t0;
+    d->allreduces++;
+    return NN_OK;
 }

@@ -297,6 +297,45 @@ static void test_fit_sharded_close_to_single_process(void)
     nn_data_free(&d);
 }
 
+/* nn_dist_tree_sum over M = 8 micro-batch gradients split across the
+ * ranks gives the bits one process gets summing all 8 (MPI_COMM_SELF),
+ * on every rank; values of mixed magnitude make the order show. */
+static void test_tree_sum_independent_of_process_count(void)
+{
+    enum { M = 8, P = 1000 };
+    if (M % dist.size) return;
+    nn_tensor *t = nn_tensor_new1(P);
+    t->grad = calloc(P, sizeof(float));
+    nn_params p;
+    nn_params_init(&p);
+    nn_params_add(&p, "w", t);
+    float *leaves[M], *mine[M];
+    for (int j = 0; j < M; j++) {
+        leaves[j] = malloc(P * sizeof(float));
+        mine[j] = malloc(P * sizeof(float));
+        for (int i = 0; i < P; i++) leaves[j][i] = (float)((i * 7919 + j * 104729) % 2003 - 1001) * powf(10.0f, (float)((i + j) % 7 - 3));
+    }
+    int local = M / dist.size, j0 = local * dist.rank;
+    for (int k = 0; k < local; k++) memcpy(mine[k], leaves[j0 + k], P * sizeof(float));
+    nn_error err;
+    CHECK(nn_dist_tree_sum(&dist, &p, mine, local, &err) == NN_OK);
+    float *got = malloc(P * sizeof(float));
+    memcpy(got, t->grad, P * sizeof(float));
+    nn_dist self;
+    CHECK(nn_dist_init_comm(&self, MPI_COMM_SELF, &err) == NN_OK);
+    CHECK(nn_dist_tree_sum(&self, &p, leaves, M, &err) == NN_OK);
+    CHECK(!memcmp(got, t->grad, P * sizeof(float)));
+    CHECK(nn_dist_tree_sum(&self, &p, leaves, 3, &err) == NN_ERR_ARG && strstr(err.msg, "powers of two"));
+    nn_dist_finalize(&self);
+    for (int j = 0; j < M; j++) {
+        free(leaves[j]);
+        free(mine[j]);
+    }
+    free(got);
+    nn_params_free(&p);
+    nn_tensor_free(t);
+}
+
 static void test_sum_and_errors(void)
 {
     double v[2] = {dist.rank, 1.0};
@@ -319,6 +358,7 @@ static const test_case tests[] = {
     {"dist_averaged_gradients_equal_single_process", test_averaged_gradients_equal_single_process},
     {"dist_training_repeats_bit_for_bit", test_training_repeats_bit_for_bit},
     {"dist_fit_sharded_close_to_single_process", test_fit_sharded_close_to_single_process},
+    {"dist_tree_sum_independent_of_process_count", test_tree_sum_independent_of_process_count},
     {"dist_sum_and_errors", test_sum_and_errors},
 };
 
