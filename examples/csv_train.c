@@ -12,9 +12,6 @@
 
 #include "common/cli.h"
 #include "nn.h"
-#ifdef NN_HAVE_MPI
-#include "nn/dist.h"
-#endif
 
 static void usage(FILE *out)
 {
@@ -202,15 +199,8 @@ int main(int argc, char **argv)
 #ifdef NN_HAVE_MPI
     nn_dist dist = {0};
     if (o.dist) {
-        nn_error derr;
-        if (nn_dist_init(&dist, &argc, &argv, &derr)) {
-            fprintf(stderr, "error: %s\n", derr.msg);
-            return 1;
-        }
-        if (dist.rank) { /* rank 0 speaks and writes for the job */
-            o.save = NULL;
-            if (!freopen("/dev/null", "w", stdout)) return 1;
-        }
+        if (!cli_dist_start(&dist, &argc, &argv)) return 1;
+        if (dist.rank) o.save = NULL; /* rank 0 writes for the job */
     }
 #endif
     nn_csv_opts co = nn_csv_defaults(o.target);

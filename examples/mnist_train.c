@@ -19,9 +19,6 @@
 #include "common/models.h"
 #include "common/plot.h"
 #include "nn.h"
-#ifdef NN_HAVE_MPI
-#include "nn/dist.h"
-#endif
 
 #define CHECKPOINT_FORMAT "libnn-mnist-checkpoint-1"
 
@@ -386,18 +383,13 @@ int main(int argc, char **argv)
 #ifdef NN_HAVE_MPI
     nn_dist dist = {0};
     if (o.dist) {
-        nn_error derr;
-        if (nn_dist_init(&dist, &argc, &argv, &derr)) {
-            fprintf(stderr, "error: %s\n", derr.msg);
-            return 1;
-        }
+        if (!cli_dist_start(&dist, &argc, &argv)) return 1;
         rank = dist.rank;
         ranks = dist.size;
         if (rank) { /* rank 0 speaks and writes for the job */
             o.quiet = 1;
             o.save = NULL;
             o.plot = NULL;
-            if (!freopen("/dev/null", "w", stdout)) return 1;
         }
     }
 #endif

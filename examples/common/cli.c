@@ -7,6 +7,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef NN_HAVE_MPI
+int cli_dist_start(nn_dist *d, int *argc, char ***argv)
+{
+    nn_error err;
+    if (nn_dist_init(d, argc, argv, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 0;
+    }
+    return !d->rank || freopen("/dev/null", "w", stdout) != NULL;
+}
+#endif
+
 int cli_int(const char *flag, const char *value, long min, long max, int *out)
 {
     char *end;

@@ -4,6 +4,9 @@
 #define NN_EXAMPLES_CLI_H
 
 #include "nn.h"
+#ifdef NN_HAVE_MPI
+#include "nn/dist.h"
+#endif
 
 /* Parse value as an int / float / uint64 within [min, max] for flag; prints
  * an error naming the flag and returns 0 if it is not one. */
@@ -14,6 +17,12 @@ int cli_u64(const char *flag, const char *value, uint64_t *out);
 /* argv[*i] is flag and needs a value: returns it and advances *i, or prints
  * an error and returns NULL. */
 const char *cli_value(int argc, char **argv, int *i);
+
+#ifdef NN_HAVE_MPI
+/* --dist: nn_dist_init, and stdout to /dev/null on ranks other than 0 (rank
+ * 0 speaks for the job). 0 after printing the error if it fails. */
+int cli_dist_start(nn_dist *d, int *argc, char ***argv);
+#endif
 
 /* The data directory: the --data flag if given, else $NN_DATA_DIR, else
  * fallback. */
