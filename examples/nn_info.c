@@ -1,10 +1,44 @@
 /* nn_info: describe a model file: its metadata, the layers with their
  * hyperparameters, output shapes and parameter counts, and any other tensors
- * (optimizer state). */
+ * (optimizer state); for int8 files (quant.h) their tensors, checked by
+ * loading them. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "nn.h"
+#include "nn/quant.h"
+
+/* An int8 file: its tensors, and whether it loads. */
+static int describe_int8(const nn_safetensors *st, const char *path)
+{
+    printf("\n%-28s %-5s shape\n", "tensor", "dtype");
+    for (int i = 0; i < st->count; i++) {
+        const nn_st_tensor *t = &st->tensors[i];
+        printf("%-28s %-5s [", t->name, t->dtype);
+        for (int d = 0; d < t->ndim; d++) printf(d ? ", %" PRIu64 : "%" PRIu64, t->shape[d]);
+        printf("]\n");
+    }
+    nn_error err;
+    if (nn_safetensors_meta(st, "nn.recurrent")) {
+        nn_qrecurrent *q = nn_qrecurrent_load(path, &err);
+        if (!q) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        printf("int8 recurrent layers: loads with nn_qrecurrent_load (hidden size %d)\n", nn_qrecurrent_hidden_size(q));
+        nn_qrecurrent_free(q);
+        return 0;
+    }
+    nn_qmodel *q = nn_qmodel_load(path, &err);
+    if (!q) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    printf("int8 model: loads with nn_qmodel_load; layers in int8: %d\n", nn_qmodel_quantized_layers(q));
+    nn_qmodel_free(q);
+    return 0;
+}
 
 static void usage(FILE *out)
 {
@@ -12,7 +46,8 @@ static void usage(FILE *out)
             "usage: nn_info FILE\n"
             "Describe a model file (safetensors written by libnn: nn_model_save, the trainers' --save).\n"
             "Prints the metadata, a summary of the layers (output shapes when the file records its\n"
-            "input shape) and the tensors that are not model weights.\n\n"
+            "input shape) and the tensors that are not model weights; for int8 files (nn_qmodel_save,\n"
+            "nn_qrecurrent_save) the tensors, and whether the file loads.\n\n"
             "  --help   this text\n");
 }
 
@@ -38,7 +73,10 @@ int main(int argc, char **argv)
             printf("  %s = %.100s%s\n", st.meta_keys[i], st.meta_values[i], strlen(st.meta_values[i]) > 100 ? "..." : "");
     nn_layer *model;
     int status = 0;
-    if (nn_model_from_safetensors(&st, &model, &err)) {
+    const char *quantized = nn_safetensors_meta(&st, "nn.quantized");
+    if (quantized && !strcmp(quantized, "int8")) {
+        status = describe_int8(&st, argv[1]);
+    } else if (nn_model_from_safetensors(&st, &model, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
         status = 1;
     } else {
