@@ -452,14 +452,10 @@ int main(int argc, char **argv)
     }
 #ifdef NN_HAVE_MPI
     if (o.dist) {
-        /* rank 0's weights for all; each rank its own dropout masks */
+        /* rank 0's weights for all (each rank's dropout masks: see the epoch loop) */
         if (nn_dist_broadcast(&dist, &params, &err)) {
             fprintf(stderr, "error: %s\n", err.msg);
             return 1;
-        }
-        for (int i = 0; rank && i < nn_sequential_len(model); i++) {
-            nn_rng *r = nn_layer_rng(nn_sequential_get(model, i));
-            if (r) nn_rng_seed(r, o.seed + 0x9e3779b97f4a7c15ull * (uint64_t)rank + (uint64_t)i);
         }
     }
     micro_state micro_run = {0};
@@ -505,6 +501,15 @@ int main(int argc, char **argv)
         progress bar;
         progress_start(&bar, label, per_epoch, "img", o.quiet);
         nn_batcher_start_epoch(&batches);
+#ifdef NN_HAVE_MPI
+        /* each rank its own dropout masks, seeded per epoch and rank, so that
+         * a resumed distributed run (only rank 0's state is saved) continues
+         * exactly as an uninterrupted one */
+        for (int i = 0; o.dist && !micro && i < nn_sequential_len(model); i++) {
+            nn_rng *r = nn_layer_rng(nn_sequential_get(model, i));
+            if (r) nn_rng_seed(r, o.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(epoch * 1024 + rank + 1) + (uint64_t)i));
+        }
+#endif
         nn_layer_set_training(model, 1);
         while ((n = nn_batcher_next(&batches)) > 0) {
             nn_optim_set_lr(opt, cli_schedule_lr(o.schedule, o.lr, step, total_steps));
