@@ -475,16 +475,6 @@ void nn__plan_observe(nn__plan *p, const float *x)
     p->observing = 0;
 }
 
-/* Per-output weight scales: the largest |w| of each output over 127 (1
- * for an all-zero output, whose weights quantize to 0 either way). */
-static void weight_scales(int oc, size_t per_output, const float *w, float *scale)
-{
-    for (int o = 0; o < oc; o++) {
-        float m = nn_k_max_abs(1, (int)per_output, 0, w + (size_t)o * per_output);
-        scale[o] = m > 0.0f ? m / 127.0f : 1.0f;
-    }
-}
-
 /* Quantize one conv or dense step; in_scale > 0 and wscale (oc) given
  * (a loaded file) replace the calibrated and computed scales. */
 static int quantize_step(plan_step *s, int min_channels, float in_scale, const float *given_wscale)
@@ -508,12 +498,8 @@ static int quantize_step(plan_step *s, int min_channels, float in_scale, const f
     if (given_wscale)
         memcpy(s->wscale, given_wscale, sizeof(float) * (size_t)oc);
     else
-        weight_scales(oc, per_output, w, s->wscale);
-    for (size_t i = 0; i < wt->size; i++) {
-        float v = w[i] / s->wscale[i / per_output];
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        s->qweight[i] = (int8_t)lrintf(v);
-    }
+        nn_k_q8_weight_scales(oc, per_output, w, s->wscale);
+    nn_k_q8_round_weights(wt->size, per_output, w, s->wscale, s->qweight);
     s->wndim = wt->ndim;
     memcpy(s->wshape, wt->shape, sizeof s->wshape);
     if (dense)

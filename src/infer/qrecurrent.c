@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/graph.h"
+#include "nn/ops.h"
 #include "nn/quant.h"
 #include "../io/safetensors_internal.h"
 #include "../kernels/kernels.h"
@@ -115,21 +117,6 @@ fail:
     return NULL;
 }
 
-/* Rows of w (rows, cols) to int8 with per-row scales (largest |w| / 127;
- * 1 for a zero row). */
-static void quantize_rows(int rows, int cols, const float *w, int8_t *qw, float *scale)
-{
-    for (int r = 0; r < rows; r++) {
-        float m = nn_k_max_abs(1, cols, 0, w + (size_t)r * cols);
-        scale[r] = m > 0.0f ? m / 127.0f : 1.0f;
-        for (int j = 0; j < cols; j++) {
-            float v = w[(size_t)r * cols + j] / scale[r];
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            qw[(size_t)r * cols + j] = (int8_t)lrintf(v);
-        }
-    }
-}
-
 /* Pack int8 weights for the kernel: from their exact float values with
  * unit scales, so packing adds no second rounding (a loaded file packs
  * the same bytes). */
@@ -166,11 +153,11 @@ static int finish_layers(nn_qrecurrent *q)
     return 1;
 }
 
-/* ---- the float recurrence, for calibration -------------------------------- */
+/* ---- calibration -------------------------------------------------------------- */
 
 /* The float weights of one layer, looked up by their PyTorch names. */
 typedef struct float_layer {
-    const float *w_ih, *w_hh, *b_ih, *b_hh;
+    nn_tensor *w_ih, *w_hh, *b_ih, *b_hh;
 } float_layer;
 
 static int find_weights(nn_layer *rnn, int layers, float_layer *fl)
@@ -181,13 +168,13 @@ static int find_weights(nn_layer *rnn, int layers, float_layer *fl)
     int found = 0;
     for (int k = 0; k < layers; k++) {
         const char *base[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
-        const float **dst[4] = {&fl[k].w_ih, &fl[k].w_hh, &fl[k].b_ih, &fl[k].b_hh};
+        nn_tensor **dst[4] = {&fl[k].w_ih, &fl[k].w_hh, &fl[k].b_ih, &fl[k].b_hh};
         for (int j = 0; j < 4; j++) {
             char name[64];
             snprintf(name, sizeof name, "%s_l%d", base[j], k);
             for (int i = 0; i < p.count; i++)
                 if (!strcmp(p.names[i], name)) {
-                    *dst[j] = p.tensors[i]->data;
+                    *dst[j] = p.tensors[i];
                     found++;
                 }
         }
@@ -196,77 +183,45 @@ static int find_weights(nn_layer *rnn, int layers, float_layer *fl)
     return found == 4 * layers;
 }
 
-/* Run x (T*B rows of in, time-major) through layer fl from zero state,
- * writing its outputs (T*B, H) and raising *h_max to the largest |h|
- * any step reads. */
-static void float_layer_run(const nn_qrecurrent *q, const float_layer *fl, int in, int T, int B,
-                            const float *x, float *out, float *z, float *c, float *c2, float *h_max)
-{
-    int H = q->hidden, G = q->G;
-    memset(c, 0, sizeof(float) * (size_t)B * H);
-    for (int t = 0; t < T; t++) {
-        const float *hp = t ? out + (size_t)(t - 1) * B * H : NULL;
-        nn_sgemm(0, 1, B, G, in, 1.0f, x + (size_t)t * B * in, in, fl->w_ih, in, 0.0f, z, G);
-        if (hp) {
-            nn_sgemm(0, 1, B, G, H, 1.0f, hp, H, fl->w_hh, H, 1.0f, z, G);
-            float m = nn_k_max_abs(B, H, H, hp);
-            if (m > *h_max || m != m) *h_max = m;
-        }
-        for (int b = 0; b < B; b++)
-            for (int j = 0; j < G; j++) z[(size_t)b * G + j] += fl->b_ih[j] + fl->b_hh[j];
-        float *ht = out + (size_t)t * B * H;
-        if (q->lstm) {
-            nn_k_lstm_cell(B, H, z, t ? c : NULL, c2, ht);
-            memcpy(c, c2, sizeof(float) * (size_t)B * H);
-        } else {
-            nn_k_tanh((size_t)B * H, z, ht);
-        }
-    }
-}
-
-/* Scales from running the float layers over calib (T, B, input,
- * time-major). 0 if memory ran out, -1 on a NaN or infinity. */
+/* Scales from running the float layers (nn_recurrent, one layer at a
+ * time, from a zero state) over calib in the layer's layout: each layer's
+ * largest |input| and largest |h| a step reads (the outputs of steps 0 to
+ * T - 2). 0 if memory ran out, -1 on a NaN or infinity. */
 static int calibrate(nn_qrecurrent *q, const float_layer *fl, int T, int B, const float *calib)
 {
+    nn_graph *g = nn_graph_new();
+    if (!g) return 0;
+    nn_graph_set_grad_enabled(g, 0);
+    nn_graph_set_abort_on_error(g, 0);
+    int F = q->input, H = q->hidden, ok = 1;
     size_t rows = (size_t)T * B;
-    int H = q->hidden;
-    float *a = malloc(sizeof(float) * rows * H), *b = malloc(sizeof(float) * rows * H);
-    float *z = malloc(sizeof(float) * (size_t)B * q->G);
-    float *c = malloc(sizeof(float) * (size_t)B * H), *c2 = malloc(sizeof(float) * (size_t)B * H);
-    int ok = a && b && z && c && c2;
-    const float *x = calib;
+    nn_tensor *x = nn_graph_tensor(g, 3, (int[]){T, B, F});
+    if (!x) ok = 0;
+    for (int b = 0; ok && b < B; b++) /* time-major, as nn_recurrent reads it */
+        for (int t = 0; t < T; t++) {
+            size_t from = q->batch_first ? (size_t)b * T + t : (size_t)t * B + b;
+            memcpy(x->data + ((size_t)t * B + b) * F, calib + from * F, sizeof(float) * (size_t)F);
+        }
     for (int k = 0; ok && k < q->layers; k++) {
         qlayer *l = &q->l[k];
-        float x_max = nn_k_max_abs((int)rows, l->in, l->in, x), h_max = 0.0f;
-        float *out = k % 2 ? b : a;
-        float_layer_run(q, &fl[k], l->in, T, B, x, out, z, c, c2, &h_max);
-        if (!isfinite(x_max) || !isfinite(h_max) || !isfinite(nn_k_max_abs((int)rows, H, H, out))) {
+        nn_tensor *y = nn_recurrent(g, q->lstm ? NN_CELL_LSTM : NN_CELL_RNN, x, fl[k].w_ih, fl[k].w_hh, fl[k].b_ih,
+                                    fl[k].b_hh, NULL, NULL, 0, NULL, NULL);
+        if (!y) {
+            ok = 0;
+            break;
+        }
+        float x_max = nn_k_max_abs((int)rows, l->in, l->in, x->data);
+        float h_max = T > 1 ? nn_k_max_abs((T - 1) * B, H, H, y->data) : 0.0f;
+        if (!isfinite(x_max) || !isfinite(nn_k_max_abs((int)rows, H, H, y->data))) {
             ok = -1;
             break;
         }
         l->in_scale = x_max > 0.0f ? x_max / 127.0f : 1.0f;
         l->h_scale = h_max > 0.0f ? h_max / 127.0f : 1.0f;
-        x = out;
+        x = y;
     }
-    free(a);
-    free(b);
-    free(z);
-    free(c);
-    free(c2);
+    nn_graph_free(g);
     return ok;
-}
-
-/* calib in time-major order (a copy if the layer is batch-first). */
-static const float *time_major(const nn_qrecurrent *q, int T, int B, int F, const float *x, float **copy)
-{
-    *copy = NULL;
-    if (!q->batch_first) return x;
-    *copy = malloc(sizeof(float) * (size_t)T * B * F);
-    if (!*copy) return NULL;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            memcpy(*copy + ((size_t)t * B + b) * F, x + ((size_t)b * T + t) * F, sizeof(float) * (size_t)F);
-    return *copy;
 }
 
 nn_qrecurrent *nn_quantize_recurrent(nn_layer *rnn, int T, int B, const float *calib, nn_error *err)
@@ -287,18 +242,18 @@ nn_qrecurrent *nn_quantize_recurrent(nn_layer *rnn, int T, int B, const float *c
     nn_layer_config cfg = nn_layer_get_config(rnn);
     nn_qrecurrent *q = qrecurrent_new(!strcmp(kind, "lstm"), cfg.in, cfg.out, cfg.num_layers, cfg.batch_first);
     float_layer *fl = q ? calloc((size_t)q->layers, sizeof *fl) : NULL;
-    float *copy = NULL;
-    const float *x = fl ? time_major(q, T, B, q->input, calib, &copy) : NULL;
-    int ok = x && find_weights(rnn, q->layers, fl) ? calibrate(q, fl, T, B, x) : 0;
+    int ok = fl && find_weights(rnn, q->layers, fl) ? calibrate(q, fl, T, B, calib) : 0;
     for (int k = 0; ok > 0 && k < q->layers; k++) {
         qlayer *l = &q->l[k];
-        quantize_rows(q->G, l->in, fl[k].w_ih, l->w_ih, l->s_ih);
-        quantize_rows(q->G, q->hidden, fl[k].w_hh, l->w_hh, l->s_hh);
-        for (int j = 0; j < q->G; j++) l->bias[j] = fl[k].b_ih[j] + fl[k].b_hh[j];
+        size_t G = (size_t)q->G, H = (size_t)q->hidden;
+        nn_k_q8_weight_scales(q->G, (size_t)l->in, fl[k].w_ih->data, l->s_ih);
+        nn_k_q8_round_weights(G * l->in, (size_t)l->in, fl[k].w_ih->data, l->s_ih, l->w_ih);
+        nn_k_q8_weight_scales(q->G, H, fl[k].w_hh->data, l->s_hh);
+        nn_k_q8_round_weights(G * H, H, fl[k].w_hh->data, l->s_hh, l->w_hh);
+        nn_k_add(G, fl[k].b_ih->data, fl[k].b_hh->data, l->bias);
     }
     if (ok > 0 && !finish_layers(q)) ok = 0;
     free(fl);
-    free(copy);
     if (ok <= 0) {
         nn_qrecurrent_free(q);
         if (ok < 0)
@@ -328,16 +283,19 @@ static int reserve(nn_qrecurrent *q, int T, int B)
     }
     if ((size_t)B > q->cap_b) {
         size_t b = (size_t)B, H = (size_t)q->hidden;
-        void **bufs[] = {(void **)&q->hq, (void **)&q->zh, (void **)&q->z, (void **)&q->h, (void **)&q->c,
-                         (void **)&q->c2};
-        size_t sizes[] = {b * round4(q->hidden) + 4, sizeof(float) * b * q->Gp, sizeof(float) * b * q->G,
-                          sizeof(float) * b * H, sizeof(float) * b * H, sizeof(float) * b * H};
-        q->cap_b = B;
-        for (int i = 0; i < 6; i++) {
-            free(*bufs[i]);
-            *bufs[i] = malloc(sizes[i]);
-            if (!*bufs[i]) q->cap_b = 0;
-        }
+        free(q->hq);
+        free(q->zh);
+        free(q->z);
+        free(q->h);
+        free(q->c);
+        free(q->c2);
+        q->hq = malloc(b * round4(q->hidden) + 4);
+        q->zh = malloc(sizeof(float) * b * q->Gp);
+        q->z = malloc(sizeof(float) * b * q->G);
+        q->h = malloc(sizeof(float) * b * H);
+        q->c = malloc(sizeof(float) * b * H);
+        q->c2 = malloc(sizeof(float) * b * H);
+        q->cap_b = q->hq && q->zh && q->z && q->h && q->c && q->c2 ? b : 0;
         if (!q->cap_b) return 0;
     }
     return 1;
@@ -368,8 +326,7 @@ static void layer_run(nn_qrecurrent *q, int k, int T, int B, const float *x, int
         for (int b = 0; b < B; b++) {
             size_t row = in_bf ? (size_t)b * T + t : (size_t)t * B + b;
             const float *zi = q->zin + row * Gp, *zh = q->zh + (size_t)b * Gp;
-            float *z = q->z + (size_t)b * G;
-            for (int j = 0; j < G; j++) z[j] = zi[j] + zh[j];
+            nn_k_add((size_t)G, zi, zh, q->z + (size_t)b * G);
         }
         if (q->lstm) {
             nn_k_lstm_cell(B, H, q->z, c, q->c2, h);

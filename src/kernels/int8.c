@@ -133,6 +133,23 @@ float nn_k_max_abs(int positions, int c, int cs, const float *x)
     return m;
 }
 
+void nn_k_q8_weight_scales(int outputs, size_t per_output, const float *w, float *scale)
+{
+    for (int o = 0; o < outputs; o++) {
+        float m = nn_k_max_abs(1, (int)per_output, 0, w + (size_t)o * per_output);
+        scale[o] = m > 0.0f ? m / 127.0f : 1.0f;
+    }
+}
+
+void nn_k_q8_round_weights(size_t n, size_t per_output, const float *w, const float *scale, int8_t *q)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = w[i] / scale[i / per_output];
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        q[i] = (int8_t)lrintf(v);
+    }
+}
+
 /* The K loop of a window: per kernel row, `runs` runs of `run` bytes (a
  * multiple of 4): k runs of the channels (rounded up to 4), one per tap;
  * or, with row runs, one run of the row's k * c bytes rounded up to 4. */

@@ -413,6 +413,11 @@ int nn_k_q8_channels(int c);
 /* The largest |x| over the first c of every cs floats of `positions`
  * (a NaN if there is one): calibration and per-output weight scales. */
 float nn_k_max_abs(int positions, int c, int cs, const float *x);
+/* Per-output weight scales: the largest |w| of each output's per_output
+ * weights over 127 (1 for an all-zero output, which rounds to 0 anyway);
+ * and the n weights rounded to int8 with them (clamped to [-127, 127]). */
+void nn_k_q8_weight_scales(int outputs, size_t per_output, const float *w, float *scale);
+void nn_k_q8_round_weights(size_t n, size_t per_output, const float *w, const float *scale, int8_t *q);
 /* q (positions, cq) from x (positions, stride cs), the first c channels. */
 void nn_k_q8_quantize(int positions, int c, int cs, const float *x, float inv_scale, int cq, uint8_t *q);
 /* Bytes of w (oc, c, k, k) packed, and the packing: w[o] / scale[o]
