@@ -314,6 +314,16 @@ static long count_correct(const nn_tensor *logits, const int *labels, int n)
 }
 
 #ifdef NN_HAVE_MPI
+/* Seed every dropout generator of the model from the run's seed and key
+ * (a micro-batch, or an epoch and rank), whatever its state was. */
+static void seed_dropout(nn_layer *model, uint64_t seed, uint64_t key)
+{
+    for (int i = 0; i < nn_sequential_len(model); i++) {
+        nn_rng *r = nn_layer_rng(nn_sequential_get(model, i));
+        if (r) nn_rng_seed(r, seed ^ (0x9e3779b97f4a7c15ull * key + (uint64_t)i));
+    }
+}
+
 /* --micro-batches: this rank's micro-batches' gradients, kept apart. */
 typedef struct micro_state {
     int count;     /* micro-batches per global batch (M) */
@@ -321,6 +331,7 @@ typedef struct micro_state {
     float **grads; /* local flat gradients */
     nn_layer *model;
     const nn_params *params;
+    nn_optim *opt;
 } micro_state;
 
 /* One global batch as M micro-batches: this rank's own forward and
@@ -346,13 +357,8 @@ static int micro_batches(nn_dist *d, micro_state *ms, const options *o, long ste
         view.flags = 0;
         view.shape[0] = e - a;
         view.size = view.capacity = (size_t)(e - a) * per_example;
-        for (int i = 0; i < nn_sequential_len(ms->model); i++) {
-            nn_rng *r = nn_layer_rng(nn_sequential_get(ms->model, i));
-            if (r) nn_rng_seed(r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(step * ms->count + j0 + k + 1) + (uint64_t)i));
-        }
-        for (int i = 0; i < ms->params->count; i++)
-            if (ms->params->tensors[i]->grad)
-                memset(ms->params->tensors[i]->grad, 0, ms->params->tensors[i]->size * sizeof(float));
+        seed_dropout(ms->model, o->seed, (uint64_t)(step * ms->count + j0 + k + 1));
+        nn_optim_zero_grad(ms->opt);
         nn_graph_reset(g);
         nn_tensor *logits = nn_layer_forward(ms->model, g, &view);
         nn_tensor *loss = nn_softmax_cross_entropy_smoothed(g, logits, b->labels + a, o->label_smoothing);
@@ -362,10 +368,7 @@ static int micro_batches(nn_dist *d, micro_state *ms, const options *o, long ste
         nn_dist_flat_grads(ms->params, (float)(e - a) / (float)N, ms->grads[k]);
     }
     /* a state fixed by the step alone, so that checkpoints do not depend on the process count */
-    for (int i = 0; i < nn_sequential_len(ms->model); i++) {
-        nn_rng *r = nn_layer_rng(nn_sequential_get(ms->model, i));
-        if (r) nn_rng_seed(r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(step + 1) * (uint64_t)ms->count + (uint64_t)i));
-    }
+    seed_dropout(ms->model, o->seed, (uint64_t)(step + 1) * (uint64_t)ms->count);
     return nn_dist_tree_sum(d, ms->params, ms->grads, ms->local, err) != NN_OK;
 }
 #endif
@@ -465,6 +468,7 @@ int main(int argc, char **argv)
         micro_run.local = o.micro_batches / ranks;
         micro_run.model = model;
         micro_run.params = &params;
+        micro_run.opt = opt;
         if (o.micro_batches % ranks || (micro_run.local & (micro_run.local - 1))) {
             fprintf(stderr, "error: --micro-batches %d must be a multiple of the %d processes, by a power of two\n",
                     o.micro_batches, ranks);
@@ -505,10 +509,7 @@ int main(int argc, char **argv)
         /* each rank its own dropout masks, seeded per epoch and rank, so that
          * a resumed distributed run (only rank 0's state is saved) continues
          * exactly as an uninterrupted one */
-        for (int i = 0; o.dist && !micro && i < nn_sequential_len(model); i++) {
-            nn_rng *r = nn_layer_rng(nn_sequential_get(model, i));
-            if (r) nn_rng_seed(r, o.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(epoch * 1024 + rank + 1) + (uint64_t)i));
-        }
+        if (o.dist && !micro) seed_dropout(model, o.seed, (uint64_t)(epoch * 1024 + rank + 1));
 #endif
         nn_layer_set_training(model, 1);
         while ((n = nn_batcher_next(&batches)) > 0) {
@@ -518,7 +519,6 @@ int main(int argc, char **argv)
             long batch_correct = 0;
 #ifdef NN_HAVE_MPI
             if (micro) { /* forward and backward per micro-batch, tree-summed gradients */
-                nn_optim_zero_grad(opt);
                 if (micro_batches(&dist, &micro_run, &o, step, g, &batches, n, &batch_loss, &batch_correct, &err)) {
                     fprintf(stderr, "error: %s\n", err.msg);
                     status = 1;

@@ -93,7 +93,7 @@ typedef struct nn_data_batcher {
     nn_tensor *buf_x;   /* owned batch buffer */
     nn_tensor view_x;   /* an unshuffled batch read in place from data->x */
     nn_rng rng;
-    int shard_rank, shard_count; /* data-parallel sharding (nn_data_batcher_shard); 0 and 0 or 1: none */
+    int shard_rank, shard_count; /* data-parallel sharding (nn_data_batcher_shard); 0 and 1 by default */
     int global_n;                /* examples in the whole batch the current shard came from */
 } nn_data_batcher;
 

@@ -5,6 +5,7 @@
 
 #include "nn/data.h"
 #include "../kernels/kernels.h"
+#include "shard.h"
 
 nn_status nn_batcher_init(nn_batcher *b, const nn_dataset *d, int batch_size, nn_layout layout,
                           int shuffle, uint64_t seed, nn_error *err)
@@ -66,21 +67,14 @@ nn_status nn_batcher_shard(nn_batcher *b, int rank, int count, nn_error *err)
 int nn_batcher_next(nn_batcher *b)
 {
     const nn_dataset *d = b->data;
-    int n;
-    for (;;) {
-        n = d->count - b->pos;
-        if (n <= 0) return 0;
-        if (n > b->batch_size) n = b->batch_size;
-        if (n >= b->shard_count) break;
-        b->pos += n; /* too short to give every shard an example */
-    }
+    int n = nn__shard_next_batch(d->count, b->batch_size, b->shard_count, &b->pos);
+    if (!n) return 0;
     const int *index = b->order + b->pos;
     if (b->max_shift > 0) { /* drawn in order here for the whole batch, applied by the threads below */
         int span = 2 * b->max_shift + 1;
         for (int i = 0; i < 2 * n; i++) b->shifts[i] = (int)nn_rng_below(&b->rng, (uint64_t)span) - b->max_shift;
     }
-    int lo = (int)((long long)n * b->shard_rank / b->shard_count);
-    int m = (int)((long long)n * (b->shard_rank + 1) / b->shard_count) - lo;
+    int lo, m = nn__shard_slice(n, b->shard_rank, b->shard_count, &lo);
     for (int i = 0; i < m; i++) b->labels[i] = d->labels[index[lo + i]];
     nn_k_u8_images(m, d->rows, d->cols, d->images, index + lo, b->max_shift > 0 ? b->shifts + 2 * lo : NULL,
                    b->scale, b->shift, b->x->data);

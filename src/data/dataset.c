@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/dataset.h"
+#include "shard.h"
 
 static nn_status check_shape(int count, int ndim, const int *shape, size_t *example_size, nn_error *err)
 {
@@ -248,6 +249,7 @@ nn_status nn_data_batcher_init(nn_data_batcher *b, const nn_data *d, int batch_s
     if (batch_size > d->count) batch_size = d->count;
     b->data = d;
     b->batch_size = batch_size;
+    b->shard_count = 1;
     b->shuffle = shuffle != 0;
     nn_rng_seed(&b->rng, seed);
     int shape[4] = {batch_size, d->shape[0], d->shape[1], d->shape[2]};
@@ -286,16 +288,9 @@ void nn_data_batcher_start_epoch(nn_data_batcher *b)
 int nn_data_batcher_next(nn_data_batcher *b)
 {
     const nn_data *d = b->data;
-    int count = b->shard_count > 1 ? b->shard_count : 1, whole;
-    for (;;) {
-        whole = d->count - b->pos < b->batch_size ? d->count - b->pos : b->batch_size;
-        if (whole <= 0) return 0;
-        if (whole >= count) break;
-        b->pos += whole; /* too short to give every shard an example */
-    }
-    /* this process's shard: examples [lo, lo + n) of the batch */
-    int lo = (int)((long long)whole * b->shard_rank / count);
-    int n = (int)((long long)whole * (b->shard_rank + 1) / count) - lo;
+    int whole = nn__shard_next_batch(d->count, b->batch_size, b->shard_count, &b->pos);
+    if (!whole) return 0;
+    int lo, n = nn__shard_slice(whole, b->shard_rank, b->shard_count, &lo); /* this process's examples */
     const int *idx = b->order + b->pos + lo;
     size_t es = d->example_size;
     int shape[4] = {n, d->shape[0], d->shape[1], d->shape[2]};
