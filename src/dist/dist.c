@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/dist.h"
+#include "../kernels/kernels.h"
 
 /* 1 MB buckets, one blocking allreduce each. Measured with Open MPI 4.1
  * on one machine, 2 ranks (run_dist_tests --bench): 8M floats take 12 ms
@@ -102,21 +103,38 @@ static void pack(const nn_params *p, float *buf, size_t lo, size_t hi, float wei
     }
 }
 
+/* d->buf holding at least floats (grown once, then reused every step). */
+static int reserve(nn_dist *d, size_t floats)
+{
+    if (floats <= d->cap) return 1;
+    free(d->buf);
+    d->buf = malloc(floats * sizeof(float));
+    d->cap = d->buf ? floats : 0;
+    return d->buf != NULL;
+}
+
+static size_t numel(const nn_params *p)
+{
+    size_t total = 0;
+    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
+    return total;
+}
+
+/* Floats per allreduce bucket or gathered piece (each rank's share). */
+static size_t bucket_floats(const nn_dist *d)
+{
+    size_t bucket = d->bucket ? d->bucket : DEFAULT_BUCKET_FLOATS;
+    return bucket > MAX_COUNT / (size_t)d->size ? MAX_COUNT / (size_t)d->size : bucket;
+}
+
 nn_status nn_dist_average_grads(nn_dist *d, const nn_params *p, float weight, nn_error *err)
 {
     if (!d || !p) return nn_error_set(err, NN_ERR_ARG, "nn_dist_average_grads: %s is NULL", d ? "p" : "d");
-    size_t total = 0;
-    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
+    size_t total = numel(p);
     if (!total) return NN_OK;
-    if (total > d->cap) {
-        free(d->buf);
-        d->buf = malloc(total * sizeof(float));
-        d->cap = d->buf ? total : 0;
-        if (!d->buf) return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_average_grads: out of memory");
-    }
+    if (!reserve(d, total)) return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_average_grads: out of memory");
     double t0 = MPI_Wtime();
-    size_t bucket = d->bucket ? d->bucket : DEFAULT_BUCKET_FLOATS;
-    if (bucket > MAX_COUNT) bucket = MAX_COUNT;
+    size_t bucket = bucket_floats(d);
     int rc = MPI_SUCCESS;
     for (size_t lo = 0; lo < total && rc == MPI_SUCCESS; lo += bucket) {
         size_t hi = lo + bucket < total ? lo + bucket : total;
@@ -181,22 +199,20 @@ void nn_dist_fit_opts(nn_dist *d, nn_fit_opts *o)
 
 void nn_dist_flat_grads(const nn_params *p, float weight, float *flat)
 {
-    size_t total = 0;
-    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
-    pack(p, flat, 0, total, weight, 0);
+    pack(p, flat, 0, numel(p), weight, 0);
 }
 
 static int power_of_two(int n) { return n > 0 && !(n & (n - 1)); }
 
-/* leaves[0..count) (count a power of two) summed pairwise, level by
- * level, into leaves[0]. */
-static void tree_sum(float *const *leaves, int count, size_t n)
+/* count leaves (a power of two) of n floats summed pairwise, level by
+ * level, into the first: leaves[k], or base + k * stride if leaves is NULL. */
+static void tree_sum(float *const *leaves, float *base, size_t stride, int count, size_t n)
 {
     for (int width = 1; width < count; width *= 2)
         for (int k = 0; k + width < count; k += 2 * width) {
-            float *a = leaves[k];
-            const float *b = leaves[k + width];
-            for (size_t i = 0; i < n; i++) a[i] += b[i];
+            float *a = leaves ? leaves[k] : base + (size_t)k * stride;
+            const float *b = leaves ? leaves[k + width] : base + (size_t)(k + width) * stride;
+            nn_k_add(n, a, b, a);
         }
 }
 
@@ -206,42 +222,29 @@ nn_status nn_dist_tree_sum(nn_dist *d, const nn_params *p, float *const *micro, 
     if (!power_of_two(local) || !power_of_two(d->size))
         return nn_error_set(err, NN_ERR_ARG, "nn_dist_tree_sum: %d micro-batches per rank over %d ranks: both must "
                                              "be powers of two", local, d->size);
-    size_t total = 0;
-    for (int i = 0; i < p->count; i++) total += p->tensors[i]->size;
-    tree_sum(micro, local, total);
-    double t0 = MPI_Wtime();
-    float *all = NULL, **roots = NULL;
-    if (d->size > 1) { /* every rank's subtree root, then the same tree over them on every rank */
-        all = malloc((size_t)d->size * total * sizeof(float));
-        roots = malloc((size_t)d->size * sizeof *roots);
-        if (!all || !roots) {
-            free(all);
-            free(roots);
-            return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_tree_sum: out of memory");
-        }
-        int rc = MPI_SUCCESS;
-        size_t chunk = d->bucket ? d->bucket : DEFAULT_BUCKET_FLOATS; /* per rank and gather, as allreduce's buckets */
-        float *piece = malloc((size_t)d->size * chunk * sizeof(float));
-        if (!piece) rc = MPI_ERR_NO_MEM;
-        for (size_t lo = 0; lo < total && rc == MPI_SUCCESS; lo += chunk) {
-            size_t n = total - lo < chunk ? total - lo : chunk;
-            if (rc == MPI_SUCCESS) rc = MPI_Allgather(micro[0] + lo, (int)n, MPI_FLOAT, piece, (int)n, MPI_FLOAT, d->comm);
-            for (int r = 0; rc == MPI_SUCCESS && r < d->size; r++)
-                memcpy(all + (size_t)r * total + lo, piece + (size_t)r * n, n * sizeof(float));
-        }
-        free(piece);
-        if (rc != MPI_SUCCESS) {
-            free(all);
-            free(roots);
-            return mpi_fail(err, "nn_dist_tree_sum", rc);
-        }
-        for (int r = 0; r < d->size; r++) roots[r] = all + (size_t)r * total;
-        tree_sum(roots, d->size, total);
+    size_t total = numel(p), size = (size_t)d->size, chunk = bucket_floats(d);
+    tree_sum(micro, NULL, 0, local, total);
+    if (size == 1) {
+        pack(p, micro[0], 0, total, 0.0f, 1);
+        return NN_OK;
     }
-    pack(p, all ? all : micro[0], 0, total, 0.0f, 1);
-    free(all);
-    free(roots);
+    /* every rank's subtree root (gathered in pieces the size of the
+     * allreduce's buckets), then the same tree over them on every rank */
+    if (!reserve(d, size * total + size * chunk))
+        return nn_error_set(err, NN_ERR_MEMORY, "nn_dist_tree_sum: out of memory");
+    float *roots = d->buf, *piece = d->buf + size * total;
+    double t0 = MPI_Wtime();
+    int rc = MPI_SUCCESS;
+    for (size_t lo = 0; lo < total && rc == MPI_SUCCESS; lo += chunk) {
+        size_t n = total - lo < chunk ? total - lo : chunk;
+        rc = MPI_Allgather(micro[0] + lo, (int)n, MPI_FLOAT, piece, (int)n, MPI_FLOAT, d->comm);
+        for (size_t r = 0; rc == MPI_SUCCESS && r < size; r++)
+            memcpy(roots + r * total + lo, piece + r * n, n * sizeof(float));
+    }
     d->comm_seconds += MPI_Wtime() - t0;
     d->allreduces++;
+    if (rc != MPI_SUCCESS) return mpi_fail(err, "nn_dist_tree_sum", rc);
+    tree_sum(NULL, roots, total, d->size, total);
+    pack(p, roots, 0, total, 0.0f, 1);
     return NN_OK;
 }
