@@ -257,8 +257,8 @@ enum { CALIB_STEPS = 200, CALIB_STREAMS = 20 };
 /* --int8: quantize the recurrent layers and the head, calibrated on the
  * start of the training text, and return the validation loss as
  * evaluate() does (same streams and windows), or NAN with a message. */
-static double evaluate_int8(model *m, const corpus *c, size_t train_len, size_t base, size_t len, int T, int B,
-                            nn_tensor *x, int *targets, const char *save_path)
+static double evaluate_int8(model *m, nn_graph *g, const corpus *c, size_t train_len, size_t base, size_t len,
+                            int T, int B, nn_tensor *x, int *targets, const char *save_path)
 {
     int V = c->v.size, H = m->hidden, Tc = CALIB_STEPS, Bc = CALIB_STREAMS;
     size_t stream = len / (size_t)B, cstream = train_len / (size_t)Bc;
@@ -269,7 +269,8 @@ static double evaluate_int8(model *m, const corpus *c, size_t train_len, size_t 
     float *calib = calloc((size_t)Tc * Bc * V, sizeof(float));
     float *hs = malloc(sizeof(float) * (size_t)(T * B > Tc * Bc ? T * B : Tc * Bc) * H);
     float *h = calloc((size_t)m->layers * B * H, sizeof(float)), *cs = calloc((size_t)m->layers * B * H, sizeof(float));
-    if (!calib || !hs || !h || !cs) {
+    nn_tensor *logits = nn_tensor_new2(T * B, V);
+    if (!calib || !hs || !h || !cs || !logits) {
         fprintf(stderr, "error: --int8: out of memory\n");
         goto out;
     }
@@ -290,24 +291,23 @@ static double evaluate_int8(model *m, const corpus *c, size_t train_len, size_t 
     }
     double sum = 0;
     long batches = 0;
+    nn_graph_set_grad_enabled(g, 0);
     for (size_t pos = 0; pos + (size_t)T + 1 <= stream; pos += (size_t)T, batches++) {
         fill_batch(c, base, stream, pos, T, B, x, targets);
         if (nn_qrecurrent_run(q, T, B, x->data, h, cs, hs, &err)) {
             fprintf(stderr, "error: --int8: %s\n", err.msg);
             goto out;
         }
-        double batch = 0;
-        for (int r = 0; r < T * B; r++) {
-            const float *logits = nn_qmodel_run(head, hs + (size_t)r * H, NULL, &err);
-            double mx = logits[0], se = 0;
-            for (int k = 1; k < V; k++) mx = logits[k] > mx ? logits[k] : mx;
-            for (int k = 0; k < V; k++) se += exp(logits[k] - mx);
-            batch += mx + log(se) - logits[targets[r]];
-        }
-        sum += batch / (T * B);
+        for (int r = 0; r < T * B; r++)
+            memcpy(logits->data + (size_t)r * V, nn_qmodel_run(head, hs + (size_t)r * H, NULL, &err),
+                   sizeof(float) * (size_t)V);
+        nn_graph_reset(g);
+        sum += nn_softmax_cross_entropy(g, logits, targets)->data[0];
     }
     total = sum / (double)batches;
 out:
+    nn_graph_set_grad_enabled(g, 1);
+    nn_tensor_free(logits);
     nn_qrecurrent_free(q);
     nn_qmodel_free(head);
     free(calib);
@@ -576,7 +576,7 @@ int main(int argc, char **argv)
     progress_end(&bar);
     if (!status && o.int8) {
         double val = evaluate(&m, g, &c, train_len, val_len, T, B, x, targets, eh, ec);
-        double q8 = evaluate_int8(&m, &c, train_len, train_len, val_len, T, B, x, targets, o.save_int8);
+        double q8 = evaluate_int8(&m, g, &c, train_len, train_len, val_len, T, B, x, targets, o.save_int8);
         if (isnan(q8)) status = 1;
         else
             printf("int8: val_loss %.4f (float %.4f, difference %+.4f nats)%s%s\n", q8, val, q8 - val,
