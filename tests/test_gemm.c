@@ -118,18 +118,20 @@ static void test_gemm_streamed_c_same_bits(void)
  * a wide product equal the narrow product of those columns of B (an edge
  * row tile, B stored and transposed, accumulating into C and overwriting a
  * C of NaNs, 1 and 2 threads; A kept in cache whole, 61 rows, or a K block
- * at a time, 1003 rows, where the narrow product runs each row of tiles
- * across all its columns per K block). */
+ * at a time, 500 rows (250 x 700 floats per thread, more than the resident
+ * share), where the narrow product runs each row of tiles across all its
+ * columns per K block; the wide product has more than 4 columns of tiles
+ * per thread, so its A is packed). */
 static void gemm_a_in_place_case(int M);
 static void test_gemm_a_in_place_same_bits(void)
 {
     for (int big = 0; big <= 1; big++)
-        gemm_a_in_place_case(big ? 1003 : 61);
+        gemm_a_in_place_case(big ? 500 : 61);
 }
 
 static void gemm_a_in_place_case(int M)
 {
-    enum { K = 700, WIDE = 1500, NARROW = 100 };
+    enum { K = 700, WIDE = 600, NARROW = 100 };
     nn_rng r;
     nn_rng_seed(&r, 23);
     float *A = random_matrix(&r, (size_t)M * K), *B = random_matrix(&r, (size_t)K * WIDE);

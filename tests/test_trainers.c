@@ -242,13 +242,14 @@ static void test_trainer_resume_is_bit_exact(void)
     char a[1024], b[1024];
     snprintf(a, sizeof a, "%s/straight.safetensors", test_tmpdir());
     snprintf(b, sizeof b, "%s/resumed.safetensors", test_tmpdir());
-    /* under emulation (scaled waits) a shorter run, two rounds */
+    /* under emulation (scaled waits) a shorter run, two rounds: 4 epochs of
+     * 64 images, 2 steps each */
     int emulated = time_scale() > 1;
-    char *epochs = emulated ? "4" : "10";
-    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--batch", "32", "--quiet",
-                    "--save", a, NULL};
-    char *resume[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--batch", "32", "--quiet",
-                      "--resume", b, "--save", b, NULL};
+    char *epochs = emulated ? "4" : "10", *limit = emulated ? "64" : "128";
+    char *args[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--limit", limit, "--batch", "32",
+                    "--quiet", "--save", a, NULL};
+    char *resume[] = {TRAINER, "--data", (char *)dir, "--epochs", epochs, "--limit", limit, "--batch", "32",
+                      "--quiet", "--resume", b, "--save", b, NULL};
     srand(11);
     int failed;
     int interrupted = check_resume_exact(args, resume, a, b, emulated ? 2 : 4, 150, &failed);
