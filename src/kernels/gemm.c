@@ -215,22 +215,35 @@ static void pack_a_panel(const float *A, int lda, int i0, int mr, int p0, int kc
     }
 }
 
-/* The same packing for M tiles [t0, t1) when A is stored K x M (ta): one
- * pass down the rows of the stored A, in memory order, where walking one
- * tile's 8 columns down 256 rows would touch a new page per value. */
+/* The same packing for M tiles [t0, t1) when A is stored K x M (ta). The
+ * full tiles go in groups of A_T_GROUP: each of the kc rows of the stored A
+ * gives the group 8 values per tile from consecutive memory, and each
+ * tile's panel fills in order. Walking one tile's 8 columns down 256 rows
+ * would touch a new page per value; one pass per row across all tiles
+ * would write 8 KB apart every 32 bytes, which evicts the half-written
+ * panel lines from L1 (the same cache sets): 40% of a 512 x 128 x 768
+ * product's time on one thread. */
+#define A_T_GROUP 8
+
 static void pack_a_rows_t(const float *A, int lda, int M, int t0, int t1, int p0, int kc,
                           float alpha, float *pa)
 {
     int full = t1 * MR <= M ? t1 : M / MR; /* tiles [t0, full) are MR wide */
-    for (int k = 0; k < kc; k++) {
+    size_t panel = (size_t)MR * kc;
+    int t = t0;
+    for (; t + A_T_GROUP <= full; t += A_T_GROUP) /* fixed widths: vector moves */
+        for (int k = 0; k < kc; k++) {
+            const float *src = A + (size_t)(p0 + k) * lda + (size_t)t * MR;
+            float *d = pa + (size_t)(t - t0) * panel + (size_t)k * MR;
+            for (int j = 0; j < A_T_GROUP; j++)
+                for (int r = 0; r < MR; r++) d[j * panel + r] = alpha * src[j * MR + r];
+        }
+    for (int k = 0; k < kc; k++) { /* the remaining tiles, full or not */
         const float *src = A + (size_t)(p0 + k) * lda;
-        float *d = pa + (size_t)k * MR;
-        int t = t0;
-        for (; t < full; t++, d += (size_t)MR * kc) /* fixed width: vector moves */
-            for (int r = 0; r < MR; r++) d[r] = alpha * src[t * MR + r];
-        for (; t < t1; t++, d += (size_t)MR * kc) {
-            int mr = span(M, t * MR, MR);
-            for (int r = 0; r < mr; r++) d[r] = alpha * src[t * MR + r];
+        float *d = pa + (size_t)(t - t0) * panel + (size_t)k * MR;
+        for (int u = t; u < t1; u++, d += panel) {
+            int mr = span(M, u * MR, MR);
+            for (int r = 0; r < mr; r++) d[r] = alpha * src[u * MR + r];
             for (int r = mr; r < MR; r++) d[r] = 0.0f;
         }
     }
