@@ -1188,7 +1188,10 @@ static void test_grad_causal_attention(void)
     UNARY_CHECK(b_attention, "causal attention, 2 heads", 3, SHAPE(2, 5, 12), 0, &heads);
     heads = 1;
     UNARY_CHECK(b_attention, "causal attention, 1 head", 3, SHAPE(1, 4, 9), 0, &heads);
-    UNARY_CHECK(b_attention, "causal attention, 37 steps (two row blocks)", 3, SHAPE(1, 37, 6), 0, &heads);
+    UNARY_CHECK(b_attention, "causal attention, 37 steps (five row blocks)", 3, SHAPE(1, 37, 6), 0, &heads);
+    heads = 2;
+    UNARY_CHECK(b_attention, "causal attention, 2 heads of 17 (vector columns and a tail)", 3, SHAPE(1, 21, 102),
+                0, &heads);
     nn_graph *g = nn_graph_new();
     nn_graph_set_abort_on_error(g, 0);
     nn_tensor *x = nn_tensor_new(3, (int[]){2, 4, 12});

@@ -98,6 +98,7 @@ static void test_causal_attention_matches_formula(void)
 {
     check_attention(2, 7, 3, 4);
     check_attention(1, 70, 2, 8);
+    check_attention(2, 67, 2, 40); /* head columns in whole vectors and a tail */
 }
 
 static nn_layer *small_gpt(uint64_t seed)

@@ -4,9 +4,11 @@
  * columns of y (B, T, C) and read straight from qkv's: no split, transpose
  * or mask tensor. Each (batch, head) pair is one thread's work from start
  * to end, so results do not depend on the thread count. */
+#include <math.h>
+
 #include "fastmath.h"
 #include "kernels.h"
-#include "lanes.h"
+#include "simd.h"
 
 typedef struct attn_ctx {
     int T, H, D;
@@ -16,47 +18,181 @@ typedef struct attn_ctx {
     int fresh;
 } attn_ctx;
 
-/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias.
- * Maximum and sum run in 16 lanes combined in a fixed order, so the loops
- * vectorize and the result does not depend on the vector width. */
-static void causal_softmax_row(int T, int i, const float *s, float *p)
+/* Lanes of a row's sums and maxima combined as a fixed tree (a chain of 15
+ * dependent additions per row was a fifth of the attention's time). */
+static inline float tree_sum16(const float *l)
 {
-    int n = i + 1;
-    float lane[NN_LANES];
-    for (int l = 0; l < NN_LANES; l++) lane[l] = s[0];
-    int j = 0;
-    for (; j + NN_LANES <= n; j += NN_LANES)
-        for (int l = 0; l < NN_LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
-    for (int l = 0; j + l < n; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
-    float m = lane[0];
-    for (int l = 1; l < NN_LANES; l++) m = lane[l] > m ? lane[l] : m;
-    for (j = 0; j < n; j++) p[j] = nn_fast_expf(s[j] - m);
-    float sum = nn_lane_sum(n, p);
-    float inv = 1.0f / sum;
-    for (j = 0; j < n; j++) p[j] *= inv;
-    for (j = n; j < T; j++) p[j] = 0.0f;
+    float a[8];
+    for (int i = 0; i < 8; i++) a[i] = l[i] + l[i + 8];
+    for (int i = 0; i < 4; i++) a[i] += a[i + 4];
+    return (a[0] + a[2]) + (a[1] + a[3]);
 }
 
-/* Blocks of rows (and, backward, of columns) of a pair's T x T products:
- * rows [r0, r1) attend to columns [0, r1) only, so with blocks of 32 a
- * context of 64 computes 3/4 of the full squares. */
-enum { ROW_BLOCK = 32 };
+static inline float tree_max16(const float *l)
+{
+    float a[8];
+    for (int i = 0; i < 8; i++) a[i] = l[i] > l[i + 8] ? l[i] : l[i + 8];
+    for (int i = 0; i < 4; i++) a[i] = a[i] > a[i + 4] ? a[i] : a[i + 4];
+    float x = a[0] > a[2] ? a[0] : a[2], y = a[1] > a[3] ? a[1] : a[3];
+    return x > y ? x : y;
+}
+
+enum { LANES = 16 };
+
+/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias.
+ * Element j runs in lane j mod 16 whatever the vector width; the last
+ * partial group of 16 goes through a padded copy, so every loop is whole
+ * vectors. */
+static void causal_softmax_row(int T, int i, const float *s, float *p)
+{
+    int n = i + 1, full = n / LANES * LANES, rem = n - full;
+    float lane[LANES], tail[LANES], sum[LANES] = {0};
+    for (int l = 0; l < LANES; l++) lane[l] = -INFINITY;
+    for (int j = 0; j < full; j += LANES)
+        for (int l = 0; l < LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
+    for (int l = 0; l < LANES; l++) tail[l] = l < rem ? s[full + l] : -INFINITY;
+    for (int l = 0; l < LANES; l++) lane[l] = tail[l] > lane[l] ? tail[l] : lane[l];
+    float m = tree_max16(lane);
+    for (int j = 0; j < full; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float e = nn_fast_expf(s[j + l] - m);
+            p[j + l] = e;
+            sum[l] += e;
+        }
+    for (int l = 0; l < LANES; l++) {
+        float e = l < rem ? nn_fast_expf(tail[l] - m) : 0.0f;
+        tail[l] = e;
+        sum[l] += e;
+    }
+    for (int l = 0; l < rem; l++) p[full + l] = tail[l];
+    float inv = 1.0f / tree_sum16(sum);
+    for (int j = 0; j < T; j++) p[j] = j < n ? p[j] * inv : 0.0f;
+}
+
+/* Sum of a[j] * b[j] over [0, n), in lanes as above. */
+static float lane_dot(int n, const float *a, const float *b)
+{
+    int full = n / LANES * LANES, rem = n - full;
+    float sum[LANES] = {0};
+    for (int j = 0; j < full; j += LANES)
+        for (int l = 0; l < LANES; l++) sum[l] += a[j + l] * b[j + l];
+    for (int l = 0; l < LANES; l++) sum[l] += l < rem ? a[full + l] * b[full + l] : 0.0f;
+    return tree_sum16(sum);
+}
+
+/* The products of a (batch, head) pair are small (T x T x D, 64 x 64 x 32
+ * for the character GPT): through nn_sgemm each paid its packing and
+ * dispatch, about as much as the arithmetic. Here they run in one
+ * register-blocked loop that reads its scalar operand in place (any
+ * strides, so transposes are free) and its vector operand from contiguous
+ * rows (K and V as stored, or K^T and V^T packed once per pair):
+ *   c[r][0..n) (+)= alpha * sum over k in [k0, k1) of a(r, k) * b[k][0..n)
+ * with a(r, k) = a[r * a_rs + k * a_ks]. Each element sums its k in order,
+ * so results do not depend on the blocking or the thread count. */
+static inline __attribute__((always_inline)) void
+mm_tile(int R, int NVT, int k0, int k1, const float *a, int a_rs, int a_ks, const float *b, int ldb,
+        float alpha, int accumulate, float *c, int ldc)
+{
+    vf acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVT; v++) acc[r][v] = (vf){0};
+    const float *ak = a + (size_t)k0 * a_ks, *bk = b + (size_t)k0 * ldb;
+    for (int k = k0; k < k1; k++, ak += a_ks, bk += ldb) {
+        vf bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NVT; v++) bv[v] = vload(bk + v * VEC);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            float ar = ak[(size_t)r * a_rs];
+#pragma GCC unroll 4
+            for (int v = 0; v < NVT; v++) acc[r][v] += VS(ar) * bv[v];
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVT; v++) {
+            float *cr = c + (size_t)r * ldc + v * VEC;
+            vf out = VS(alpha) * acc[r][v];
+            vstore(cr, accumulate ? vload(cr) + out : out);
+        }
+}
+
+/* Rows [0, rows) by vectors [v0, v0 + NVT) of columns: R-row tiles, then
+ * single rows. */
+static inline __attribute__((always_inline)) void
+mm_column(int R, int NVT, int rows, int k0, int k1, const float *a, int a_rs, int a_ks, const float *b,
+          int ldb, float alpha, int accumulate, float *c, int ldc)
+{
+    int r = 0;
+    for (; r + R <= rows; r += R)
+        mm_tile(R, NVT, k0, k1, a + (size_t)r * a_rs, a_rs, a_ks, b, ldb, alpha, accumulate, c + (size_t)r * ldc, ldc);
+    for (; r < rows; r++)
+        mm_tile(1, NVT, k0, k1, a + (size_t)r * a_rs, a_rs, a_ks, b, ldb, alpha, accumulate, c + (size_t)r * ldc, ldc);
+}
+
+/* Columns [0, n) of `rows` rows: tiles of 4 rows x 4 vectors, then what is
+ * left (up to 3 vectors) in tiles of 8 rows x 2 vectors or 4 x 3, and a
+ * scalar loop for the last n % VEC columns. */
+static void small_product(int rows, int n, int k0, int k1, const float *a, int a_rs, int a_ks,
+                          const float *b, int ldb, float alpha, int accumulate, float *c, int ldc)
+{
+    int nvec = n / VEC, v = 0;
+    for (; v + 4 <= nvec; v += 4)
+        mm_column(4, 4, rows, k0, k1, a, a_rs, a_ks, b + v * VEC, ldb, alpha, accumulate, c + v * VEC, ldc);
+    if (nvec - v == 3)
+        mm_column(4, 3, rows, k0, k1, a, a_rs, a_ks, b + v * VEC, ldb, alpha, accumulate, c + v * VEC, ldc);
+    else if (nvec - v == 2)
+        mm_column(8, 2, rows, k0, k1, a, a_rs, a_ks, b + v * VEC, ldb, alpha, accumulate, c + v * VEC, ldc);
+    else if (nvec - v == 1)
+        mm_column(8, 1, rows, k0, k1, a, a_rs, a_ks, b + v * VEC, ldb, alpha, accumulate, c + v * VEC, ldc);
+    for (int r = 0; r < rows; r++) /* the last n % VEC columns */
+        for (int j = nvec * VEC; j < n; j++) {
+            float sum = 0.0f;
+            for (int k = k0; k < k1; k++) sum += a[(size_t)r * a_rs + (size_t)k * a_ks] * b[(size_t)k * ldb + j];
+            float *cj = c + (size_t)r * ldc + j;
+            *cj = accumulate ? *cj + alpha * sum : alpha * sum;
+        }
+}
+
+/* dst (D x T) = the T x D block src (rows ld apart), transposed. */
+static void transpose_rows(int T, int D, const float *src, int ld, float *dst)
+{
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++) dst[(size_t)d * T + t] = src[(size_t)t * ld + d];
+}
+
+/* Rows go in blocks of ROW_BLOCK: rows [i0, i1) attend to columns [0, i1)
+ * only (with T = 64 and blocks of 8, 56% of the full squares). */
+enum { ROW_BLOCK = 8 };
+
+/* Columns of a block's scores computed: [0, i1) rounded up to whole
+ * vectors where the row has room (the softmax zeroes what lies past i). */
+static int score_cols(int i1, int T)
+{
+    int n = (i1 + VEC - 1) / VEC * VEC;
+    return n < T ? n : T;
+}
 
 static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
 {
     const attn_ctx *c = p;
-    (void)slot;
     int T = c->T, D = c->D, C = c->H * D, ld = 3 * C;
+    float *kt = c->scratch + (size_t)slot * T * D;
     for (int pair = r0; pair < r1; pair++) {
         int b = pair / c->H, h = pair % c->H;
         const float *q = c->qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
         float *pr = c->p_out + (size_t)pair * T * T, *y = c->y + (size_t)b * T * C + (size_t)h * D;
+        transpose_rows(T, D, k, ld, kt);
         for (int i0 = 0; i0 < T; i0 += ROW_BLOCK) {
             int i1 = i0 + ROW_BLOCK < T ? i0 + ROW_BLOCK : T;
             float *pb = pr + (size_t)i0 * T;
-            nn_sgemm(0, 1, i1 - i0, i1, D, c->scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f, pb, T);
+            small_product(i1 - i0, score_cols(i1, T), 0, D, q + (size_t)i0 * ld, ld, 1, kt, T, c->scale, 0,
+                          pb, T);
             for (int i = i0; i < i1; i++) causal_softmax_row(T, i, pr + (size_t)i * T, pr + (size_t)i * T);
-            nn_sgemm(0, 0, i1 - i0, D, i1, 1.0f, pb, T, v, ld, 0.0f, y + (size_t)i0 * C, C);
+            small_product(i1 - i0, D, 0, i1, pb, T, 1, v, ld, 1.0f, 0, y + (size_t)i0 * C, C);
         }
     }
 }
@@ -64,9 +200,9 @@ static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
 #define ATTN_PAR_MIN 32768 /* multiply-adds per call below which threads cost more than they save */
 
 void nn_k_causal_attention(int B, int T, int H, int D, const float *qkv, float scale, float *probs,
-                           float *y)
+                           float *y, float *scratch)
 {
-    attn_ctx c = {T, H, D, scale, qkv, NULL, NULL, probs, y, NULL, NULL, 0};
+    attn_ctx c = {T, H, D, scale, qkv, NULL, NULL, probs, y, scratch, NULL, 0};
     nn_k_parallel_rows(B * H, 1, (long)B * H * T * T * D >= ATTN_PAR_MIN, attn_fwd_pairs, &c);
 }
 
@@ -76,8 +212,8 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
 {
     const attn_ctx *c = p;
     int T = c->T, D = c->D, C = c->H * D, ld = 3 * C;
-    float beta = c->fresh ? 0.0f : 1.0f;
-    float *ds = c->scratch + (size_t)slot * T * T;
+    int acc = !c->fresh;
+    float *ds = c->scratch + (size_t)slot * T * (T + D), *vt = ds + (size_t)T * T;
     for (int pair = r0; pair < r1; pair++) {
         int b = pair / c->H, h = pair % c->H;
         size_t off = (size_t)b * T * ld + (size_t)h * D;
@@ -85,24 +221,23 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
         float *dq = c->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
         const float *pr = c->probs + (size_t)pair * T * T;
         const float *dy = c->dy + (size_t)b * T * C + (size_t)h * D;
+        transpose_rows(T, D, v, ld, vt);
         for (int i0 = 0; i0 < T; i0 += ROW_BLOCK) { /* dP, dS and dQ by blocks of rows */
             int i1 = i0 + ROW_BLOCK < T ? i0 + ROW_BLOCK : T;
-            nn_sgemm(0, 1, i1 - i0, i1, D, 1.0f, dy + (size_t)i0 * C, C, v, ld, 0.0f, ds + (size_t)i0 * T, T);
+            small_product(i1 - i0, score_cols(i1, T), 0, D, dy + (size_t)i0 * C, C, 1, vt, T, 1.0f, 0,
+                          ds + (size_t)i0 * T, T);
             for (int i = i0; i < i1; i++) {
                 const float *pi = pr + (size_t)i * T;
                 float *di = ds + (size_t)i * T;
-                float dot = nn_lane_dot(i + 1, pi, di);
-                int j;
-                for (j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot) * c->scale;
-                for (j = i + 1; j < T; j++) di[j] = 0.0f;
+                float dot = lane_dot(i + 1, pi, di);
+                for (int j = 0; j < T; j++) di[j] = j <= i ? pi[j] * (di[j] - dot) * c->scale : 0.0f;
             }
-            nn_sgemm(0, 0, i1 - i0, D, i1, 1.0f, ds + (size_t)i0 * T, T, k, ld, beta, dq + (size_t)i0 * ld, ld);
+            small_product(i1 - i0, D, 0, i1, ds + (size_t)i0 * T, T, 1, k, ld, 1.0f, acc, dq + (size_t)i0 * ld, ld);
         }
-        for (int j0 = 0; j0 < T; j0 += ROW_BLOCK) { /* dK and dV by blocks of columns: rows j0.. */
+        for (int j0 = 0; j0 < T; j0 += ROW_BLOCK) { /* dK and dV by blocks of rows j: i from j0 on */
             int j1 = j0 + ROW_BLOCK < T ? j0 + ROW_BLOCK : T;
-            size_t at = (size_t)j0 * T + (size_t)j0;
-            nn_sgemm(1, 0, j1 - j0, D, T - j0, 1.0f, ds + at, T, q + (size_t)j0 * ld, ld, beta, dk + (size_t)j0 * ld, ld);
-            nn_sgemm(1, 0, j1 - j0, D, T - j0, 1.0f, pr + at, T, dy + (size_t)j0 * C, C, beta, dv + (size_t)j0 * ld, ld);
+            small_product(j1 - j0, D, j0, T, ds + j0, 1, T, q, ld, 1.0f, acc, dk + (size_t)j0 * ld, ld);
+            small_product(j1 - j0, D, j0, T, pr + j0, 1, T, dy, C, 1.0f, acc, dv + (size_t)j0 * ld, ld);
         }
     }
 }

@@ -194,9 +194,10 @@ void nn_k_gelu_bwd(size_t n, const float *deriv, const float *dy, int accumulate
  * side by side, C = H * D: y (B, T, C) gets each head's softmax(Q K^T *
  * scale, causal) V in its D columns; probs (B, H, T, T) keeps the
  * probabilities for the backward, which writes (fresh) or adds the
- * gradient of qkv from dy, with T * T floats of scratch per thread. */
+ * gradient of qkv from dy. Scratch per thread: T * D floats forward,
+ * T * (T + D) backward. */
 void nn_k_causal_attention(int B, int T, int H, int D, const float *qkv, float scale, float *probs,
-                           float *y);
+                           float *y, float *scratch);
 void nn_k_causal_attention_bwd(int B, int T, int H, int D, const float *qkv, float scale,
                                const float *probs, const float *dy, float *scratch, int fresh,
                                float *dqkv);

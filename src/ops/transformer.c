@@ -137,7 +137,7 @@ static void attention_backward(nn_graph *g, const nn_node *n)
     float *dqkv = nn__grad_fresh(g, qkv, &fresh);
     if (!dqkv) return;
     int B = qkv->shape[0], T = qkv->shape[1], H = n->iarg[0], D = qkv->shape[2] / 3 / H;
-    float *scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * T * T * sizeof(float));
+    float *scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * T * (T + D) * sizeof(float));
     if (!scratch) return;
     nn_k_causal_attention_bwd(B, T, H, D, qkv->data, n->farg[0], n->aux, n->out->grad, scratch,
                               fresh, dqkv);
@@ -155,8 +155,9 @@ nn_tensor *nn_causal_attention(nn_graph *g, nn_tensor *qkv, int heads)
     float scale = 1.0f / sqrtf((float)D);
     nn_tensor *y = nn__new_output(g, 3, (int[]){B, T, C});
     float *probs = nn__arena_alloc(g, (size_t)B * heads * T * T * sizeof(float));
-    if (!y || !probs) return NULL;
-    nn_k_causal_attention(B, T, heads, D, qkv->data, scale, probs, y->data);
+    float *scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * T * D * sizeof(float));
+    if (!y || !probs || !scratch) return NULL;
+    nn_k_causal_attention(B, T, heads, D, qkv->data, scale, probs, y->data, scratch);
     nn_node *n = nn__record(g, attention_backward, y, &qkv, 1);
     if (n) {
         n->aux = probs;
