@@ -1,6 +1,8 @@
 /* Optimizer steps against values worked out by hand (one parameter p = 1,
  * gradients set directly; see the comments for the arithmetic). */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/kernels/kernels.h"
@@ -276,7 +278,71 @@ static void test_optim_defaults(void)
     CHECK(s.lr == (float)0.1f && s.momentum == 0.0f && s.weight_decay == 0.0f && !s.nesterov);
 }
 
+/* Adam and AdamW over many tensors of mixed sizes (the step splits their
+ * concatenation between threads, chunk boundaries falling inside tensors)
+ * with one frozen: on 1 and 2 threads the same bits as nn_k_adam on each
+ * tensor alone, and the frozen tensor untouched. */
+static void test_adam_many_tensors_any_threads(void)
+{
+    enum { COUNT = 6 };
+    static const int sizes[COUNT] = {5, 40001, 3, 70000, 1, 9000};
+    int saved = nn_get_threads();
+    for (int decoupled = 0; decoupled <= 1; decoupled++) {
+        float *want[COUNT];
+        nn_tensor *t[2][COUNT];
+        for (int run = 0; run < 2; run++) {
+            nn_params ps;
+            nn_params_init(&ps);
+            for (int i = 0; i < COUNT; i++) {
+                t[run][i] = nn_tensor_new1(sizes[i]);
+                CHECK(nn_tensor_requires_grad(t[run][i], 1) == NN_OK);
+                for (int j = 0; j < sizes[i]; j++) t[run][i]->data[j] = 0.001f * (float)((j * 7 + i) % 101) - 0.05f;
+                char name[16];
+                snprintf(name, sizeof name, "p%d", i);
+                CHECK(nn_params_add(&ps, name, t[run][i]) == NN_OK);
+            }
+            nn_adam_opts a = decoupled ? nn_adamw_defaults(1e-2f) : nn_adam_defaults(1e-2f);
+            a.weight_decay = 0.05f;
+            nn_optim *o = decoupled ? nn_optim_adamw_new(&ps, a) : nn_optim_adam_new(&ps, a);
+            CHECK_MSG(o != NULL, "%s", nn_optim_last_error());
+            CHECK(nn_tensor_requires_grad(t[run][2], 0) == NN_OK); /* frozen after the optimizer was made */
+            nn_set_threads(run + 1);
+            for (int step = 1; o && step <= 3; step++) {
+                for (int i = 0; i < COUNT; i++)
+                    if (t[run][i]->grad)
+                        for (int j = 0; j < sizes[i]; j++)
+                            t[run][i]->grad[j] = 0.01f * (float)((j * 13 + i * 5 + step) % 37) - 0.18f;
+                nn_optim_step(o);
+            }
+            nn_set_threads(saved);
+            nn_optim_free(o);
+            nn_params_free(&ps);
+        }
+        /* the reference: each tensor on its own with the same gradients */
+        int same = 1, frozen_kept = 1;
+        for (int i = 0; i < COUNT; i++) {
+            int n = sizes[i];
+            want[i] = malloc(sizeof(float) * n);
+            float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float)), *g = malloc(sizeof(float) * n);
+            for (int j = 0; j < n; j++) want[i][j] = 0.001f * (float)((j * 7 + i) % 101) - 0.05f;
+            for (int step = 1; i != 2 && step <= 3; step++) {
+                for (int j = 0; j < n; j++) g[j] = 0.01f * (float)((j * 13 + i * 5 + step) % 37) - 0.18f;
+                float c1 = 1.0f - powf(0.9f, (float)step), c2 = 1.0f - powf(0.999f, (float)step);
+                nn_k_adam(n, want[i], g, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, c1, c2, decoupled);
+            }
+            for (int run = 0; run < 2; run++)
+                same = same && memcmp(t[run][i]->data, want[i], sizeof(float) * n) == 0;
+            if (i == 2) frozen_kept = memcmp(t[0][i]->data, want[i], sizeof(float) * n) == 0;
+            free(m), free(v), free(g), free(want[i]);
+            for (int run = 0; run < 2; run++) nn_tensor_free(t[run][i]);
+        }
+        CHECK_MSG(same, "%s: parameters differ from per-tensor updates", decoupled ? "AdamW" : "Adam");
+        CHECK(frozen_kept);
+    }
+}
+
 const test_case optim_tests[] = {
+    {"optim_adam_many_tensors_any_threads", test_adam_many_tensors_any_threads},
     {"optim_adamax_hand_worked", test_adamax_hand_worked},
     {"optim_defaults", test_optim_defaults},
     {"optim_lr_schedules", test_lr_schedules},{"optim_sgd_plain", test_sgd_plain},

@@ -38,8 +38,6 @@ void nn_k_adam(size_t n, float *p, const float *g, float *m, float *v, float lr,
 {
     float step = lr / bias_c1;
     float inv_sqrt_c2 = 1.0f / sqrtf(bias_c2);
-    /* elementwise, so splitting it between threads changes no result */
-#pragma omp parallel for schedule(static) if (n > 32768)
     for (size_t i = 0; i < n; i++) {
         float d = floor_to_zero(g[i], GRAD_FLOOR);
         if (decoupled)

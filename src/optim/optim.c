@@ -147,6 +147,34 @@ nn_optim *nn_optim_adamax_new(const nn_params *params, nn_adam_opts opts)
     return set_decay(o, opts.weight_decay);
 }
 
+typedef struct adam_step {
+    nn_optim *o;
+    float c1, c2;
+} adam_step;
+
+#define ADAM_CHUNK 4096    /* parameters per unit of work */
+#define ADAM_PAR_MIN 32768 /* parameters below which threads cost more than they save */
+
+/* Adam on chunks [c0, c1) of the concatenated trainable parameters. */
+static void adam_chunks(void *ctx, int c0, int c1, int slot)
+{
+    const adam_step *s = ctx;
+    const nn_optim *o = s->o;
+    const nn_adam_opts *a = &o->adam;
+    size_t lo = (size_t)c0 * ADAM_CHUNK, hi = (size_t)c1 * ADAM_CHUNK, at = 0;
+    (void)slot;
+    for (int i = 0; i < o->count && at < hi; i++) {
+        nn_tensor *p = o->params[i];
+        if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
+        size_t from = lo > at ? lo - at : 0, to = hi - at < p->size ? hi - at : p->size;
+        if (from < to)
+            nn_k_adam(to - from, p->data + from, p->grad + from, o->state1[i]->data + from,
+                      o->state2[i]->data + from, a->lr, a->beta1, a->beta2, a->eps, o->decay[i], s->c1, s->c2,
+                      o->kind == OPT_ADAMW);
+        at += p->size;
+    }
+}
+
 void nn_optim_step(nn_optim *o)
 {
     o->steps++;
@@ -163,17 +191,26 @@ void nn_optim_step(nn_optim *o)
     const nn_adam_opts *a = &o->adam;
     float c1 = 1.0f - powf(a->beta1, (float)o->steps);
     float c2 = 1.0f - powf(a->beta2, (float)o->steps);
-    for (int i = 0; i < o->count; i++) {
-        nn_tensor *p = o->params[i];
-        if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
-        if (o->kind == OPT_ADAMAX) {
+    if (o->kind == OPT_ADAMAX) {
+        for (int i = 0; i < o->count; i++) {
+            nn_tensor *p = o->params[i];
+            if (!(p->flags & NN_REQUIRES_GRAD)) continue; /* frozen */
             nn_k_adamax(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
                         a->beta2, a->eps, o->decay[i], c1);
-            continue;
         }
-        nn_k_adam(p->size, p->data, p->grad, o->state1[i]->data, o->state2[i]->data, a->lr, a->beta1,
-                  a->beta2, a->eps, o->decay[i], c1, c2, o->kind == OPT_ADAMW);
+        return;
     }
+    /* All parameters in one parallel region, the threads taking equal
+     * shares of their concatenation: a model of many small tensors (a
+     * transformer's 36) would otherwise enter a region per large tensor
+     * and run the small ones on one thread. Elementwise, so the split
+     * changes no result. */
+    size_t total = 0;
+    for (int i = 0; i < o->count; i++)
+        if (o->params[i]->flags & NN_REQUIRES_GRAD) total += o->params[i]->size;
+    adam_step ctx = {o, c1, c2};
+    int chunks = (int)((total + ADAM_CHUNK - 1) / ADAM_CHUNK);
+    nn_k_parallel_rows(chunks, 1, total > ADAM_PAR_MIN, adam_chunks, &ctx);
 }
 
 nn_status nn_optim_set_weight_decay(nn_optim *o, const nn_tensor *param, float weight_decay)
