@@ -5,8 +5,14 @@
 #include "kernels.h"
 #include "nn/tensor.h"
 
+/* Above this many elements additions split between threads (static
+ * halves): a transformer's residual stream (768 x 128) is read next by
+ * threaded ops that split its rows the same way. */
+#define ADD_PAR_MIN 65536
+
 void nn_k_add(size_t n, const float *a, const float *b, float *out)
 {
+#pragma omp parallel for schedule(static) if (n > ADD_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
