@@ -61,20 +61,31 @@ static void free_layer(qlayer *l)
     free(l->ws_hh);
 }
 
-void nn_qrecurrent_free(nn_qrecurrent *q)
+/* Scratch sized by the positions of a call, and by its batch. */
+static void free_row_scratch(nn_qrecurrent *q)
 {
-    if (!q) return;
-    for (int k = 0; q->l && k < q->layers; k++) free_layer(&q->l[k]);
-    free(q->l);
     free(q->xq);
     free(q->zin);
     free(q->seq);
+}
+
+static void free_batch_scratch(nn_qrecurrent *q)
+{
     free(q->hq);
     free(q->zh);
     free(q->z);
     free(q->h);
     free(q->c);
     free(q->c2);
+}
+
+void nn_qrecurrent_free(nn_qrecurrent *q)
+{
+    if (!q) return;
+    for (int k = 0; q->l && k < q->layers; k++) free_layer(&q->l[k]);
+    free(q->l);
+    free_row_scratch(q);
+    free_batch_scratch(q);
     free(q);
 }
 
@@ -272,9 +283,7 @@ static int reserve(nn_qrecurrent *q, int T, int B)
 {
     size_t rows = (size_t)T * B, wmax = (size_t)round4(q->input > q->hidden ? q->input : q->hidden);
     if (rows > q->cap_rows) {
-        free(q->xq);
-        free(q->zin);
-        free(q->seq);
+        free_row_scratch(q);
         q->xq = malloc(rows * wmax + 4);
         q->zin = malloc(sizeof(float) * rows * q->Gp);
         q->seq = malloc(sizeof(float) * rows * q->hidden);
@@ -283,12 +292,7 @@ static int reserve(nn_qrecurrent *q, int T, int B)
     }
     if ((size_t)B > q->cap_b) {
         size_t b = (size_t)B, H = (size_t)q->hidden;
-        free(q->hq);
-        free(q->zh);
-        free(q->z);
-        free(q->h);
-        free(q->c);
-        free(q->c2);
+        free_batch_scratch(q);
         q->hq = malloc(b * round4(q->hidden) + 4);
         q->zh = malloc(sizeof(float) * b * q->Gp);
         q->z = malloc(sizeof(float) * b * q->G);
