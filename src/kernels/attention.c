@@ -9,6 +9,7 @@
 #include "fastmath.h"
 #include "kernels.h"
 #include "simd.h"
+#include "transpose.h"
 
 typedef struct attn_ctx {
     int T, H, D;
@@ -37,47 +38,120 @@ static inline float tree_max16(const float *l)
     return x > y ? x : y;
 }
 
-enum { LANES = 16 };
+enum { LANES = 16, GROUP_VECS = LANES / VEC }; /* a group of 16 lanes is GROUP_VECS vectors */
 
-/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias.
- * Element j runs in lane j mod 16 whatever the vector width; the last
- * partial group of 16 goes through a padded copy, so every loop is whole
- * vectors. */
-static void causal_softmax_row(int T, int i, const float *s, float *p)
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+
+/* nn_fast_expf lane by lane, as vector operations (the scalar function in
+ * a loop left the softmax half of the attention's forward time). */
+static inline vf vexp(vf x)
 {
-    int n = i + 1, full = n / LANES * LANES, rem = n - full;
-    float lane[LANES], tail[LANES], sum[LANES] = {0};
-    for (int l = 0; l < LANES; l++) lane[l] = -INFINITY;
-    for (int j = 0; j < full; j += LANES)
-        for (int l = 0; l < LANES; l++) lane[l] = s[j + l] > lane[l] ? s[j + l] : lane[l];
-    for (int l = 0; l < LANES; l++) tail[l] = l < rem ? s[full + l] : -INFINITY;
-    for (int l = 0; l < LANES; l++) lane[l] = tail[l] > lane[l] ? tail[l] : lane[l];
-    float m = tree_max16(lane);
-    for (int j = 0; j < full; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            float e = nn_fast_expf(s[j + l] - m);
-            p[j + l] = e;
-            sum[l] += e;
-        }
-    for (int l = 0; l < LANES; l++) {
-        float e = l < rem ? nn_fast_expf(tail[l] - m) : 0.0f;
-        tail[l] = e;
-        sum[l] += e;
-    }
-    for (int l = 0; l < rem; l++) p[full + l] = tail[l];
-    float inv = 1.0f / tree_sum16(sum);
-    for (int j = 0; j < T; j++) p[j] = j < n ? p[j] * inv : 0.0f;
+    x = vselect(x > VS(88.0f), (vf){0} + 88.0f, x);
+    x = vselect(x < VS(-87.3f), (vf){0} - 87.3f, x);
+    vf finite = vselect(x == x, x, (vf){0}); /* NaN must not reach the int conversion */
+    vf y = finite * 1.44269504088896341f + 0.5f;
+    vi n = __builtin_convertvector(y, vi); /* toward zero: one less where that rounded up */
+    n += (vi)(__builtin_convertvector(n, vf) > y);
+    vf nf = __builtin_convertvector(n, vf);
+    vf r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+    vf r2 = r * r;
+    vf q = (vf){0} + 1.9875691500e-4f;
+    q = q * r + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    q = q * r2 + r + 1.0f;
+    return q * (vf)((n + 127) << 23);
 }
 
-/* Sum of a[j] * b[j] over [0, n), in lanes as above. */
-static float lane_dot(int n, const float *a, const float *b)
+/* Elements [j, j + VEC) of a row of `len` values whose first n count:
+ * the rest read as `fill` (and never past len). */
+static inline vf load_first(const float *s, int j, int n, int len, float fill)
 {
-    int full = n / LANES * LANES, rem = n - full;
-    float sum[LANES] = {0};
-    for (int j = 0; j < full; j += LANES)
-        for (int l = 0; l < LANES; l++) sum[l] += a[j + l] * b[j + l];
-    for (int l = 0; l < LANES; l++) sum[l] += l < rem ? a[full + l] * b[full + l] : 0.0f;
-    return tree_sum16(sum);
+    if (j + VEC <= n) return vload(s + j);
+    if (j + VEC <= len) return vselect(lanes_below(n - j), vload(s + j), (vf){0} + fill);
+    float part[VEC];
+    for (int l = 0; l < VEC; l++) part[l] = j + l < n ? s[j + l] : fill;
+    return vload(part);
+}
+
+/* Rows [i0, i1) of a softmax in place (each T long, row i0 at `rows`): row
+ * i becomes the softmax of its first i + 1 scores, zeros after. Element j runs in lane j mod 16 whatever the vector
+ * width (the lanes' maxima and sums meet in a fixed tree), so results do not
+ * depend on it. Each pass runs over all the rows before the next starts:
+ * one row at a time, every pass waited on the previous one's reduction. */
+static void causal_softmax_rows(int T, int i0, int i1, float *rows)
+{
+    enum { MAX_ROWS = 16 };
+    float row_max[MAX_ROWS], row_inv[MAX_ROWS];
+    for (int b0 = i0; b0 < i1; b0 += MAX_ROWS) {
+        int b1 = b0 + MAX_ROWS < i1 ? b0 + MAX_ROWS : i1;
+        for (int i = b0; i < b1; i++) {
+            const float *s = rows + (size_t)(i - i0) * T;
+            int n = i + 1;
+            vf lane_max[GROUP_VECS];
+            for (int v = 0; v < GROUP_VECS; v++) lane_max[v] = (vf){0} - INFINITY;
+            for (int g = 0; g * LANES < n; g++)
+                for (int v = 0; v < GROUP_VECS; v++) {
+                    vf x = load_first(s, g * LANES + v * VEC, n, T, -INFINITY);
+                    lane_max[v] = vselect(x > lane_max[v], x, lane_max[v]);
+                }
+            float lanes[LANES];
+            memcpy(lanes, lane_max, sizeof lanes);
+            row_max[i - b0] = tree_max16(lanes);
+        }
+        for (int i = b0; i < b1; i++) {
+            float *s = rows + (size_t)(i - i0) * T, m = row_max[i - b0];
+            int n = i + 1;
+            vf lane_sum[GROUP_VECS];
+            for (int v = 0; v < GROUP_VECS; v++) lane_sum[v] = (vf){0};
+            for (int g = 0; g * LANES < n; g++)
+                for (int v = 0; v < GROUP_VECS; v++) {
+                    int j = g * LANES + v * VEC;
+                    vf e = vselect(lanes_below(n - j), vexp(load_first(s, j, n, T, 0.0f) - m), (vf){0});
+                    lane_sum[v] += e;
+                    if (j + VEC <= T) {
+                        vstore(s + j, e);
+                    } else {
+                        float part[VEC];
+                        vstore(part, e);
+                        for (int l = 0; j + l < T; l++) s[j + l] = part[l];
+                    }
+                }
+            float lanes[LANES];
+            memcpy(lanes, lane_sum, sizeof lanes);
+            row_inv[i - b0] = 1.0f / tree_sum16(lanes);
+        }
+        for (int i = b0; i < b1; i++) {
+            float *s = rows + (size_t)(i - i0) * T, inv = row_inv[i - b0];
+            int n = i + 1, j = 0;
+            for (; j + VEC <= T; j += VEC) vstore(s + j, vselect(lanes_below(n - j), vload(s + j) * inv, (vf){0}));
+            for (; j < T; j++) s[j] = j < n ? s[j] * inv : 0.0f;
+        }
+    }
+}
+
+/* Row i of dS from row i of dP (in d, overwritten) and of P: P * (dP -
+ * sum over j <= i of P dP) * scale up to column i, zeros after; the sum
+ * in lanes as above. */
+static void causal_softmax_grad_row(int T, int i, const float *p, float *d, float scale)
+{
+    int n = i + 1, groups = (n + LANES - 1) / LANES;
+    vf lane_sum[GROUP_VECS];
+    for (int v = 0; v < GROUP_VECS; v++) lane_sum[v] = (vf){0};
+    for (int g = 0; g < groups; g++)
+        for (int v = 0; v < GROUP_VECS; v++) {
+            int j = g * LANES + v * VEC;
+            lane_sum[v] += load_first(p, j, n, T, 0.0f) * load_first(d, j, n, T, 0.0f);
+        }
+    float lanes[LANES];
+    memcpy(lanes, lane_sum, sizeof lanes);
+    float dot = tree_sum16(lanes);
+    int j = 0;
+    for (; j + VEC <= T; j += VEC)
+        vstore(d + j, vselect(lanes_below(n - j), vload(p + j) * (vload(d + j) - dot) * scale, (vf){0}));
+    for (; j < T; j++) d[j] = j < n ? p[j] * (d[j] - dot) * scale : 0.0f;
 }
 
 /* The products of a (batch, head) pair are small (T x T x D, 64 x 64 x 32
@@ -160,8 +234,7 @@ static void small_product(int rows, int n, int k0, int k1, const float *a, int a
 /* dst (D x T) = the T x D block src (rows ld apart), transposed. */
 static void transpose_rows(int T, int D, const float *src, int ld, float *dst)
 {
-    for (int t = 0; t < T; t++)
-        for (int d = 0; d < D; d++) dst[(size_t)d * T + t] = src[(size_t)t * ld + d];
+    transpose_block(T, D, src, ld, dst, T);
 }
 
 /* Rows go in blocks of ROW_BLOCK: rows [i0, i1) attend to columns [0, i1)
@@ -191,7 +264,7 @@ static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
             float *pb = pr + (size_t)i0 * T;
             small_product(i1 - i0, score_cols(i1, T), 0, D, q + (size_t)i0 * ld, ld, 1, kt, T, c->scale, 0,
                           pb, T);
-            for (int i = i0; i < i1; i++) causal_softmax_row(T, i, pr + (size_t)i * T, pr + (size_t)i * T);
+            causal_softmax_rows(T, i0, i1, pb);
             small_product(i1 - i0, D, 0, i1, pb, T, 1, v, ld, 1.0f, 0, y + (size_t)i0 * C, C);
         }
     }
@@ -226,12 +299,8 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
             int i1 = i0 + ROW_BLOCK < T ? i0 + ROW_BLOCK : T;
             small_product(i1 - i0, score_cols(i1, T), 0, D, dy + (size_t)i0 * C, C, 1, vt, T, 1.0f, 0,
                           ds + (size_t)i0 * T, T);
-            for (int i = i0; i < i1; i++) {
-                const float *pi = pr + (size_t)i * T;
-                float *di = ds + (size_t)i * T;
-                float dot = lane_dot(i + 1, pi, di);
-                for (int j = 0; j < T; j++) di[j] = j <= i ? pi[j] * (di[j] - dot) * c->scale : 0.0f;
-            }
+            for (int i = i0; i < i1; i++)
+                causal_softmax_grad_row(T, i, pr + (size_t)i * T, ds + (size_t)i * T, c->scale);
             small_product(i1 - i0, D, 0, i1, ds + (size_t)i0 * T, T, 1, k, ld, 1.0f, acc, dq + (size_t)i0 * ld, ld);
         }
         for (int j0 = 0; j0 < T; j0 += ROW_BLOCK) { /* dK and dV by blocks of rows j: i from j0 on */
@@ -259,7 +328,7 @@ void nn_k_attention_query(int t, int D, const float *q, const float *k, const fl
         for (int d = 0; d < D; d++) s += q[d] * kj[d];
         scores[j] = s * scale;
     }
-    causal_softmax_row(t, t - 1, scores, scores);
+    causal_softmax_rows(t, t - 1, t, scores);
     for (int d = 0; d < D; d++) out[d] = 0.0f;
     for (int j = 0; j < t; j++) {
         const float *vj = v + (size_t)j * ld;
