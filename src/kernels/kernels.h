@@ -175,14 +175,14 @@ void nn_k_softmax_xent_bwd_acc(int rows, int cols, const float *prob, const int 
 /* Layer normalisation of rows x cols over each row (layernorm.c): y = (x -
  * mean) * rstd * w + b (w, b: cols each, or NULL for 1 and 0), with the
  * biased variance; stats receives (mean, rstd) per row for the backward.
- * bwd_x adds the input's gradient (scratch: 2 * cols floats per thread);
- * bwd_params adds the weight's and bias's (dw or db may be NULL). */
+ * bwd_acc adds the input's gradient to dx and the weight's and bias's to
+ * dw and db (any may be NULL), with scratch of nn_k_layernorm_bwd_scratch
+ * floats for the given thread count (nn_get_threads()). */
 void nn_k_layernorm(int rows, int cols, const float *x, const float *w, const float *b, float eps,
                     float *y, float *stats);
-void nn_k_layernorm_bwd_x_acc(int rows, int cols, const float *x, const float *w, const float *stats,
-                              const float *dy, float *scratch, float *dx);
-void nn_k_layernorm_bwd_params_acc(int rows, int cols, const float *x, const float *stats,
-                                   const float *dy, float *dw, float *db);
+size_t nn_k_layernorm_bwd_scratch(int rows, int cols, int threads);
+void nn_k_layernorm_bwd_acc(int rows, int cols, const float *x, const float *w, const float *stats,
+                            const float *dy, float *scratch, float *dx, float *dw, float *db);
 
 /* GELU, exact (erf) form (gelu.c): y and, unless deriv is NULL, the
  * derivative at each x, which the backward multiplies dy by and adds to dx

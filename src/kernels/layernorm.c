@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "nn/threads.h"
 #include "lanes.h"
 
 static float lane_sq_dev(int n, const float *x, float mean)
@@ -23,7 +24,7 @@ typedef struct ln_ctx {
     int cols;
     float eps;
     const float *x, *w, *b, *dy;
-    float *y, *stats, *dx, *scratch;
+    float *y, *stats, *dx, *scratch, *partials;
 } ln_ctx;
 
 static void ln_rows(void *p, int r0, int r1, int slot)
@@ -48,15 +49,21 @@ static void ln_rows(void *p, int r0, int r1, int slot)
 }
 
 #define LN_PAR_MIN 65536 /* elements below which threads cost more than they save */
+#define LN_PARAM_MIN LN_PAR_MIN
+/* Rows whose parameter-gradient sums are made together (fixed: the sums,
+ * and so the bits, do not depend on the thread count). */
+#define LN_PARAM_ROWS 16
 
 void nn_k_layernorm(int rows, int cols, const float *x, const float *w, const float *b, float eps,
                     float *y, float *stats)
 {
-    ln_ctx c = {cols, eps, x, w, b, NULL, y, stats, NULL, NULL};
+    ln_ctx c = {cols, eps, x, w, b, NULL, y, stats, NULL, NULL, NULL};
     nn_k_parallel_rows(rows, 1, (size_t)rows * cols >= LN_PAR_MIN, ln_rows, &c);
 }
 
-/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w. */
+/* dx += rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, and
+ * each LN_PARAM_ROWS-row block's sums of dy * xhat and dy (the weight's and
+ * bias's gradients) into its own partials, rows in order. */
 static void ln_bwd_rows(void *p, int r0, int r1, int slot)
 {
     const ln_ctx *c = p;
@@ -69,29 +76,49 @@ static void ln_bwd_rows(void *p, int r0, int r1, int slot)
             xhat[j] = (xr[j] - mean) * rstd;
             g[j] = c->w ? dyr[j] * c->w[j] : dyr[j];
         }
+        if (c->partials) {
+            float *dw = c->partials + (size_t)(r / LN_PARAM_ROWS) * 2 * n, *db = dw + n;
+            if (r % LN_PARAM_ROWS == 0)
+                for (int j = 0; j < n; j++) {
+                    dw[j] = dyr[j] * xhat[j];
+                    db[j] = dyr[j];
+                }
+            else
+                for (int j = 0; j < n; j++) {
+                    dw[j] += dyr[j] * xhat[j];
+                    db[j] += dyr[j];
+                }
+        }
+        if (!c->dx) continue;
         float g_mean = nn_lane_sum(n, g) / (float)n, gx_mean = nn_lane_dot(n, g, xhat) / (float)n;
         float *dxr = c->dx + (size_t)r * n;
         for (int j = 0; j < n; j++) dxr[j] += rstd * (g[j] - g_mean - xhat[j] * gx_mean);
     }
 }
 
-void nn_k_layernorm_bwd_x_acc(int rows, int cols, const float *x, const float *w, const float *stats,
-                              const float *dy, float *scratch, float *dx)
+size_t nn_k_layernorm_bwd_scratch(int rows, int cols, int threads)
 {
-    ln_ctx c = {cols, 0.0f, x, w, NULL, dy, NULL, (float *)stats, dx, scratch};
-    nn_k_parallel_rows(rows, 1, (size_t)rows * cols >= LN_PAR_MIN, ln_bwd_rows, &c);
+    size_t blocks = ((size_t)rows + LN_PARAM_ROWS - 1) / LN_PARAM_ROWS;
+    return ((size_t)threads + blocks) * 2 * (size_t)cols;
 }
 
-void nn_k_layernorm_bwd_params_acc(int rows, int cols, const float *x, const float *stats,
-                                   const float *dy, float *dw, float *db)
+void nn_k_layernorm_bwd_acc(int rows, int cols, const float *x, const float *w, const float *stats,
+                            const float *dy, float *scratch, float *dx, float *dw, float *db)
 {
-    /* rows in order: each column's sum is the same whatever the thread count */
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * cols, *dyr = dy + (size_t)r * cols;
-        float mean = stats[2 * (size_t)r], rstd = stats[2 * (size_t)r + 1];
-        if (dw)
-            for (int j = 0; j < cols; j++) dw[j] += dyr[j] * ((xr[j] - mean) * rstd);
-        if (db)
-            for (int j = 0; j < cols; j++) db[j] += dyr[j];
+    if (!dx && !dw && !db) return;
+    int threads = nn_get_threads(), blocks = (rows + LN_PARAM_ROWS - 1) / LN_PARAM_ROWS;
+    float *partials = dw || db ? scratch + (size_t)threads * 2 * cols : NULL;
+    ln_ctx c = {cols, 0.0f, x, w, NULL, dy, NULL, (float *)stats, dx, scratch, partials};
+    /* whole blocks to each thread: every block's partials made by one thread */
+    nn_k_parallel_rows(rows, LN_PARAM_ROWS, (size_t)rows * cols >= LN_PARAM_MIN, ln_bwd_rows, &c);
+    if (!partials) return;
+    for (int j = 0; j < cols; j++) { /* the blocks' partials added in block order */
+        float sw = 0.0f, sb = 0.0f;
+        for (int b = 0; b < blocks; b++) {
+            sw += partials[(size_t)b * 2 * cols + j];
+            sb += partials[(size_t)b * 2 * cols + cols + j];
+        }
+        if (dw) dw[j] += sw;
+        if (db) db[j] += sb;
     }
 }

@@ -66,15 +66,11 @@ static void layernorm_backward(nn_graph *g, const nn_node *n)
 {
     nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     int cols = x->shape[x->ndim - 1], rows = (int)(x->size / (size_t)cols);
-    float *dx = nn__grad(g, x);
-    if (dx) {
-        float *scratch = nn__arena_alloc(g, (size_t)nn_get_threads() * 2 * cols * sizeof(float));
-        if (!scratch) return;
-        nn_k_layernorm_bwd_x_acc(rows, cols, x->data, w ? w->data : NULL, n->aux, n->out->grad,
-                                 scratch, dx);
-    }
-    float *dw = w ? nn__grad(g, w) : NULL, *db = b ? nn__grad(g, b) : NULL;
-    if (dw || db) nn_k_layernorm_bwd_params_acc(rows, cols, x->data, n->aux, n->out->grad, dw, db);
+    float *dx = nn__grad(g, x), *dw = w ? nn__grad(g, w) : NULL, *db = b ? nn__grad(g, b) : NULL;
+    if (!dx && !dw && !db) return;
+    float *scratch = nn__arena_alloc(g, nn_k_layernorm_bwd_scratch(rows, cols, nn_get_threads()) * sizeof(float));
+    if (!scratch) return;
+    nn_k_layernorm_bwd_acc(rows, cols, x->data, w ? w->data : NULL, n->aux, n->out->grad, scratch, dx, dw, db);
 }
 
 nn_tensor *nn_layernorm(nn_graph *g, nn_tensor *x, nn_tensor *weight, nn_tensor *bias, float eps)
