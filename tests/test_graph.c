@@ -1,4 +1,5 @@
 /* The engine: accumulation, reset, the no-malloc guarantee, misuse. */
+#include <math.h>
 #include <string.h>
 
 #include "nn.h"
@@ -200,6 +201,43 @@ static void test_arena_grows_across_blocks_and_rewinds(void)
     nn_graph_free(g);
 }
 
+/* An intermediate result's gradient is used up once its op's backward has
+ * run: its buffer goes to the next gradient of the same size (the chain's
+ * gradients then take two buffers, not one per op) and the tensor keeps no
+ * gradient, while the input's is whole. */
+static void test_backward_reuses_used_up_gradients(void)
+{
+    enum { N = 1000, DEPTH = 12 };
+    nn_graph *g = nn_graph_new();
+    nn_tensor *x = nn_tensor_new1(N);
+    nn_tensor_requires_grad(x, 1);
+    for (int i = 0; i < N; i++) x->data[i] = (float)(i % 7) * 0.1f - 0.3f;
+    nn_tensor *h[DEPTH], *cur = x;
+    for (int d = 0; d < DEPTH; d++) cur = h[d] = nn_tanh(g, cur);
+    nn_tensor *loss = nn_sum(g, cur);
+    size_t before = nn_graph_get_stats(g).arena_used;
+    CHECK(nn_backward(g, loss, NULL) == NN_OK);
+    size_t grew = nn_graph_get_stats(g).arena_used - before;
+    CHECK(grew <= 3 * N * sizeof(float)); /* one per op would be 12 x N floats */
+    for (int d = 0; d < DEPTH; d++) CHECK(h[d]->grad == NULL);
+    for (int i = 0; i < N; i++) { /* d/dx of tanh applied DEPTH times */
+        double v = x->data[i], dv = 1.0;
+        for (int d = 0; d < DEPTH; d++) {
+            double t = tanh(v);
+            dv *= 1.0 - t * t;
+            v = t;
+        }
+        CHECK_NEAR(x->grad[i], dv, 1e-5);
+    }
+    /* a second backward on the same graph gives the same input gradient again */
+    float first = x->grad[5];
+    nn_tensor_zero_grad(x);
+    CHECK(nn_backward(g, loss, NULL) == NN_OK);
+    CHECK(x->grad[5] == first);
+    nn_tensor_free(x);
+    nn_graph_free(g);
+}
+
 static void test_sequential_names_params_like_pytorch(void)
 {
     nn_rng r;
@@ -235,5 +273,6 @@ const test_case graph_tests[] = {
     {"graph_reshape_shares_data", test_reshape_shares_data},
     {"graph_no_malloc_after_warmup", test_training_step_allocates_nothing_after_warmup},
     {"graph_arena_grows_and_rewinds", test_arena_grows_across_blocks_and_rewinds},
+    {"graph_backward_reuses_used_up_gradients", test_backward_reuses_used_up_gradients},
     {"sequential_names_params_like_pytorch", test_sequential_names_params_like_pytorch},
     {NULL, NULL}};

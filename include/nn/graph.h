@@ -52,7 +52,12 @@ const char *nn_graph_error(const nn_graph *g);
 
 /* Run the tape backward from loss, which must be a 1-element tensor produced
  * by ops on this graph. Seeds d(loss)/d(loss) = 1 and accumulates gradients
- * into every tensor that requires them. Calling it again on the same graph
+ * into every tensor that requires them and is not an op's output: inputs,
+ * parameters and nn_graph_tensor scratch inputs. An op's output keeps no
+ * gradient afterwards (its grad is NULL, as PyTorch keeps none for
+ * non-leaf tensors): once its op's backward has run, its buffer is reused
+ * for the next gradient of the same size, so the pass touches a few buffers
+ * that stay in cache. Calling it again on the same graph
  * (without a reset) is allowed: intermediate gradients restart from zero and
  * the parameters' gradients accumulate a second contribution, as with
  * PyTorch's retain_graph=True. Returns NN_ERR_ARG (with a message in

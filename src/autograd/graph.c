@@ -29,7 +29,21 @@ struct nn_graph {
     char error[NN_ERROR_MSG_MAX];
     char context[64]; /* prefix of misuse messages, e.g. "layer 3 (dense)" */
     size_t mallocs, arena_bytes, arena_used;
+    struct spare_grad *spare; /* released gradient buffers (see release_grad) */
 };
+
+/* A gradient buffer of an op's output whose backward has run: nothing reads
+ * it again, so the next gradient of the same size takes it over. The
+ * backward pass then works in a few buffers that are still in cache, where
+ * fresh arena memory for every gradient (a transformer step's 35 MB) went
+ * out to memory and back. The list lives in the buffers themselves (arena
+ * allocations are at least ARENA_ALIGN bytes). */
+typedef struct spare_grad {
+    struct spare_grad *next;
+    size_t bytes;
+} spare_grad;
+
+_Static_assert(sizeof(spare_grad) <= ARENA_ALIGN, "a spare buffer holds its list entry");
 
 nn_graph *nn_graph_new(void)
 {
@@ -57,6 +71,7 @@ void nn_graph_reset(nn_graph *g)
     if (!g) return;
     for (arena_block *b = g->first; b; b = b->next) b->used = 0;
     g->cur = g->first;
+    g->spare = NULL;
     g->tape_len = 0;
     g->arena_used = 0;
     g->has_error = 0;
@@ -226,12 +241,52 @@ nn_node *nn__record(nn_graph *g, nn__backward_fn backward, nn_tensor *out, nn_te
     return n;
 }
 
+static size_t arena_bytes_for(size_t bytes)
+{
+    return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+/* The most recently released spare buffer of exactly this (rounded) size,
+ * or NULL. */
+static float *take_spare_grad(nn_graph *g, size_t bytes)
+{
+    size_t need = arena_bytes_for(bytes);
+    for (spare_grad **at = &g->spare; *at; at = &(*at)->next)
+        if ((*at)->bytes == need) {
+            spare_grad *s = *at;
+            *at = s->next;
+            return (float *)(void *)s;
+        }
+    return NULL;
+}
+
+/* After node n's backward: its output's gradient is used up. Unless an
+ * input adopted the buffer (reshape, addition), it becomes spare and the
+ * output's grad is cleared (as in PyTorch, intermediate results keep no
+ * gradient; inputs and parameters keep theirs). */
+static void release_grad(nn_graph *g, const nn_node *n)
+{
+    nn_tensor *out = n->out;
+    if (!out->grad || !(out->flags & NN_IN_ARENA) || out->size == 0) return;
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] && n->in[i]->grad == out->grad) { /* now the input's */
+            out->grad = NULL;
+            return;
+        }
+    spare_grad *s = (spare_grad *)(void *)out->grad;
+    s->bytes = arena_bytes_for(out->size * sizeof(float));
+    s->next = g->spare;
+    g->spare = s;
+    out->grad = NULL;
+}
+
 float *nn__grad_fresh(nn_graph *g, nn_tensor *t, int *fresh)
 {
     *fresh = 0;
     if (!t || !(t->flags & NN_REQUIRES_GRAD)) return NULL;
     if (!t->grad) {
-        t->grad = nn__arena_alloc(g, t->size * sizeof(float));
+        t->grad = take_spare_grad(g, t->size * sizeof(float));
+        if (!t->grad) t->grad = nn__arena_alloc(g, t->size * sizeof(float));
         *fresh = t->grad != NULL;
     }
     return t->grad;
@@ -324,6 +379,7 @@ nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err)
     /* Intermediate gradients start from zero on every backward pass, so the
      * same recorded graph may be differentiated more than once. */
     for (size_t i = 0; i < g->tape_len; i++) g->tape[i].out->grad = NULL;
+    g->spare = NULL;
     float *seed = nn__grad(g, loss);
     if (!seed) return nn_error_set(err, NN_ERR_MEMORY, "nn_backward: out of memory");
     seed[0] = 1.0f;
@@ -332,6 +388,7 @@ nn_status nn_backward(nn_graph *g, nn_tensor *loss, nn_error *err)
         if (n->out->grad) n->backward(g, n);
         if (g->has_error)
             return nn_error_set(err, NN_ERR_MEMORY, "nn_backward: %s", g->error);
+        if (n->out != loss) release_grad(g, n);
     }
     return NN_OK;
 }
