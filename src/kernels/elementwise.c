@@ -16,6 +16,16 @@ void nn_k_add(size_t n, const float *a, const float *b, float *out)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void nn_k_copy(size_t n, const float *x, float *out)
+{
+    if (n <= ADD_PAR_MIN) {
+        memcpy(out, x, n * sizeof(float));
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = x[i];
+}
+
 void nn_k_sub(size_t n, const float *a, const float *b, float *out)
 {
     for (size_t i = 0; i < n; i++) out[i] = a[i] - b[i];

@@ -88,6 +88,9 @@ void nn_k_parallel_rows(int rows, int align, int parallel,
 
 /* Elementwise arithmetic over n floats. */
 void nn_k_add(size_t n, const float *a, const float *b, float *out);
+/* out = x; large copies split between threads like nn_k_add, so that each
+ * thread copies the rows its next threaded op reads */
+void nn_k_copy(size_t n, const float *x, float *out);
 void nn_k_sub(size_t n, const float *a, const float *b, float *out);
 void nn_k_mul(size_t n, const float *a, const float *b, float *out);
 void nn_k_scale(size_t n, float s, const float *a, float *out);

@@ -19,7 +19,7 @@ static void binary_backward(nn_graph *g, const nn_node *n)
             int fresh;
             if (i == 0 && nn__grad_adopt(a, n->out->grad)) continue;
             float *d = nn__grad_fresh(g, in[i], &fresh);
-            if (d && fresh) memcpy(d, dy, len * sizeof(float));
+            if (d && fresh) nn_k_copy(len, dy, d);
             else if (d) nn_k_axpy(len, 1.0f, dy, d);
         }
         return;
