@@ -6,10 +6,10 @@
  * to end, so results do not depend on the thread count. */
 #include <math.h>
 
-#include "fastmath.h"
 #include "kernels.h"
 #include "simd.h"
 #include "transpose.h"
+#include "vmath.h"
 
 typedef struct attn_ctx {
     int T, H, D;
@@ -39,31 +39,6 @@ static inline float tree_max16(const float *l)
 }
 
 enum { LANES = 16, GROUP_VECS = LANES / VEC }; /* a group of 16 lanes is GROUP_VECS vectors */
-
-static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
-
-/* nn_fast_expf lane by lane, as vector operations (the scalar function in
- * a loop left the softmax half of the attention's forward time). */
-static inline vf vexp(vf x)
-{
-    x = vselect(x > VS(88.0f), (vf){0} + 88.0f, x);
-    x = vselect(x < VS(-87.3f), (vf){0} - 87.3f, x);
-    vf finite = vselect(x == x, x, (vf){0}); /* NaN must not reach the int conversion */
-    vf y = finite * 1.44269504088896341f + 0.5f;
-    vi n = __builtin_convertvector(y, vi); /* toward zero: one less where that rounded up */
-    n += (vi)(__builtin_convertvector(n, vf) > y);
-    vf nf = __builtin_convertvector(n, vf);
-    vf r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
-    vf r2 = r * r;
-    vf q = (vf){0} + 1.9875691500e-4f;
-    q = q * r + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    q = q * r2 + r + 1.0f;
-    return q * (vf)((n + 127) << 23);
-}
 
 /* Elements [j, j + VEC) of a row of `len` values whose first n count:
  * the rest read as `fill` (and never past len). */
@@ -109,7 +84,7 @@ static void causal_softmax_rows(int T, int i0, int i1, float *rows)
             for (int g = 0; g * LANES < n; g++)
                 for (int v = 0; v < GROUP_VECS; v++) {
                     int j = g * LANES + v * VEC;
-                    vf e = vselect(lanes_below(n - j), vexp(load_first(s, j, n, T, 0.0f) - m), (vf){0});
+                    vf e = vselect(lanes_below(n - j), vexp_le88(load_first(s, j, n, T, -INFINITY) - m), (vf){0});
                     lane_sum[v] += e;
                     if (j + VEC <= T) {
                         vstore(s + j, e);

@@ -1,0 +1,39 @@
+/* exp for the vector type of simd.h, for kernels written in vectors: the
+ * scalar nn_fast_expf in a loop compiles to a floor, two conversions and
+ * clamps per vector, about three times the work of this. */
+#ifndef NN_KERNELS_VMATH_H
+#define NN_KERNELS_VMATH_H
+
+#include "simd.h"
+
+typedef unsigned vu __attribute__((vector_size(VEC * sizeof(unsigned))));
+
+/* a where mask is set, else b */
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+
+/* exp(x) for x <= 88 (larger x are not clamped: softmax and GELU pass
+ * arguments <= 0), relative error about 2e-7; below -87.3 it is exp(-87.3)
+ * (~1e-38, not 0); NaN stays NaN. The integer part n of x / ln 2 is
+ * rounded to nearest by adding 1.5 * 2^23, which leaves n in the low bits
+ * of the sum: those bits, shifted into the exponent field, are 2^n. The
+ * polynomial is fastmath.h's. */
+static inline vf vexp_le88(vf x)
+{
+    const float round_bias = 12582912.0f; /* 1.5 * 2^23 */
+    x = vselect(x < VS(-87.3f), (vf){0} - 87.3f, x);
+    vf t = x * 1.44269504088896341f + round_bias;
+    vf n = t - round_bias;
+    vf r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 split in two parts */
+    vf r2 = r * r;
+    vf p = (vf){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    vu scale = ((vu)t - 0x4B400000u + 127u) << 23;
+    return p * (vf)scale;
+}
+
+#endif
