@@ -9,6 +9,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The polynomial for exp(r), |r| <= ln2/2, in place on p (which starts at
+ * NN_EXP_P0) with r2 = r * r: one text for floats and for vectors
+ * (vmath.h), so both compute the same. */
+#define NN_EXP_P0 1.9875691500e-4f
+#define NN_EXP_POLY(p, r, r2)                                                                  \
+    ((p) = (p) * (r) + 1.3981999507e-3f, (p) = (p) * (r) + 8.3334519073e-3f,                    \
+     (p) = (p) * (r) + 4.1665795894e-2f, (p) = (p) * (r) + 1.6666665459e-1f,                    \
+     (p) = (p) * (r) + 5.0000001201e-1f, (p) = (p) * (r2) + (r) + 1.0f)
+
 static inline float nn_fast_expf(float x)
 {
     /* Clamp so 2^n stays a normal float; exp(-87.3) ~ 1.2e-38. */
@@ -18,13 +27,8 @@ static inline float nn_fast_expf(float x)
     float n = __builtin_floorf(finite * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 split in two parts */
     float r2 = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.0f;
+    float p = NN_EXP_P0;
+    NN_EXP_POLY(p, r, r2);
     int32_t bits = ((int32_t)n + 127) << 23; /* 2^n, n in [-126, 127] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);

@@ -4,6 +4,7 @@
 #ifndef NN_KERNELS_VMATH_H
 #define NN_KERNELS_VMATH_H
 
+#include "fastmath.h"
 #include "simd.h"
 
 typedef unsigned vu __attribute__((vector_size(VEC * sizeof(unsigned))));
@@ -25,13 +26,8 @@ static inline vf vexp_le88(vf x)
     vf n = t - round_bias;
     vf r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 split in two parts */
     vf r2 = r * r;
-    vf p = (vf){0} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.0f;
+    vf p = (vf){0} + NN_EXP_P0;
+    NN_EXP_POLY(p, r, r2);
     vu scale = ((vu)t - 0x4B400000u + 127u) << 23;
     return p * (vf)scale;
 }
