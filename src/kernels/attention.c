@@ -45,7 +45,7 @@ enum { LANES = 16, GROUP_VECS = LANES / VEC }; /* a group of 16 lanes is GROUP_V
 static inline vf load_first(const float *s, int j, int n, int len, float fill)
 {
     if (j + VEC <= n) return vload(s + j);
-    if (j + VEC <= len) return vselect(lanes_below(n - j), vload(s + j), (vf){0} + fill);
+    if (j + VEC <= len) return vselect(lanes_below(n - j), vload(s + j), (vf){0} + VS(fill));
     float part[VEC];
     for (int l = 0; l < VEC; l++) part[l] = j + l < n ? s[j + l] : fill;
     return vload(part);
@@ -66,7 +66,7 @@ static void causal_softmax_rows(int T, int i0, int i1, float *rows)
             const float *s = rows + (size_t)(i - i0) * T;
             int n = i + 1;
             vf lane_max[GROUP_VECS];
-            for (int v = 0; v < GROUP_VECS; v++) lane_max[v] = (vf){0} - INFINITY;
+            for (int v = 0; v < GROUP_VECS; v++) lane_max[v] = (vf){0} + VS(-INFINITY);
             for (int g = 0; g * LANES < n; g++)
                 for (int v = 0; v < GROUP_VECS; v++) {
                     vf x = load_first(s, g * LANES + v * VEC, n, T, -INFINITY);
@@ -84,7 +84,7 @@ static void causal_softmax_rows(int T, int i0, int i1, float *rows)
             for (int g = 0; g * LANES < n; g++)
                 for (int v = 0; v < GROUP_VECS; v++) {
                     int j = g * LANES + v * VEC;
-                    vf e = vselect(lanes_below(n - j), vexp_le88(load_first(s, j, n, T, -INFINITY) - m), (vf){0});
+                    vf e = vselect(lanes_below(n - j), vexp_le88(load_first(s, j, n, T, -INFINITY) - VS(m)), (vf){0});
                     lane_sum[v] += e;
                     if (j + VEC <= T) {
                         vstore(s + j, e);
@@ -101,7 +101,7 @@ static void causal_softmax_rows(int T, int i0, int i1, float *rows)
         for (int i = b0; i < b1; i++) {
             float *s = rows + (size_t)(i - i0) * T, inv = row_inv[i - b0];
             int n = i + 1, j = 0;
-            for (; j + VEC <= T; j += VEC) vstore(s + j, vselect(lanes_below(n - j), vload(s + j) * inv, (vf){0}));
+            for (; j + VEC <= T; j += VEC) vstore(s + j, vselect(lanes_below(n - j), vload(s + j) * VS(inv), (vf){0}));
             for (; j < T; j++) s[j] = j < n ? s[j] * inv : 0.0f;
         }
     }
@@ -125,7 +125,7 @@ static void causal_softmax_grad_row(int T, int i, const float *p, float *d, floa
     float dot = tree_sum16(lanes);
     int j = 0;
     for (; j + VEC <= T; j += VEC)
-        vstore(d + j, vselect(lanes_below(n - j), vload(p + j) * (vload(d + j) - dot) * scale, (vf){0}));
+        vstore(d + j, vselect(lanes_below(n - j), vload(p + j) * (vload(d + j) - VS(dot)) * VS(scale), (vf){0}));
     for (; j < T; j++) d[j] = j < n ? p[j] * (d[j] - dot) * scale : 0.0f;
 }
 

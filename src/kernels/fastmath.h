@@ -11,12 +11,13 @@
 
 /* The polynomial for exp(r), |r| <= ln2/2, in place on p (which starts at
  * NN_EXP_P0) with r2 = r * r: one text for floats and for vectors
- * (vmath.h), so both compute the same. */
+ * (vmath.h, whose S splats the constants; NN_EXP_SCALAR for floats). */
 #define NN_EXP_P0 1.9875691500e-4f
-#define NN_EXP_POLY(p, r, r2)                                                                  \
-    ((p) = (p) * (r) + 1.3981999507e-3f, (p) = (p) * (r) + 8.3334519073e-3f,                    \
-     (p) = (p) * (r) + 4.1665795894e-2f, (p) = (p) * (r) + 1.6666665459e-1f,                    \
-     (p) = (p) * (r) + 5.0000001201e-1f, (p) = (p) * (r2) + (r) + 1.0f)
+#define NN_EXP_SCALAR(c) (c)
+#define NN_EXP_POLY(p, r, r2, S)                                                               \
+    ((p) = (p) * (r) + S(1.3981999507e-3f), (p) = (p) * (r) + S(8.3334519073e-3f),              \
+     (p) = (p) * (r) + S(4.1665795894e-2f), (p) = (p) * (r) + S(1.6666665459e-1f),              \
+     (p) = (p) * (r) + S(5.0000001201e-1f), (p) = (p) * (r2) + (r) + S(1.0f))
 
 static inline float nn_fast_expf(float x)
 {
@@ -28,7 +29,7 @@ static inline float nn_fast_expf(float x)
     float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 split in two parts */
     float r2 = r * r;
     float p = NN_EXP_P0;
-    NN_EXP_POLY(p, r, r2);
+    NN_EXP_POLY(p, r, r2, NN_EXP_SCALAR);
     int32_t bits = ((int32_t)n + 127) << 23; /* 2^n, n in [-126, 127] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);

@@ -14,15 +14,16 @@
 /* Phi(x) and exp(-x^2 / 2) (the latter is reused by the derivative). */
 static inline vf normal_cdf(vf x, vf *gauss)
 {
-    vf z = x * INV_SQRT2;
-    vi neg = z < 0.0f;
+    vf z = x * VS(INV_SQRT2);
+    vi neg = z < VS(0.0f);
     vf a = vselect(neg, -z, z);
-    vf t = 1.0f / (1.0f + 0.3275911f * a);
-    vf poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    vf t = VS(1.0f) / (VS(1.0f) + VS(0.3275911f) * a);
+    vf poly = ((((VS(1.061405429f) * t - VS(1.453152027f)) * t + VS(1.421413741f)) * t - VS(0.284496736f)) * t +
+               VS(0.254829592f)) * t;
     vf e = vexp_le88(-a * a);
     *gauss = e;
     vf tail = poly * e; /* 1 - erf(|z|) */
-    return 0.5f * vselect(neg, tail, 2.0f - tail);
+    return VS(0.5f) * vselect(neg, tail, VS(2.0f) - tail);
 }
 
 /* Elements [i, i + VEC) of x, or the last n - i of them zero-padded. */
@@ -56,7 +57,7 @@ void nn_k_gelu(size_t n, const float *x, float *y, float *deriv)
         vf xv = load_part(x, i, n), e;
         vf cdf = normal_cdf(xv, &e);
         store_part(y, i, n, xv * cdf);
-        if (deriv) store_part(deriv, i, n, cdf + xv * e * INV_SQRT_2PI);
+        if (deriv) store_part(deriv, i, n, cdf + xv * e * VS(INV_SQRT_2PI));
     }
 }
 

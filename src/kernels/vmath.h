@@ -21,13 +21,13 @@ static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~m
 static inline vf vexp_le88(vf x)
 {
     const float round_bias = 12582912.0f; /* 1.5 * 2^23 */
-    x = vselect(x < VS(-87.3f), (vf){0} - 87.3f, x);
-    vf t = x * 1.44269504088896341f + round_bias;
-    vf n = t - round_bias;
-    vf r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 split in two parts */
+    x = vselect(x < VS(-87.3f), (vf){0} + VS(-87.3f), x);
+    vf t = x * VS(1.44269504088896341f) + VS(round_bias);
+    vf n = t - VS(round_bias);
+    vf r = x - n * VS(0.693359375f) + n * VS(2.12194440e-4f); /* ln 2 split in two parts */
     vf r2 = r * r;
-    vf p = (vf){0} + NN_EXP_P0;
-    NN_EXP_POLY(p, r, r2);
+    vf p = (vf){0} + VS(NN_EXP_P0);
+    NN_EXP_POLY(p, r, r2, VS);
     vu scale = ((vu)t - 0x4B400000u + 127u) << 23;
     return p * (vf)scale;
 }
