@@ -114,9 +114,15 @@ static arena_block *new_block(nn_graph *g, size_t need)
     return b;
 }
 
+/* Bytes the arena takes for an allocation of `bytes` (fewer if that overflows). */
+static size_t arena_bytes_for(size_t bytes)
+{
+    return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
 void *nn__arena_alloc(nn_graph *g, size_t bytes)
 {
-    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    size_t need = arena_bytes_for(bytes);
     if (need < bytes) return NULL;
     if (!g->cur) {
         if (!g->first && !(g->first = new_block(g, need))) goto oom;
@@ -239,11 +245,6 @@ nn_node *nn__record(nn_graph *g, nn__backward_fn backward, nn_tensor *out, nn_te
     for (int i = 0; i < n_in; i++) n->in[i] = in[i];
     out->flags |= NN_REQUIRES_GRAD;
     return n;
-}
-
-static size_t arena_bytes_for(size_t bytes)
-{
-    return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 }
 
 /* The most recently released spare buffer of exactly this (rounded) size,

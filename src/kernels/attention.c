@@ -40,71 +40,38 @@ static inline float tree_max16(const float *l)
 
 enum { LANES = 16, GROUP_VECS = LANES / VEC }; /* a group of 16 lanes is GROUP_VECS vectors */
 
-/* Elements [j, j + VEC) of a row of `len` values whose first n count:
- * the rest read as `fill` (and never past len). */
-static inline vf load_first(const float *s, int j, int n, int len, float fill)
+/* Row i of p (length T): softmax of s[0..i], zeros after. s and p may alias.
+ * Element j runs in lane j mod 16 whatever the vector width (the lanes'
+ * maxima and sums meet in a fixed tree), so results do not depend on it. */
+static void causal_softmax_row(int T, int i, const float *s, float *p)
 {
-    if (j + VEC <= n) return vload(s + j);
-    if (j + VEC <= len) return vselect(lanes_below(n - j), vload(s + j), (vf){0} + VS(fill));
-    float part[VEC];
-    for (int l = 0; l < VEC; l++) part[l] = j + l < n ? s[j + l] : fill;
-    return vload(part);
-}
-
-/* Rows [i0, i1) of a softmax in place (each T long, row i0 at `rows`): row
- * i becomes the softmax of its first i + 1 scores, zeros after. Element j runs in lane j mod 16 whatever the vector
- * width (the lanes' maxima and sums meet in a fixed tree), so results do not
- * depend on it. Each pass runs over all the rows before the next starts:
- * one row at a time, every pass waited on the previous one's reduction. */
-static void causal_softmax_rows(int T, int i0, int i1, float *rows)
-{
-    enum { MAX_ROWS = 16 };
-    float row_max[MAX_ROWS], row_inv[MAX_ROWS];
-    for (int b0 = i0; b0 < i1; b0 += MAX_ROWS) {
-        int b1 = b0 + MAX_ROWS < i1 ? b0 + MAX_ROWS : i1;
-        for (int i = b0; i < b1; i++) {
-            const float *s = rows + (size_t)(i - i0) * T;
-            int n = i + 1;
-            vf lane_max[GROUP_VECS];
-            for (int v = 0; v < GROUP_VECS; v++) lane_max[v] = (vf){0} + VS(-INFINITY);
-            for (int g = 0; g * LANES < n; g++)
-                for (int v = 0; v < GROUP_VECS; v++) {
-                    vf x = load_first(s, g * LANES + v * VEC, n, T, -INFINITY);
-                    lane_max[v] = vselect(x > lane_max[v], x, lane_max[v]);
-                }
-            float lanes[LANES];
-            memcpy(lanes, lane_max, sizeof lanes);
-            row_max[i - b0] = tree_max16(lanes);
-        }
-        for (int i = b0; i < b1; i++) {
-            float *s = rows + (size_t)(i - i0) * T, m = row_max[i - b0];
-            int n = i + 1;
-            vf lane_sum[GROUP_VECS];
-            for (int v = 0; v < GROUP_VECS; v++) lane_sum[v] = (vf){0};
-            for (int g = 0; g * LANES < n; g++)
-                for (int v = 0; v < GROUP_VECS; v++) {
-                    int j = g * LANES + v * VEC;
-                    vf e = vselect(lanes_below(n - j), vexp_le88(load_first(s, j, n, T, -INFINITY) - VS(m)), (vf){0});
-                    lane_sum[v] += e;
-                    if (j + VEC <= T) {
-                        vstore(s + j, e);
-                    } else {
-                        float part[VEC];
-                        vstore(part, e);
-                        for (int l = 0; j + l < T; l++) s[j + l] = part[l];
-                    }
-                }
-            float lanes[LANES];
-            memcpy(lanes, lane_sum, sizeof lanes);
-            row_inv[i - b0] = 1.0f / tree_sum16(lanes);
-        }
-        for (int i = b0; i < b1; i++) {
-            float *s = rows + (size_t)(i - i0) * T, inv = row_inv[i - b0];
-            int n = i + 1, j = 0;
-            for (; j + VEC <= T; j += VEC) vstore(s + j, vselect(lanes_below(n - j), vload(s + j) * VS(inv), (vf){0}));
-            for (; j < T; j++) s[j] = j < n ? s[j] * inv : 0.0f;
-        }
+    int n = i + 1, groups = (n + LANES - 1) / LANES;
+    vf lane_max[GROUP_VECS], lane_sum[GROUP_VECS];
+    for (int v = 0; v < GROUP_VECS; v++) {
+        lane_max[v] = (vf){0} + VS(-INFINITY);
+        lane_sum[v] = (vf){0};
     }
+    for (int g = 0; g < groups; g++)
+        for (int v = 0; v < GROUP_VECS; v++) {
+            vf x = vload_head(s, (size_t)(g * LANES + v * VEC), (size_t)n, (size_t)T, -INFINITY);
+            lane_max[v] = vselect(x > lane_max[v], x, lane_max[v]);
+        }
+    float lanes[LANES];
+    memcpy(lanes, lane_max, sizeof lanes);
+    float m = tree_max16(lanes);
+    for (int g = 0; g < groups; g++)
+        for (int v = 0; v < GROUP_VECS; v++) {
+            size_t j = (size_t)(g * LANES + v * VEC);
+            vf x = vload_head(s, j, (size_t)n, (size_t)T, -INFINITY);
+            vf e = vselect(lanes_below(n - (int)j), vexp_le88(x - VS(m)), (vf){0});
+            lane_sum[v] += e;
+            vstore_head(p, j, (size_t)T, e);
+        }
+    memcpy(lanes, lane_sum, sizeof lanes);
+    float inv = 1.0f / tree_sum16(lanes);
+    int j = 0;
+    for (; j + VEC <= T; j += VEC) vstore(p + j, vselect(lanes_below(n - j), vload(p + j) * VS(inv), (vf){0}));
+    for (; j < T; j++) p[j] = j < n ? p[j] * inv : 0.0f;
 }
 
 /* Row i of dS from row i of dP (in d, overwritten) and of P: P * (dP -
@@ -118,7 +85,8 @@ static void causal_softmax_grad_row(int T, int i, const float *p, float *d, floa
     for (int g = 0; g < groups; g++)
         for (int v = 0; v < GROUP_VECS; v++) {
             int j = g * LANES + v * VEC;
-            lane_sum[v] += load_first(p, j, n, T, 0.0f) * load_first(d, j, n, T, 0.0f);
+            lane_sum[v] += vload_head(p, (size_t)j, (size_t)n, (size_t)T, 0.0f) *
+                           vload_head(d, (size_t)j, (size_t)n, (size_t)T, 0.0f);
         }
     float lanes[LANES];
     memcpy(lanes, lane_sum, sizeof lanes);
@@ -206,12 +174,6 @@ static void small_product(int rows, int n, int k0, int k1, const float *a, int a
         }
 }
 
-/* dst (D x T) = the T x D block src (rows ld apart), transposed. */
-static void transpose_rows(int T, int D, const float *src, int ld, float *dst)
-{
-    transpose_block(T, D, src, ld, dst, T);
-}
-
 /* Rows go in blocks of ROW_BLOCK: rows [i0, i1) attend to columns [0, i1)
  * only (with T = 64 and blocks of 8, 56% of the full squares). */
 enum { ROW_BLOCK = 8 };
@@ -233,13 +195,13 @@ static void attn_fwd_pairs(void *p, int r0, int r1, int slot)
         int b = pair / c->H, h = pair % c->H;
         const float *q = c->qkv + (size_t)b * T * ld + (size_t)h * D, *k = q + C, *v = q + 2 * C;
         float *pr = c->p_out + (size_t)pair * T * T, *y = c->y + (size_t)b * T * C + (size_t)h * D;
-        transpose_rows(T, D, k, ld, kt);
+        transpose_block(T, D, k, ld, kt, T); /* K^T: D x T */
         for (int i0 = 0; i0 < T; i0 += ROW_BLOCK) {
             int i1 = i0 + ROW_BLOCK < T ? i0 + ROW_BLOCK : T;
             float *pb = pr + (size_t)i0 * T;
             small_product(i1 - i0, score_cols(i1, T), 0, D, q + (size_t)i0 * ld, ld, 1, kt, T, c->scale, 0,
                           pb, T);
-            causal_softmax_rows(T, i0, i1, pb);
+            for (int i = i0; i < i1; i++) causal_softmax_row(T, i, pr + (size_t)i * T, pr + (size_t)i * T);
             small_product(i1 - i0, D, 0, i1, pb, T, 1, v, ld, 1.0f, 0, y + (size_t)i0 * C, C);
         }
     }
@@ -269,7 +231,7 @@ static void attn_bwd_pairs(void *p, int r0, int r1, int slot)
         float *dq = c->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
         const float *pr = c->probs + (size_t)pair * T * T;
         const float *dy = c->dy + (size_t)b * T * C + (size_t)h * D;
-        transpose_rows(T, D, v, ld, vt);
+        transpose_block(T, D, v, ld, vt, T); /* V^T */
         for (int i0 = 0; i0 < T; i0 += ROW_BLOCK) { /* dP, dS and dQ by blocks of rows */
             int i1 = i0 + ROW_BLOCK < T ? i0 + ROW_BLOCK : T;
             small_product(i1 - i0, score_cols(i1, T), 0, D, dy + (size_t)i0 * C, C, 1, vt, T, 1.0f, 0,
@@ -303,7 +265,7 @@ void nn_k_attention_query(int t, int D, const float *q, const float *k, const fl
         for (int d = 0; d < D; d++) s += q[d] * kj[d];
         scores[j] = s * scale;
     }
-    causal_softmax_rows(t, t - 1, t, scores);
+    causal_softmax_row(t, t - 1, scores, scores);
     for (int d = 0; d < D; d++) out[d] = 0.0f;
     for (int j = 0; j < t; j++) {
         const float *vj = v + (size_t)j * ld;

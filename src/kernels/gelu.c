@@ -3,8 +3,6 @@
  * element, so erf is Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7,
  * below float rounding of 1 + erf) over vmath.h's exp, in whole vectors
  * (the tail through a padded copy, so every element takes the same path). */
-#include <string.h>
-
 #include "kernels.h"
 #include "vmath.h"
 
@@ -26,26 +24,6 @@ static inline vf normal_cdf(vf x, vf *gauss)
     return VS(0.5f) * vselect(neg, tail, VS(2.0f) - tail);
 }
 
-/* Elements [i, i + VEC) of x, or the last n - i of them zero-padded. */
-static inline vf load_part(const float *x, size_t i, size_t n)
-{
-    if (i + VEC <= n) return vload(x + i);
-    float part[VEC] = {0};
-    memcpy(part, x + i, (n - i) * sizeof(float));
-    return vload(part);
-}
-
-static inline void store_part(float *y, size_t i, size_t n, vf v)
-{
-    if (i + VEC <= n) {
-        vstore(y + i, v);
-        return;
-    }
-    float part[VEC];
-    vstore(part, v);
-    memcpy(y + i, part, (n - i) * sizeof(float));
-}
-
 #define GELU_PAR_MIN 32768 /* elements below which threads cost more than they save */
 
 void nn_k_gelu(size_t n, const float *x, float *y, float *deriv)
@@ -54,10 +32,10 @@ void nn_k_gelu(size_t n, const float *x, float *y, float *deriv)
 #pragma omp parallel for schedule(static) if (n > GELU_PAR_MIN)
     for (long v = 0; v < vectors; v++) {
         size_t i = (size_t)v * VEC;
-        vf xv = load_part(x, i, n), e;
+        vf xv = vload_head(x, i, n, n, 0.0f), e;
         vf cdf = normal_cdf(xv, &e);
-        store_part(y, i, n, xv * cdf);
-        if (deriv) store_part(deriv, i, n, cdf + xv * e * VS(INV_SQRT_2PI));
+        vstore_head(y, i, n, xv * cdf);
+        if (deriv) vstore_head(deriv, i, n, cdf + xv * e * VS(INV_SQRT_2PI));
     }
 }
 

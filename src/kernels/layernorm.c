@@ -3,6 +3,7 @@
  * Reductions run in fixed-order lanes (lanes.h): the same results on every
  * build and thread count. */
 #include <math.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "nn/threads.h"
@@ -49,7 +50,6 @@ static void ln_rows(void *p, int r0, int r1, int slot)
 }
 
 #define LN_PAR_MIN 65536 /* elements below which threads cost more than they save */
-#define LN_PARAM_MIN LN_PAR_MIN
 /* Rows whose parameter-gradient sums are made together (fixed: the sums,
  * and so the bits, do not depend on the thread count). */
 #define LN_PARAM_ROWS 16
@@ -78,16 +78,11 @@ static void ln_bwd_rows(void *p, int r0, int r1, int slot)
         }
         if (c->partials) {
             float *dw = c->partials + (size_t)(r / LN_PARAM_ROWS) * 2 * n, *db = dw + n;
-            if (r % LN_PARAM_ROWS == 0)
-                for (int j = 0; j < n; j++) {
-                    dw[j] = dyr[j] * xhat[j];
-                    db[j] = dyr[j];
-                }
-            else
-                for (int j = 0; j < n; j++) {
-                    dw[j] += dyr[j] * xhat[j];
-                    db[j] += dyr[j];
-                }
+            if (r % LN_PARAM_ROWS == 0) memset(dw, 0, 2 * (size_t)n * sizeof(float)); /* the block's first row */
+            for (int j = 0; j < n; j++) {
+                dw[j] += dyr[j] * xhat[j];
+                db[j] += dyr[j];
+            }
         }
         if (!c->dx) continue;
         float g_mean = nn_lane_sum(n, g) / (float)n, gx_mean = nn_lane_dot(n, g, xhat) / (float)n;
@@ -110,7 +105,7 @@ void nn_k_layernorm_bwd_acc(int rows, int cols, const float *x, const float *w, 
     float *partials = dw || db ? scratch + (size_t)threads * 2 * cols : NULL;
     ln_ctx c = {cols, 0.0f, x, w, NULL, dy, NULL, (float *)stats, dx, scratch, partials};
     /* whole blocks to each thread: every block's partials made by one thread */
-    nn_k_parallel_rows(rows, LN_PARAM_ROWS, (size_t)rows * cols >= LN_PARAM_MIN, ln_bwd_rows, &c);
+    nn_k_parallel_rows(rows, LN_PARAM_ROWS, (size_t)rows * cols >= LN_PAR_MIN, ln_bwd_rows, &c);
     if (!partials) return;
     for (int j = 0; j < cols; j++) { /* the blocks' partials added in block order */
         float sw = 0.0f, sb = 0.0f;

@@ -12,6 +12,29 @@ typedef unsigned vu __attribute__((vector_size(VEC * sizeof(unsigned))));
 /* a where mask is set, else b */
 static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
 
+/* Elements [j, j + VEC) of a row of len floats of which the first n count
+ * (n <= len): the others read as fill, and nothing past len is read. */
+static inline vf vload_head(const float *s, size_t j, size_t n, size_t len, float fill)
+{
+    if (j + VEC <= n) return vload(s + j);
+    if (j + VEC <= len) return vselect(lanes_below((int)(n - j)), vload(s + j), (vf){0} + VS(fill));
+    float part[VEC];
+    for (size_t l = 0; l < VEC; l++) part[l] = j + l < n ? s[j + l] : fill;
+    return vload(part);
+}
+
+/* Stores v at [j, j + VEC) of a row of len floats, not past its end. */
+static inline void vstore_head(float *p, size_t j, size_t len, vf v)
+{
+    if (j + VEC <= len) {
+        vstore(p + j, v);
+        return;
+    }
+    float part[VEC];
+    vstore(part, v);
+    for (size_t l = 0; j + l < len; l++) p[j + l] = part[l];
+}
+
 /* exp(x) for x <= 88 (larger x are not clamped: softmax and GELU pass
  * arguments <= 0), relative error about 2e-7; below -87.3 it is exp(-87.3)
  * (~1e-38, not 0); NaN stays NaN. The integer part n of x / ln 2 is
