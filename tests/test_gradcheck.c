@@ -1168,7 +1168,14 @@ static void test_grad_layernorm(void)
     int ok = gradcheck("layernorm", b_layernorm, in, 3, NULL);
     free_all(in, 3);
     CHECK(ok);
+    /* a width of whole 16-lane groups: the vector path */
+    nn_tensor *in32[3] = {input(&r, 2, (int[]){5, 32}, 0), input(&r, 1, (int[]){32}, 0),
+                          input(&r, 1, (int[]){32}, 0)};
+    ok = gradcheck("layernorm, width 32", b_layernorm, in32, 3, NULL);
+    free_all(in32, 3);
+    CHECK(ok);
     UNARY_CHECK(b_layernorm_plain, "layernorm without affine", 2, SHAPE(4, 37), 0, NULL);
+    UNARY_CHECK(b_layernorm_plain, "layernorm without affine, width 16", 2, SHAPE(3, 16), 0, NULL);
     nn_graph *g = nn_graph_new();
     nn_graph_set_abort_on_error(g, 0);
     nn_tensor *x = nn_tensor_new(2, (int[]){3, 4}), *w = nn_tensor_new(1, (int[]){5});

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "lanes.h"
 #include "simd.h"
 #include "transpose.h"
 #include "vmath.h"
@@ -19,16 +20,9 @@ typedef struct attn_ctx {
     int fresh;
 } attn_ctx;
 
-/* Lanes of a row's sums and maxima combined as a fixed tree (a chain of 15
- * dependent additions per row was a fifth of the attention's time). */
-static inline float tree_sum16(const float *l)
-{
-    float a[8];
-    for (int i = 0; i < 8; i++) a[i] = l[i] + l[i + 8];
-    for (int i = 0; i < 4; i++) a[i] += a[i + 4];
-    return (a[0] + a[2]) + (a[1] + a[3]);
-}
-
+/* Lanes of a row's maxima combined as a fixed tree, like its sums
+ * (nn_lane_total): a chain of 15 dependent steps per row was a fifth of
+ * the attention's time. */
 static inline float tree_max16(const float *l)
 {
     float a[8];
@@ -68,7 +62,7 @@ static void causal_softmax_row(int T, int i, const float *s, float *p)
             vstore_head(p, j, (size_t)T, e);
         }
     memcpy(lanes, lane_sum, sizeof lanes);
-    float inv = 1.0f / tree_sum16(lanes);
+    float inv = 1.0f / nn_lane_total(lanes);
     int j = 0;
     for (; j + VEC <= T; j += VEC) vstore(p + j, vselect(lanes_below(n - j), vload(p + j) * VS(inv), (vf){0}));
     for (; j < T; j++) p[j] = j < n ? p[j] * inv : 0.0f;
@@ -90,7 +84,7 @@ static void causal_softmax_grad_row(int T, int i, const float *p, float *d, floa
         }
     float lanes[LANES];
     memcpy(lanes, lane_sum, sizeof lanes);
-    float dot = tree_sum16(lanes);
+    float dot = nn_lane_total(lanes);
     int j = 0;
     for (; j + VEC <= T; j += VEC)
         vstore(d + j, vselect(lanes_below(n - j), vload(p + j) * (vload(d + j) - VS(dot)) * VS(scale), (vf){0}));
