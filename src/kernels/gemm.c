@@ -58,8 +58,9 @@ static float *grow(float **buf, size_t *cap, size_t n)
  * `start` of a dimension of length `total`: size, or less at the end. */
 static inline int span(int total, int start, int size) { return total - start < size ? total - start : size; }
 
-/* c[0..mr) x [0..nr) += a-panel (kc x MR; with a_rows set, MR rows of the
- * stored A, lda apart, read in place) times the first nv vectors of
+/* c[0..mr) x [0..nr) += a-panel (kc x MR; read in place when a_mode is
+ * A_ROWS: MR rows of the stored A, lda apart, or A_COLS: MR consecutive
+ * columns of the stored K x M A^T, its rows lda apart) times the first nv vectors of
  * each row of a b-panel (kc x NR), or = when overwrite is set (C's old
  * contents are not read; 2: the tile's only write, by streaming stores
  * where the tile is whole and aligned, see STREAM_C_BYTES). Only the
@@ -67,10 +68,12 @@ static inline int span(int total, int start, int size) { return total - start < 
  * two rows costs a quarter of a full one, not all of it (each row's sums
  * are the same either way). The accumulators start at zero and are added
  * to C once, so C's value does not depend on how K is split between calls
- * beyond the KC blocking. Inlined with nv, rows and a_rows constant, so
+ * beyond the KC blocking. Inlined with nv, rows and a_mode constant, so
  * acc stays in registers. */
+enum { A_PACKED, A_ROWS, A_COLS };
+
 static inline __attribute__((always_inline)) void
-micro_tile(int nv, int rows, int a_rows, int kc, const float *restrict a, int lda,
+micro_tile(int nv, int rows, int a_mode, int kc, const float *restrict a, int lda,
            const float *restrict b, float *restrict c, int ldc, int mr, int nr, int overwrite)
 {
     /* Fetch the C tile for writing while the k loop runs: C is often far
@@ -92,8 +95,8 @@ micro_tile(int nv, int rows, int a_rows, int kc, const float *restrict a, int ld
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++)
 #pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[r][v] += VS(a_rows ? a[(size_t)r * lda + k] : a[r]) * bv[v];
-        if (!a_rows) a += MR;
+            for (int v = 0; v < nv; v++) acc[r][v] += VS(a_mode == A_ROWS ? a[(size_t)r * lda + k] : a[r]) * bv[v];
+        if (a_mode != A_ROWS) a += a_mode == A_COLS ? (size_t)lda : MR;
         b += NR;
     }
 #if defined(__AVX512F__)
@@ -130,11 +133,11 @@ micro_tile_cols(int rows, int kc, const float *restrict a, const float *restrict
                 float *restrict c, int ldc, int mr, int nr, int overwrite)
 {
     if (nr > 2 * VEC)
-        micro_tile(NV, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+        micro_tile(NV, rows, A_PACKED, kc, a, 0, b, c, ldc, mr, nr, overwrite);
     else if (nr > VEC)
-        micro_tile(2, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+        micro_tile(2, rows, A_PACKED, kc, a, 0, b, c, ldc, mr, nr, overwrite);
     else
-        micro_tile(1, rows, 0, kc, a, 0, b, c, ldc, mr, nr, overwrite);
+        micro_tile(1, rows, A_PACKED, kc, a, 0, b, c, ldc, mr, nr, overwrite);
 }
 
 /* ... and edge tiles of one or two rows (a thread's 26 of a 50-row LSTM
@@ -150,16 +153,30 @@ static void micro_kernel(int kc, const float *restrict a, const float *restrict 
         micro_tile_cols(2, kc, a, b, c, ldc, mr, nr, overwrite);
 }
 
-/* The same for a full tile whose A rows are read in place (lda apart). */
+/* The same for a full tile whose A is read in place (a_mode A_ROWS or
+ * A_COLS, lda apart). */
+static inline __attribute__((always_inline)) void
+micro_kernel_in_place(int a_mode, int kc, const float *restrict a, int lda, const float *restrict b,
+                      float *restrict c, int ldc, int nr, int overwrite)
+{
+    if (nr > 2 * VEC)
+        micro_tile(NV, MR, a_mode, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+    else if (nr > VEC)
+        micro_tile(2, MR, a_mode, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+    else
+        micro_tile(1, MR, a_mode, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+}
+
 static void micro_kernel_a_rows(int kc, const float *restrict a, int lda, const float *restrict b,
                                 float *restrict c, int ldc, int nr, int overwrite)
 {
-    if (nr > 2 * VEC)
-        micro_tile(NV, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
-    else if (nr > VEC)
-        micro_tile(2, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
-    else
-        micro_tile(1, MR, 1, kc, a, lda, b, c, ldc, MR, nr, overwrite);
+    micro_kernel_in_place(A_ROWS, kc, a, lda, b, c, ldc, nr, overwrite);
+}
+
+static void micro_kernel_a_cols(int kc, const float *restrict a, int lda, const float *restrict b,
+                                float *restrict c, int ldc, int nr, int overwrite)
+{
+    micro_kernel_in_place(A_COLS, kc, a, lda, b, c, ldc, nr, overwrite);
 }
 
 
@@ -418,13 +435,23 @@ static int split_along_m(int M, int N, int p)
     return prefer_m;
 }
 
-/* One C tile's K block: A's rows read in place (a_rows, lda apart) when
- * they are given and the tile is full, else its packed tile at pa. */
-static inline void tile_product(int kc, const float *a_rows, int lda, const float *pa, const float *panel,
+/* Where op(A)'s element (tile t's row 0, p0) is in the stored A, counted
+ * from the tiles' first (lda apart; stored K x M when ta). */
+static inline size_t a_offset(int ta, int lda, int t, int p0)
+{
+    return ta ? (size_t)t * MR + (size_t)p0 * lda : (size_t)t * MR * lda + p0;
+}
+
+/* One C tile's K block: A read in place (a_in: row 0 of op(A)'s tile at
+ * its K block, lda apart; stored transposed when ta) when it is given and
+ * the tile is full, else its packed tile at pa. */
+static inline void tile_product(int kc, int ta, const float *a_in, int lda, const float *pa, const float *panel,
                                 float *c, int ldc, int mr, int nr, int overwrite)
 {
-    if (a_rows && mr == MR)
-        micro_kernel_a_rows(kc, a_rows, lda, panel, c, ldc, nr, overwrite);
+    if (a_in && mr == MR && ta)
+        micro_kernel_a_cols(kc, a_in, lda, panel, c, ldc, nr, overwrite);
+    else if (a_in && mr == MR)
+        micro_kernel_a_rows(kc, a_in, lda, panel, c, ldc, nr, overwrite);
     else
         micro_kernel(kc, pa, panel, c, ldc, mr, nr, overwrite);
 }
@@ -433,10 +460,11 @@ static inline void tile_product(int kc, const float *a_rows, int lda, const floa
  * slice of op(B) (unless panel holds it packed already) and run the
  * micro-kernel down the column, whose tile it0 is at c_top. pa holds the
  * block's packed A tiles from it0 on, except the full tiles read in place
- * when a_rows is set (row 0 of tile it0 of the stored A, lda apart). */
+ * when a_in is set (op(A)'s element (row 0 of tile it0, 0) in the stored
+ * A, transposed when ta, lda apart). */
 static void sweep_column(const b_operand *b, int M, int N, const float *panel, float *c_top, int ldc,
                          int p0, int kc, int jt, int it0, int it1, const float *pa, int overwrite,
-                         const float *a_rows, int lda)
+                         int ta, const float *a_in, int lda)
 {
     int nr = span(N, jt * NR, NR);
     if (!panel) {
@@ -444,7 +472,7 @@ static void sweep_column(const b_operand *b, int M, int N, const float *panel, f
         panel = pack_b_local;
     }
     for (int it = it0; it < it1; it++)
-        tile_product(kc, a_rows ? a_rows + (size_t)(it - it0) * MR * lda + p0 : NULL, lda,
+        tile_product(kc, ta, a_in ? a_in + a_offset(ta, lda, it - it0, p0) : NULL, lda,
                      pa + (size_t)(it - it0) * MR * kc, panel, c_top + (size_t)(it - it0) * MR * ldc, ldc,
                      span(M, it * MR, MR), nr, overwrite);
 }
@@ -453,10 +481,10 @@ static void sweep_column(const b_operand *b, int M, int N, const float *panel, f
  * whose panels are packed in panels (kc x NR each, in order), the tile
  * (it, jt0) at c_left; A as in tile_product. */
 static void sweep_row(int M, int N, const float *panels, float *c_left, int ldc, int kc, int it,
-                      int jt0, int jt1, const float *pa, int overwrite, const float *a_rows, int lda)
+                      int jt0, int jt1, const float *pa, int overwrite, int ta, const float *a_in, int lda)
 {
     for (int jt = jt0; jt < jt1; jt++)
-        tile_product(kc, a_rows, lda, pa, panels + (size_t)(jt - jt0) * kc * NR,
+        tile_product(kc, ta, a_in, lda, pa, panels + (size_t)(jt - jt0) * kc * NR,
                      c_left + (size_t)(jt - jt0) * NR, ldc, span(M, it * MR, MR), span(N, jt * NR, NR),
                      overwrite);
 }
@@ -570,8 +598,8 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
      * +15%, 2500 x 128 x 512 +5% (an LSTM's output layer and input
      * gradient); with many columns (conv2 fwd, 81) packed tiles stream
      * better (4% faster, and 12% for 1024^3). */
-    const float *a_rows = !ta && alpha == 1.0f && jt1 - jt0 <= A_IN_PLACE_MAX_TILES ? A + (size_t)i0 * lda : NULL;
-    int pack_from = a_rows ? (m < rows ? it1 - 1 : it1) : it0; /* the tiles packed: an edge tile */
+    const float *a_in = alpha == 1.0f && jt1 - jt0 <= A_IN_PLACE_MAX_TILES ? A + a_offset(ta, lda, it0, 0) : NULL;
+    int pack_from = a_in ? (m < rows ? it1 - 1 : it1) : it0; /* the tiles packed: an edge tile */
     if (resident) { /* all of A's K blocks, then each column through them */
         for (int kb = 0; kb < kblocks; kb++) {
             int p0 = kb * kc_max, kc = span(K, p0, kc_max);
@@ -584,11 +612,11 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
                 int p0 = kb * kc_max, kc = span(K, p0, kc_max);
                 sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt), c_top,
                              cb ? NR : ldc, p0, kc, jt, it0, it1, pa + kb * a_block,
-                             kb == 0 ? first_store : 0, a_rows, lda);
+                             kb == 0 ? first_store : 0, ta, a_in, lda);
             }
             if (cb) sink->store(sink->ctx, i0, m, b->j0 + jt * NR, span(N, jt * NR, NR), cb, NR);
         }
-    } else if (a_rows && !b->packed && grow(&pack_b_row, &pack_b_row_cap, (size_t)(jt1 - jt0) * kc_max * NR)) {
+    } else if (a_in && !b->packed && grow(&pack_b_row, &pack_b_row_cap, (size_t)(jt1 - jt0) * kc_max * NR)) {
         /* A read in place from memory, across a few columns of tiles: each K
          * block's panels of op(B) are packed first and then each row of
          * tiles runs across them, so that A's rows stream in once per K
@@ -606,7 +634,7 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
             for (int it = it0; it < it1; it++)
                 sweep_row(M, N, pack_b_row, C + (size_t)it * MR * ldc + (size_t)jt0 * NR, ldc, kc, it, jt0,
                           jt1, pa + (size_t)(it - it0) * MR * kc, kb == 0 ? first_store : 0,
-                          a_rows + (size_t)(it - it0) * MR * lda + p0, lda);
+                          ta, a_in + a_offset(ta, lda, it - it0, p0), lda);
         }
     } else {
         for (int kb = 0; kb < kblocks; kb++) { /* each K block through every column */
@@ -615,7 +643,7 @@ static int gemm_rect(int ta, int M, int N, int K, float alpha, const float *A, i
             for (int jt = jt0; jt < jt1; jt++)
                 sweep_column(b, M, N, packed_panel(b->packed, N, kc_max, kb, jt),
                              C + (size_t)i0 * ldc + (size_t)jt * NR, ldc, p0, kc, jt, it0, it1, pa,
-                             kb == 0 ? first_store : 0, a_rows, lda);
+                             kb == 0 ? first_store : 0, ta, a_in, lda);
         }
     }
 #if defined(__AVX512F__)
