@@ -5,6 +5,7 @@
 
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
+#include "ops_internal.h"
 
 enum { OP_ADD, OP_SUB, OP_MUL };
 
@@ -41,7 +42,8 @@ static void binary_backward(nn_graph *g, const nn_node *n)
     }
 }
 
-static nn_tensor *binary(nn_graph *g, const char *name, int op, nn_tensor *a, nn_tensor *b)
+/* a op b, in a new tensor or (over_b: addition only) in b's buffer. */
+static nn_tensor *binary(nn_graph *g, const char *name, int op, nn_tensor *a, nn_tensor *b, int over_b)
 {
     nn_tensor *in[2] = {a, b};
     if (!nn__inputs_ok(g, name, in, 2)) return NULL;
@@ -50,7 +52,7 @@ static nn_tensor *binary(nn_graph *g, const char *name, int op, nn_tensor *a, nn
         return nn__fail(g, name, "shapes must be equal: a %s vs b %s", nn__shape(a, &sa),
                         nn__shape(b, &sb));
     }
-    nn_tensor *y = nn__new_output(g, a->ndim, a->shape);
+    nn_tensor *y = over_b ? nn__new_alias(g, b, b->ndim, b->shape) : nn__new_output(g, a->ndim, a->shape);
     if (!y) return NULL;
     if (op == OP_ADD)
         nn_k_add(a->size, a->data, b->data, y->data);
@@ -63,9 +65,11 @@ static nn_tensor *binary(nn_graph *g, const char *name, int op, nn_tensor *a, nn
     return y;
 }
 
-nn_tensor *nn_add(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_add", OP_ADD, a, b); }
-nn_tensor *nn_sub(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_sub", OP_SUB, a, b); }
-nn_tensor *nn_mul(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_mul", OP_MUL, a, b); }
+nn_tensor *nn_add(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_add", OP_ADD, a, b, 0); }
+nn_tensor *nn_sub(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_sub", OP_SUB, a, b, 0); }
+nn_tensor *nn_mul(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_mul", OP_MUL, a, b, 0); }
+/* the addition's backward reads neither input: b's buffer is free to take the sum */
+nn_tensor *nn__add_over(nn_graph *g, nn_tensor *a, nn_tensor *b) { return binary(g, "nn_add", OP_ADD, a, b, 1); }
 
 static void scale_backward(nn_graph *g, const nn_node *n)
 {

@@ -8,6 +8,7 @@
 
 #include "../autograd/graph_internal.h"
 #include "../kernels/kernels.h"
+#include "ops_internal.h"
 
 /* ---- embedding --------------------------------------------------------- */
 
@@ -110,10 +111,12 @@ static void gelu_backward(nn_graph *g, const nn_node *n)
     nn_k_gelu_bwd(n->out->size, n->aux, n->out->grad, !fresh, dx);
 }
 
-nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x)
+/* gelu(x) into a new tensor or (over_x) x's buffer: the backward reads only
+ * the derivative kept in aux. */
+static nn_tensor *gelu(nn_graph *g, nn_tensor *x, int over_x)
 {
     if (!nn__inputs_ok(g, "nn_gelu", &x, 1)) return NULL;
-    nn_tensor *y = nn__new_output(g, x->ndim, x->shape);
+    nn_tensor *y = over_x ? nn__new_alias(g, x, x->ndim, x->shape) : nn__new_output(g, x->ndim, x->shape);
     if (!y) return NULL;
     /* with a backward to come, the forward's erf and exp give the derivative too */
     float *deriv = nn__wants_grad(g, &x, 1) ? nn__arena_alloc(g, x->size * sizeof(float)) : NULL;
@@ -123,6 +126,10 @@ nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x)
     if (n) n->aux = deriv;
     return y;
 }
+
+nn_tensor *nn_gelu(nn_graph *g, nn_tensor *x) { return gelu(g, x, 0); }
+
+nn_tensor *nn__gelu_over(nn_graph *g, nn_tensor *x) { return gelu(g, x, 1); }
 
 /* ---- causal self-attention --------------------------------------------- */
 
