@@ -21,10 +21,10 @@
 
 typedef struct options {
     const char *data, *save, *resume, *prompt, *recipe;
-    int batch, context, blocks, heads, width, steps, warmup, threads, sample, quiet, eval_every;
+    int batch, context, blocks, heads, width, steps, warmup, threads, replicas, sample, quiet, eval_every;
     float lr, min_lr, beta1, beta2, weight_decay, clip, temperature;
     uint64_t seed;
-    int set_lr, set_min_lr, set_warmup, set_beta2, set_wd, set_batch, set_clip;
+    int set_lr, set_min_lr, set_warmup, set_beta2, set_wd, set_batch, set_clip, set_replicas;
 } options;
 
 static void usage(FILE *out)
@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "  --eval-every N     report train/validation loss every N steps (default 100)\n"
             "  --seed N           seed of the initial weights and the windows (default 1)\n"
             "  --threads N        threads for the kernels (default: all cores)\n"
+            "  --replicas N       copies of the model that each train on a slice of every batch,\n"
+            "                     one thread each (default 2; results depend on N, not on --threads)\n"
             "  --save FILE        checkpoint (safetensors, PyTorch names) at every report\n"
             "  --resume FILE      continue training from a checkpoint (bit for bit): the model,\n"
             "                     optimizer, step, windows and recipe come from the file\n"
@@ -76,7 +78,7 @@ static int parse_args(int argc, char **argv, options *o)
         static const char *const flags[] = {
             "--data", "--recipe", "--lr", "--min-lr", "--warmup", "--beta2", "--weight-decay", "--clip",
             "--batch", "--context", "--blocks", "--heads", "--width", "--steps", "--eval-every", "--seed",
-            "--threads", "--save", "--resume", "--sample", "--temperature", "--prompt", NULL};
+            "--threads", "--replicas", "--save", "--resume", "--sample", "--temperature", "--prompt", NULL};
         int known = 0;
         for (int k = 0; flags[k]; k++) known |= !strcmp(a, flags[k]);
         if (!known) {
@@ -105,6 +107,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--steps")) ok = cli_int(a, v, 0, 100000000, &o->steps);
         else if (!strcmp(a, "--eval-every")) ok = cli_int(a, v, 1, 100000000, &o->eval_every);
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
+        else if (!strcmp(a, "--replicas")) ok = cli_int(a, v, 1, 64, &o->replicas), o->set_replicas = 1;
         else if (!strcmp(a, "--sample")) ok = cli_int(a, v, 1, 100000000, &o->sample);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 1e-3, 100.0, &o->temperature);
@@ -267,7 +270,7 @@ static int save_checkpoint(const options *o, const corpus *c, nn_layer *m, nn_op
                            const nn_rng *rng)
 {
     char hex[513], s_step[32], s_rng[NN_RNG_STRING_MAX], s_lr[32], s_min[32], s_warm[32], s_b2[32], s_wd[32],
-        s_batch[32], s_clip[32];
+        s_batch[32], s_clip[32], s_replicas[32];
     vocab_to_hex(&c->v, hex);
     snprintf(s_step, sizeof s_step, "%ld", step);
     nn_rng_to_string(rng, s_rng);
@@ -278,13 +281,14 @@ static int save_checkpoint(const options *o, const corpus *c, nn_layer *m, nn_op
     snprintf(s_wd, sizeof s_wd, "%.9g", (double)o->weight_decay);
     snprintf(s_batch, sizeof s_batch, "%d", o->batch);
     snprintf(s_clip, sizeof s_clip, "%.9g", (double)o->clip);
+    snprintf(s_replicas, sizeof s_replicas, "%d", o->replicas);
     const char *meta[] = {"format", CHECKPOINT_FORMAT, "vocab_hex", hex, "step", s_step, "rng", s_rng,
                           "lr", s_lr, "min_lr", s_min, "warmup", s_warm, "beta2", s_b2,
-                          "weight_decay", s_wd, "batch", s_batch, "clip", s_clip};
+                          "weight_decay", s_wd, "batch", s_batch, "clip", s_clip, "replicas", s_replicas};
     nn_model_save_opts so = {0};
     so.optim = opt;
     so.meta_kv = meta;
-    so.meta_count = 11;
+    so.meta_count = 12;
     nn_error err;
     if (nn_model_save(o->save, m, &so, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
@@ -325,7 +329,7 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
     const char *lr = nn_safetensors_meta(st, "lr"), *min = nn_safetensors_meta(st, "min_lr");
     const char *warm = nn_safetensors_meta(st, "warmup"), *b2 = nn_safetensors_meta(st, "beta2");
     const char *wd = nn_safetensors_meta(st, "weight_decay"), *batch = nn_safetensors_meta(st, "batch");
-    const char *clip = nn_safetensors_meta(st, "clip");
+    const char *clip = nn_safetensors_meta(st, "clip"), *replicas = nn_safetensors_meta(st, "replicas");
     /* the run's recipe continues unless overridden on the command line */
     if (lr && !o->set_lr) o->lr = strtof(lr, NULL);
     if (min && !o->set_min_lr) o->min_lr = strtof(min, NULL);
@@ -333,7 +337,10 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
     if (b2 && !o->set_beta2) o->beta2 = strtof(b2, NULL);
     if (wd && !o->set_wd) o->weight_decay = strtof(wd, NULL);
     if (clip && !o->set_clip) o->clip = strtof(clip, NULL);
-    if (batch && !o->set_batch && !cli_int("batch", batch, 1, 100000, &o->batch)) {
+    /* a checkpoint from before replicas was trained by one model */
+    if (!o->set_replicas) o->replicas = 1;
+    if ((batch && !o->set_batch && !cli_int("batch", batch, 1, 100000, &o->batch)) ||
+        (replicas && !o->set_replicas && !cli_int("replicas", replicas, 1, 64, &o->replicas))) {
         nn_layer_free(m);
         return NULL;
     }
@@ -341,11 +348,63 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
     return m;
 }
 
+/* Data-parallel training: replica i takes windows [B*i/R, B*(i+1)/R) of
+ * every batch, its loss scaled by its share so that the replicas'
+ * gradients add up to the whole batch's mean. */
+typedef struct train_step {
+    nn_layer **models;
+    nn_tensor **x;    /* each replica's windows */
+    const int *targets; /* the whole batch's */
+    int B, T, R;
+    float *loss; /* each replica's scaled loss */
+} train_step;
+
+static nn_status replica_step(void *ctx, int i, nn_graph *g)
+{
+    train_step *s = ctx;
+    int b0 = s->B * i / s->R, b1 = s->B * (i + 1) / s->R;
+    nn_tensor *loss = nn_scale(g, loss_of(s->models[i], g, s->x[i], s->targets + (size_t)b0 * s->T),
+                               (float)(b1 - b0) / (float)s->B);
+    if (!loss) return NN_ERR_MEMORY;
+    s->loss[i] = loss->data[0];
+    return nn_backward(g, loss, NULL);
+}
+
+/* Replicas 1..R-1 of m (same configuration; their initial values are
+ * overwritten by m's) with their parameter lists, and each replica's input
+ * tensor for its slice of B windows. 0 on failure (message printed). */
+static int make_replicas(nn_layer *m, nn_gpt_config cfg, int R, int B, nn_layer **models, nn_params *lists,
+                         nn_tensor **x)
+{
+    nn_rng scratch;
+    nn_rng_seed(&scratch, 0);
+    for (int i = 0; i < R; i++) {
+        if (i > 0) {
+            if (!(models[i] = nn_gpt_new(cfg, &scratch))) {
+                fprintf(stderr, "error: %s\n", nn_layer_last_error());
+                return 0;
+            }
+            nn_layer_set_training(models[i], 1);
+            nn_params_init(&lists[i]);
+            if (nn_layer_params(models[i], &lists[i])) {
+                fprintf(stderr, "error: out of memory for replica %d\n", i);
+                return 0;
+            }
+        }
+        if (!(x[i] = nn_tensor_new(2, (int[]){B * (i + 1) / R - B * i / R, cfg.context}))) {
+            fprintf(stderr, "error: out of memory for replica %d\n", i);
+            return 0;
+        }
+    }
+    models[0] = m;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     options o = {.recipe = "libnn", .prompt = "\n", .batch = 12, .context = 64, .blocks = 4, .heads = 4,
                  .width = 128, .steps = 2000, .eval_every = 100, .beta1 = 0.9f, .clip = 1.0f,
-                 .temperature = 0.8f, .seed = 1};
+                 .temperature = 0.8f, .seed = 1, .replicas = 2};
     if (!parse_args(argc, argv, &o)) return 2;
     if (o.threads) nn_set_threads(o.threads);
     corpus c = {0};
@@ -405,21 +464,41 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: text too short for --context %d\n", T);
         return 1;
     }
-    nn_tensor *x = nn_tensor_new(2, (int[]){B, T});
+    int R = o.replicas;
+    if (R > B) {
+        fprintf(stderr, "error: --replicas %d is more than --batch %d (each replica needs a window)\n", R, B);
+        return 1;
+    }
+    nn_tensor *x = nn_tensor_new(2, (int[]){B, T}), *rx[64] = {0};
     int *targets = malloc(sizeof(int) * (size_t)T * B);
     size_t *starts = malloc(sizeof(size_t) * (size_t)B);
     nn_graph *g = nn_graph_new();
+    nn_layer *models[64] = {0};
+    nn_params lists[64];
+    float replica_loss[64];
+    nn_gpt_config cfg = {c.v.size, T, o.blocks, o.heads, o.width};
+    lists[0] = params;
     if (!x || !targets || !starts || !g) {
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
+    if (!make_replicas(m, cfg, R, B, models, lists, rx)) return 1;
+    nn_params *list_ptrs[64];
+    for (int i = 0; i < R; i++) list_ptrs[i] = &lists[i];
+    nn_error err;
+    nn_replicas *replicas = nn_replicas_new(R, list_ptrs, &err);
+    if (!replicas) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    train_step step = {models, rx, targets, B, T, R, replica_loss};
     printf("char_gpt: %zu characters (%d distinct), %zu train / %zu validation; %d blocks x %d heads, "
            "width %d, context %d, %zu parameters\n",
            c.len, c.v.size, train_len, val_len, o.blocks, o.heads, o.width, T, nn_params_numel(&params));
     printf("recipe %s: batch %d, AdamW lr %g (warmup %d, cosine to %g), betas %g/%g, weight decay %g on "
-           "matrices, clip %g, %d steps, %d threads\n",
+           "matrices, clip %g, %d steps, %d replicas, %d threads\n",
            o.recipe, B, (double)o.lr, o.warmup, (double)o.min_lr, (double)o.beta1, (double)o.beta2,
-           (double)o.weight_decay, (double)o.clip, o.steps, nn_get_threads());
+           (double)o.weight_decay, (double)o.clip, o.steps, R, nn_get_threads());
     fflush(stdout);
     if (step0 >= o.steps) printf("the checkpoint is at step %ld, --steps is %d: nothing to train\n", step0, o.steps);
 
@@ -431,23 +510,29 @@ int main(int argc, char **argv)
         for (int b = 0; b < B; b++) /* as torch.randint(len - T - 1): [0, train_len - T - 1) */
             starts[b] = (size_t)nn_rng_below(&rng, (uint64_t)(train_len - (size_t)T - 1));
         fill_windows(&c, starts, B, T, x, targets);
+        for (int i = 0; i < R; i++) /* each replica's windows */
+            memcpy(rx[i]->data, x->data + (size_t)(B * i / R) * T, rx[i]->size * sizeof(float));
         double t0 = cli_now();
         nn_optim_set_lr(opt, nn_lr_cosine(o.lr, o.min_lr, s, o.steps, o.warmup));
-        nn_graph_reset(g);
         nn_optim_zero_grad(opt);
-        nn_tensor *loss = loss_of(m, g, x, targets);
-        if (!loss || !isfinite(loss->data[0])) {
+        nn_status run = nn_replicas_run(replicas, replica_step, &step);
+        double loss = 0;
+        for (int i = 0; i < R; i++) loss += replica_loss[i];
+        if (run != NN_OK || !isfinite(loss)) {
             progress_end(&bar);
-            fprintf(stderr, "error: loss is %g at step %ld; stopping (lower --lr)\n",
-                    loss ? (double)loss->data[0] : NAN, s + 1);
+            if (run != NN_OK)
+                fprintf(stderr, "error: %s at step %ld\n", nn_status_name(run), s + 1);
+            else
+                fprintf(stderr, "error: loss is %g at step %ld; stopping (lower --lr)\n", loss, s + 1);
             status = 3;
             break;
         }
-        nn_backward(g, loss, NULL);
+        nn_replicas_reduce(replicas, 1.0f);
         if (o.clip > 0) nn_clip_grad_norm(&params, o.clip);
         nn_optim_step(opt);
+        nn_replicas_sync(replicas);
         t_train += cli_now() - t0;
-        window_loss += loss->data[0];
+        window_loss += loss;
         window++;
         progress_update(&bar, window, window_loss / window, -1, (long)window * T * B);
         if (window == o.eval_every || s + 1 == o.steps) {
@@ -473,6 +558,12 @@ int main(int argc, char **argv)
     free(c.ids);
     nn_tensor_free(x);
     nn_graph_free(g);
+    nn_replicas_free(replicas);
+    for (int i = 1; i < R; i++) {
+        nn_params_free(&lists[i]);
+        nn_layer_free(models[i]);
+    }
+    for (int i = 0; i < R; i++) nn_tensor_free(rx[i]);
     nn_optim_free(opt);
     nn_params_free(&params);
     nn_layer_free(m);

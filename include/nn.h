@@ -16,6 +16,7 @@
 #include "nn/dataset.h"
 #include "nn/csv.h"
 #include "nn/train.h"
+#include "nn/replicas.h"
 #include "nn/quant.h"
 
 #define NN_VERSION "0.1.0"

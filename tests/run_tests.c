@@ -11,12 +11,14 @@
 
 extern const test_case tensor_tests[], gemm_tests[], gradcheck_tests[], graph_tests[],
     optim_tests[], data_tests[], io_tests[], layer_tests[], train_tests[], trainer_tests[],
-    own_data_tests[], alloc_tests[], transformer_tests[], infer_tests[], qrecurrent_tests[];
+    own_data_tests[], alloc_tests[], transformer_tests[], infer_tests[], qrecurrent_tests[],
+    replica_tests[];
 
 static const test_case *const suites[] = {tensor_tests, gemm_tests, gradcheck_tests, graph_tests,
                                           optim_tests,  data_tests, io_tests,   layer_tests,
                                           train_tests,  trainer_tests, own_data_tests, alloc_tests,
-                                          transformer_tests, infer_tests, qrecurrent_tests};
+                                          transformer_tests, infer_tests, qrecurrent_tests,
+                                          replica_tests};
 
 int test_failed, test_skipped;
 static char skip_reason[256];
