@@ -496,59 +496,83 @@ static double lstm_step_ms(const bench_opts *o)
 }
 
 /* W4: one char-GPT training step on random windows of random characters
- * (value[0], ms), and generation: tokens per second through the key/value
- * cache over whole contexts (value[1]). */
+ * (value[0], ms) as char_gpt runs it by default: two replicas, each on 6 of
+ * the 12 windows on its own thread (replicas.h); and generation: tokens per
+ * second through the key/value cache over whole contexts (value[1]). */
+enum { W4_T = 64, W4_B = 12, W4_V = 65, W4_REPLICAS = 2 };
+
+typedef struct w4_step {
+    nn_layer *m[W4_REPLICAS];
+    nn_tensor *x[W4_REPLICAS];
+    int *targets; /* the whole batch's */
+} w4_step;
+
+static nn_status w4_replica(void *ctx, int i, nn_graph *g)
+{
+    w4_step *s = ctx;
+    int rows = W4_B / W4_REPLICAS;
+    nn_tensor *logits = nn_reshape(g, nn_layer_forward(s->m[i], g, s->x[i]), 2, (int[]){rows * W4_T, W4_V});
+    nn_tensor *loss = nn_scale(g, nn_softmax_cross_entropy(g, logits, s->targets + i * rows * W4_T),
+                               1.0f / W4_REPLICAS);
+    return loss ? nn_backward(g, loss, NULL) : NN_ERR_MEMORY;
+}
+
 static void gpt_bench(const bench_opts *o, double out[2])
 {
-    const int T = 64, B = 12, V = 65;
+    const int T = W4_T, V = W4_V, rows = W4_B / W4_REPLICAS;
     nn_rng r;
     nn_rng_seed(&r, 1);
     nn_gpt_config cfg = {V, T, 4, 4, 128};
-    nn_layer *m = nn_gpt_new(cfg, &r);
-    nn_params p;
-    nn_params_init(&p);
-    nn_layer_params(m, &p);
+    w4_step st;
+    nn_params p[W4_REPLICAS], *lists[W4_REPLICAS];
+    for (int i = 0; i < W4_REPLICAS; i++) {
+        st.m[i] = nn_gpt_new(cfg, &r);
+        st.x[i] = nn_tensor_new(2, (int[]){rows, T});
+        nn_params_init(&p[i]);
+        nn_layer_params(st.m[i], &p[i]);
+        lists[i] = &p[i];
+    }
+    nn_replicas *rep = nn_replicas_new(W4_REPLICAS, lists, NULL);
     nn_adam_opts ao = {1e-3f, 0.9f, 0.99f, 1e-8f, 0.1f};
-    nn_optim *opt = nn_optim_adamw_new(&p, ao);
+    nn_optim *opt = nn_optim_adamw_new(&p[0], ao);
     nn_optim_decay_matrices_only(opt);
-    nn_graph *g = nn_graph_new();
-    nn_tensor *x = nn_tensor_new(2, (int[]){B, T});
-    int *targets = malloc(sizeof(int) * T * B);
+    st.targets = malloc(sizeof(int) * T * W4_B);
     double v[32], tok[32];
-    for (int rep = -1; rep < o->reps; rep++) {
+    for (int rep_i = -1; rep_i < o->reps; rep_i++) {
         int steps = 20;
         double t0 = now();
         for (int s = 0; s < steps; s++) {
-            for (int i = 0; i < T * B; i++) {
-                x->data[i] = (float)nn_rng_below(&r, V);
-                targets[i] = (int)nn_rng_below(&r, V);
+            for (int i = 0; i < T * W4_B; i++) {
+                st.x[i / (rows * T)]->data[i % (rows * T)] = (float)nn_rng_below(&r, V);
+                st.targets[i] = (int)nn_rng_below(&r, V);
             }
-            nn_graph_reset(g);
             nn_optim_zero_grad(opt);
-            nn_tensor *logits = nn_reshape(g, nn_layer_forward(m, g, x), 2, (int[]){B * T, V});
-            nn_tensor *loss = nn_softmax_cross_entropy(g, logits, targets);
-            nn_backward(g, loss, NULL);
-            nn_clip_grad_norm(&p, 1.0f);
+            nn_replicas_run(rep, w4_replica, &st);
+            nn_replicas_reduce(rep, 1.0f);
+            nn_clip_grad_norm(&p[0], 1.0f);
             nn_optim_step(opt);
+            nn_replicas_sync(rep);
         }
-        if (rep >= 0) v[rep] = 1e3 * (now() - t0) / steps;
-        nn_gpt_cache *cache = nn_gpt_cache_new(m);
+        if (rep_i >= 0) v[rep_i] = 1e3 * (now() - t0) / steps;
+        nn_gpt_cache *cache = nn_gpt_cache_new(st.m[0]);
         float logits[65];
         int n = 0;
         t0 = now();
         for (int k = 0; k < 8; k++, nn_gpt_cache_reset(cache))
             for (int t = 0; t < T; t++, n++) nn_gpt_cache_step(cache, (int)nn_rng_below(&r, V), logits);
-        if (rep >= 0) tok[rep] = n / (now() - t0);
+        if (rep_i >= 0) tok[rep_i] = n / (now() - t0);
         nn_gpt_cache_free(cache);
     }
     out[0] = median(v, o->reps);
     out[1] = median(tok, o->reps);
-    free(targets);
-    nn_tensor_free(x);
-    nn_graph_free(g);
+    free(st.targets);
+    nn_replicas_free(rep);
     nn_optim_free(opt);
-    nn_params_free(&p);
-    nn_layer_free(m);
+    for (int i = 0; i < W4_REPLICAS; i++) {
+        nn_tensor_free(st.x[i]);
+        nn_params_free(&p[i]);
+        nn_layer_free(st.m[i]);
+    }
 }
 
 /* ---- running each workload in its own process ---- */
