@@ -56,7 +56,10 @@ typedef nn_status (*nn_replica_fn)(void *ctx, int replica, nn_graph *g);
 
 /* Reset each replica's graph and call fn for it, up to nn_get_threads()
  * replicas at the same time on their own threads; inside fn the kernels
- * run on the calling thread only. Returns NN_OK, or the status of the
+ * run on the calling thread only (so use as many replicas as threads to
+ * keep every core busy), and fn must touch only replica i's model and
+ * data. With one thread the replicas run one after another, each with
+ * the kernels' full thread count. Returns NN_OK, or the status of the
  * lowest-numbered replica whose fn failed. */
 nn_status nn_replicas_run(nn_replicas *r, nn_replica_fn fn, void *ctx);
 
