@@ -58,8 +58,8 @@ typedef nn_status (*nn_replica_fn)(void *ctx, int replica, nn_graph *g);
  * replicas at the same time on their own threads; inside fn the kernels
  * run on the calling thread only (so use as many replicas as threads to
  * keep every core busy), and fn must touch only replica i's model and
- * data. With one thread the replicas run one after another, each with
- * the kernels' full thread count. Returns NN_OK, or the status of the
+ * data. One replica, or one thread, runs them one after another with the
+ * kernels' usual thread count. Returns NN_OK, or the status of the
  * lowest-numbered replica whose fn failed. */
 nn_status nn_replicas_run(nn_replicas *r, nn_replica_fn fn, void *ctx);
 
