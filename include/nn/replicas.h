@@ -37,8 +37,8 @@ typedef struct nn_replicas nn_replicas;
  * the same structure); params[0] is the model the optimizer steps. The
  * lists must hold tensors of the same names and shapes in the same order;
  * every tensor's values are copied from params[0] into the other lists.
- * The lists and their models are not copied: keep them until
- * nn_replicas_free. NULL with the reason in err (may be NULL) on a
+ * The array is copied, the lists and their models are not: keep those
+ * until nn_replicas_free. NULL with the reason in err (may be NULL) on a
  * mismatch, bad arguments or no memory. */
 nn_replicas *nn_replicas_new(int n, nn_params *const *params, nn_error *err);
 

@@ -14,7 +14,7 @@
 
 struct nn_replicas {
     int n;
-    nn_params *const *params; /* n lists, params[0] the model's */
+    nn_params **params; /* the n lists (this array is a copy), params[0] the model's */
     nn_graph **graphs;
     nn_status *status;
     size_t total; /* floats in one list */
@@ -49,11 +49,12 @@ nn_replicas *nn_replicas_new(int n, nn_params *const *params, nn_error *err)
     nn_replicas *r = calloc(1, sizeof *r);
     if (!r) return replicas_fail(NULL, err, NN_ERR_MEMORY, "nn_replicas_new: %s (%d replicas)", "out of memory", n);
     r->n = n;
-    r->params = params;
+    r->params = malloc((size_t)n * sizeof *r->params);
     r->graphs = calloc((size_t)n, sizeof *r->graphs);
     r->status = calloc((size_t)n, sizeof *r->status);
-    if (!r->graphs || !r->status)
+    if (!r->params || !r->graphs || !r->status)
         return replicas_fail(r, err, NN_ERR_MEMORY, "nn_replicas_new: %s (%d replicas)", "out of memory", n);
+    memcpy(r->params, params, (size_t)n * sizeof *r->params);
     for (int i = 0; i < n; i++)
         if (!(r->graphs[i] = nn_graph_new()))
             return replicas_fail(r, err, NN_ERR_MEMORY, "nn_replicas_new: %s for replica %d", "no graph", i);
@@ -68,6 +69,7 @@ void nn_replicas_free(nn_replicas *r)
     for (int i = 0; r->graphs && i < r->n; i++) nn_graph_free(r->graphs[i]);
     free(r->graphs);
     free(r->status);
+    free(r->params);
     free(r);
 }
 
