@@ -18,6 +18,7 @@
 
 #define CHECKPOINT_FORMAT "libnn-char-gpt-1"
 #define VAL_BATCH 128 /* validation windows per forward pass */
+#define MAX_REPLICAS 64
 
 typedef struct options {
     const char *data, *save, *resume, *prompt, *recipe;
@@ -108,7 +109,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--steps")) ok = cli_int(a, v, 0, 100000000, &o->steps);
         else if (!strcmp(a, "--eval-every")) ok = cli_int(a, v, 1, 100000000, &o->eval_every);
         else if (!strcmp(a, "--threads")) ok = cli_int(a, v, 1, 1024, &o->threads);
-        else if (!strcmp(a, "--replicas")) ok = cli_int(a, v, 1, 64, &o->replicas), o->set_replicas = 1;
+        else if (!strcmp(a, "--replicas")) ok = cli_int(a, v, 1, MAX_REPLICAS, &o->replicas), o->set_replicas = 1;
         else if (!strcmp(a, "--sample")) ok = cli_int(a, v, 1, 100000000, &o->sample);
         else if (!strcmp(a, "--seed")) ok = cli_u64(a, v, &o->seed);
         else ok = cli_float(a, v, 1e-3, 100.0, &o->temperature);
@@ -341,7 +342,7 @@ static nn_layer *load_checkpoint(const char *path, options *o, corpus *c, nn_saf
     /* a checkpoint from before replicas was trained by one model */
     if (!o->set_replicas) o->replicas = 1;
     if ((batch && !o->set_batch && !cli_int("batch", batch, 1, 100000, &o->batch)) ||
-        (replicas && !o->set_replicas && !cli_int("replicas", replicas, 1, 64, &o->replicas))) {
+        (replicas && !o->set_replicas && !cli_int("replicas", replicas, 1, MAX_REPLICAS, &o->replicas))) {
         nn_layer_free(m);
         return NULL;
     }
@@ -470,21 +471,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: --replicas %d is more than --batch %d (each replica needs a window)\n", R, B);
         return 1;
     }
-    nn_tensor *x = nn_tensor_new(2, (int[]){B, T}), *rx[64] = {0};
+    nn_tensor *rx[MAX_REPLICAS] = {0}; /* each replica's windows */
     int *targets = malloc(sizeof(int) * (size_t)T * B);
     size_t *starts = malloc(sizeof(size_t) * (size_t)B);
     nn_graph *g = nn_graph_new();
-    nn_layer *models[64] = {0};
-    nn_params lists[64];
-    float replica_loss[64];
+    nn_layer *models[MAX_REPLICAS] = {0};
+    nn_params lists[MAX_REPLICAS];
+    float replica_loss[MAX_REPLICAS];
     nn_gpt_config cfg = {c.v.size, T, o.blocks, o.heads, o.width};
     lists[0] = params;
-    if (!x || !targets || !starts || !g) {
+    if (!targets || !starts || !g) {
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
     if (!make_replicas(m, cfg, R, B, models, lists, rx)) return 1;
-    nn_params *list_ptrs[64];
+    nn_params *list_ptrs[MAX_REPLICAS];
     for (int i = 0; i < R; i++) list_ptrs[i] = &lists[i];
     nn_error err;
     nn_replicas *replicas = nn_replicas_new(R, list_ptrs, &err);
@@ -510,9 +511,10 @@ int main(int argc, char **argv)
     for (long s = step0; s < o.steps; s++) {
         for (int b = 0; b < B; b++) /* as torch.randint(len - T - 1): [0, train_len - T - 1) */
             starts[b] = (size_t)nn_rng_below(&rng, (uint64_t)(train_len - (size_t)T - 1));
-        fill_windows(&c, starts, B, T, x, targets);
-        for (int i = 0; i < R; i++) /* each replica's windows */
-            memcpy(rx[i]->data, x->data + (size_t)(B * i / R) * T, rx[i]->size * sizeof(float));
+        for (int i = 0; i < R; i++) { /* each replica's windows; the targets stay whole */
+            int b0 = B * i / R;
+            fill_windows(&c, starts + b0, B * (i + 1) / R - b0, T, rx[i], targets + (size_t)b0 * T);
+        }
         double t0 = cli_now();
         nn_optim_set_lr(opt, nn_lr_cosine(o.lr, o.min_lr, s, o.steps, o.warmup));
         nn_optim_zero_grad(opt);
@@ -557,7 +559,6 @@ int main(int argc, char **argv)
     free(targets);
     free(starts);
     free(c.ids);
-    nn_tensor_free(x);
     nn_graph_free(g);
     nn_replicas_free(replicas);
     for (int i = 1; i < R; i++) {

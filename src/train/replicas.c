@@ -125,11 +125,10 @@ static void reduce_span(const nn_replicas *r, int t, size_t lo, size_t hi, float
     for (int i = 1; i < r->n; i++) {
         float *g = r->params[i]->tensors[t]->grad;
         if (!g) continue;
-        for (size_t j = lo; j < hi; j++) acc[j] += g[j];
+        nn_k_axpy(hi - lo, 1.0f, g + lo, acc + lo);
         memset(g + lo, 0, (hi - lo) * sizeof(float));
     }
-    if (scale != 1.0f)
-        for (size_t j = lo; j < hi; j++) acc[j] *= scale;
+    if (scale != 1.0f) nn_k_scale(hi - lo, scale, acc + lo, acc + lo);
 }
 
 static void sync_span(const nn_replicas *r, int t, size_t lo, size_t hi)
